@@ -1,0 +1,54 @@
+# Two commands for a fresh Debian/Ubuntu machine: `make demo` and `make test`.
+# Both set up what is missing first; set-up is idempotent.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+APT_PACKAGES := libusb-1.0-0 libosmesa6
+# Pinned: these releases come from local disk on the project's machines.
+TORCH := torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.setup-done
+
+.PHONY: setup demo test apt bench clean
+
+setup: apt $(STAMP)
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "Missing Debian packages:$$missing"; \
+	    echo "Install them as root:  sudo apt-get install$$missing"; \
+	    echo "(open3d/pyrealsense2 need libusb-1.0-0; MuJoCo offscreen rendering needs libosmesa6)"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel setuptools
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e ".[ros,test]" $(TORCH)
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/dpros demo --out demo_out
+
+# pytest exit 5 means "no tests ran": that is a failure here, never a pass.
+test: setup
+	@$(PY) -m pytest test -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+bench: setup
+	$(PY) bench/inference.py
+
+clean:
+	rm -rf $(VENV) demo_out bench_out *.egg-info

@@ -1,0 +1,347 @@
+"""Typed configuration: one dataclass per concern, validated on construction.
+
+Config files live in ``config/*.yaml``. A file holds ``policy:`` and ``train:`` sections and may hold
+``variants:`` (named partial overrides, e.g. ``small`` for CPU training). ``load_config`` merges
+file → variant → ``key.path=value`` overrides, then builds the dataclasses with dacite (strict: an
+unknown key is an error that names it).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dacite
+import yaml
+
+from . import constants as C
+from .errors import ConfigError
+
+NORMALIZE_MODES = ("limits", "gaussian", "identity")
+
+
+def _require(cond: bool, name: str, expected: str, got: Any) -> None:
+    if not cond:
+        raise ConfigError(f"config field '{name}': expected {expected}, got {got!r}")
+
+
+@dataclass
+class ObservationSpec:
+    """One observation stream: its type, per-step shape and where the dataset keeps it."""
+
+    type: str
+    shape: tuple[int, ...]
+    dataset_key: str | None = None  # key under data/ in the zarr store; None → the observation key
+    normalize: str = "limits"  # limits ([-1, 1] from min/max) | gaussian (mean/std) | identity
+
+    def __post_init__(self):
+        _require(self.type in C.OBS_TYPES, "observations.*.type", f"one of {C.OBS_TYPES}", self.type)
+        _require(all(int(s) > 0 for s in self.shape), "observations.*.shape", "positive sizes", self.shape)
+        _require(self.normalize in NORMALIZE_MODES, "observations.*.normalize", f"one of {NORMALIZE_MODES}",
+                 self.normalize)
+        if self.type == C.OBS_POINT_CLOUD:
+            _require(len(self.shape) == 2 and self.shape[1] in (3, 6), "observations.<point_cloud>.shape",
+                     "[num_points, 3 (xyz) or 6 (xyz+rgb)]", self.shape)
+        elif self.type == C.OBS_RGB:
+            _require(len(self.shape) == 3 and self.shape[2] == 3, "observations.<rgb>.shape",
+                     "[height, width, 3] (HWC, uint8)", self.shape)
+        elif self.type == C.OBS_WRENCH:
+            _require(tuple(self.shape) == (6,), "observations.<wrench>.shape", "[6] (force xyz, torque xyz)",
+                     self.shape)
+        else:
+            _require(len(self.shape) == 1, "observations.<low_dim>.shape", "[dim]", self.shape)
+
+
+@dataclass
+class ActionConfig:
+    representation: str = C.ACTION_ABS_EE
+    dim: int = 10
+    dataset_key: str = C.ACTION
+    normalize: str = "limits"
+    # Observation key whose first 9 values are the current end-effector pose (position + 6D
+    # rotation); needed by rel_ee to express actions in the current end-effector frame.
+    pose_key: str | None = None
+
+    def __post_init__(self):
+        _require(self.representation in C.ACTION_REPRESENTATIONS, "action.representation",
+                 f"one of {C.ACTION_REPRESENTATIONS}", self.representation)
+        _require(self.dim > 0, "action.dim", "> 0", self.dim)
+        _require(self.normalize in NORMALIZE_MODES, "action.normalize", f"one of {NORMALIZE_MODES}",
+                 self.normalize)
+        if self.representation in (C.ACTION_ABS_EE, C.ACTION_REL_EE):
+            _require(self.dim in (C.EE_POSE_DIM, C.EE_POSE_DIM + 1), "action.dim",
+                     "9 (position + 6D rotation) or 10 (+ gripper) for an end-effector representation",
+                     self.dim)
+        if self.representation == C.ACTION_REL_EE:
+            _require(self.pose_key is not None, "action.pose_key",
+                     "the observation key holding the current end-effector pose", self.pose_key)
+
+
+@dataclass
+class PointEncoderConfig:
+    kind: str = "dp3"  # dp3 (DP3's per-point MLP + max-pool) | idp3 (iDP3 multi-stage)
+    hidden_dims: tuple[int, ...] = (64, 128, 256)
+    out_dim: int = 64
+
+    def __post_init__(self):
+        _require(self.kind in ("dp3", "idp3"), "encoders.point_cloud.kind", "dp3 or idp3", self.kind)
+        _require(len(self.hidden_dims) >= 1 and min(self.hidden_dims) > 0,
+                 "encoders.point_cloud.hidden_dims", "a non-empty list of positive widths", self.hidden_dims)
+        _require(self.out_dim > 0, "encoders.point_cloud.out_dim", "> 0", self.out_dim)
+
+
+@dataclass
+class ImageEncoderConfig:
+    crop_shape: tuple[int, int] = (84, 84)  # random crop when training, center crop at inference
+    num_keypoints: int = 32  # spatial-softmax keypoints
+    out_dim: int = 64
+
+    def __post_init__(self):
+        _require(len(self.crop_shape) == 2 and min(self.crop_shape) >= 32, "encoders.image.crop_shape",
+                 "[height, width], each >= 32", self.crop_shape)
+        _require(self.num_keypoints > 0, "encoders.image.num_keypoints", "> 0", self.num_keypoints)
+
+
+@dataclass
+class StateEncoderConfig:
+    hidden_dims: tuple[int, ...] = (64,)
+    out_dim: int = 64
+
+
+@dataclass
+class ForceEncoderConfig:
+    d_model: int = 64  # width of the force query tokens and of the fused feature
+    num_heads: int = 4
+    hidden_dims: tuple[int, ...] = (64,)
+
+    def __post_init__(self):
+        _require(self.d_model % self.num_heads == 0, "encoders.force.d_model",
+                 f"a multiple of num_heads={self.num_heads}", self.d_model)
+
+
+@dataclass
+class EncoderConfig:
+    point_cloud: PointEncoderConfig = field(default_factory=PointEncoderConfig)
+    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    state: StateEncoderConfig = field(default_factory=StateEncoderConfig)
+    force: ForceEncoderConfig = field(default_factory=ForceEncoderConfig)
+
+
+@dataclass
+class DenoiserConfig:
+    kind: str = "unet1d"
+    down_dims: tuple[int, ...] = (128, 256, 512)
+    kernel_size: int = 5
+    n_groups: int = 8
+    diffusion_step_embed_dim: int = 128
+
+    def __post_init__(self):
+        _require(self.kind == "unet1d", "denoiser.kind", "unet1d", self.kind)
+        _require(len(self.down_dims) >= 1, "denoiser.down_dims", "at least one level", self.down_dims)
+        for d in self.down_dims:
+            _require(d % self.n_groups == 0, "denoiser.down_dims",
+                     f"widths divisible by n_groups={self.n_groups}", self.down_dims)
+
+
+@dataclass
+class NoiseConfig:
+    num_train_timesteps: int = 100
+    beta_schedule: str = "squaredcos_cap_v2"
+    prediction_type: str = "epsilon"  # epsilon (Diffusion Policy) | sample (DP3)
+    clip_sample: bool = True
+
+    def __post_init__(self):
+        _require(self.num_train_timesteps >= 2, "noise.num_train_timesteps", ">= 2", self.num_train_timesteps)
+        _require(self.prediction_type in ("epsilon", "sample"), "noise.prediction_type", "epsilon or sample",
+                 self.prediction_type)
+
+
+@dataclass
+class InferenceConfig:
+    solver: str = C.SOLVER_DDIM
+    num_inference_steps: int = 10
+
+    def __post_init__(self):
+        _require(self.solver in C.SOLVERS, "inference.solver", f"one of {C.SOLVERS}", self.solver)
+        _require(self.num_inference_steps >= 1, "inference.num_inference_steps", ">= 1",
+                 self.num_inference_steps)
+
+
+@dataclass
+class PolicyConfig:
+    observations: dict[str, ObservationSpec]
+    action: ActionConfig = field(default_factory=ActionConfig)
+    horizon: int = 16
+    n_obs_steps: int = 2
+    n_action_steps: int = 8
+    encoders: EncoderConfig = field(default_factory=EncoderConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+    def __post_init__(self):
+        _require(len(self.observations) > 0, "policy.observations", "at least one observation", self.observations)
+        _require(self.n_obs_steps >= 1, "policy.n_obs_steps", ">= 1", self.n_obs_steps)
+        _require(self.n_action_steps >= 1, "policy.n_action_steps", ">= 1", self.n_action_steps)
+        _require(self.n_obs_steps - 1 + self.n_action_steps <= self.horizon, "policy.n_action_steps",
+                 f"<= horizon - n_obs_steps + 1 = {self.horizon - self.n_obs_steps + 1}", self.n_action_steps)
+        # The U-Net halves the horizon at every level but the last.
+        factor = 2 ** (len(self.denoiser.down_dims) - 1)
+        _require(self.horizon % factor == 0, "policy.horizon",
+                 f"a multiple of {factor} (2^(len(denoiser.down_dims)-1))", self.horizon)
+        types = [s.type for s in self.observations.values()]
+        if C.OBS_WRENCH in types:
+            _require(any(t in (C.OBS_POINT_CLOUD, C.OBS_RGB) for t in types), "policy.observations",
+                     "a point_cloud or rgb observation for the force encoder to attend to", types)
+            _require(types.count(C.OBS_WRENCH) == 1, "policy.observations", "at most one wrench observation",
+                     types)
+        if self.action.pose_key is not None:
+            spec = self.observations.get(self.action.pose_key)
+            _require(spec is not None and spec.type == C.OBS_LOW_DIM and spec.shape[0] >= C.EE_POSE_DIM,
+                     "action.pose_key", "a low_dim observation with >= 9 values", self.action.pose_key)
+
+    def keys_of_type(self, obs_type: str) -> list[str]:
+        return [k for k, s in self.observations.items() if s.type == obs_type]
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 64
+    max_steps: int = 20000
+    lr: float = 1e-4
+    weight_decay: float = 1e-6
+    betas: tuple[float, float] = (0.95, 0.999)
+    warmup_steps: int = 500
+    use_ema: bool = True
+    ema_power: float = 0.75
+    ema_max_decay: float = 0.9999
+    checkpoint_every: int = 2000
+    val_every: int = 500
+    val_ratio: float = 0.1  # fraction of episodes held out for validation loss
+    log_every: int = 50
+    seed: int = 42
+    num_workers: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self):
+        for name in ("batch_size", "max_steps", "checkpoint_every", "val_every", "log_every"):
+            _require(getattr(self, name) > 0, f"train.{name}", "> 0", getattr(self, name))
+        _require(self.lr > 0 and math.isfinite(self.lr), "train.lr", "a positive number", self.lr)
+        _require(0.0 <= self.val_ratio < 1.0, "train.val_ratio", "in [0, 1)", self.val_ratio)
+
+
+@dataclass
+class Config:
+    policy: PolicyConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = "unnamed"
+    description: str = ""
+
+
+_DACITE = dacite.Config(strict=True, cast=[tuple])
+
+
+def config_from_dict(data: dict, source: str = "<dict>") -> Config:
+    """Build a Config from plain data; errors name the source and the field."""
+    try:
+        return dacite.from_dict(Config, data, config=_DACITE)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    except (dacite.DaciteError, TypeError, ValueError) as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def config_to_dict(cfg: Config) -> dict:
+    """Plain data (lists instead of tuples) that config_from_dict reads back to an equal Config."""
+
+    def plain(x):
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        return x
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def config_dirs() -> list[Path]:
+    """Where shipped configs live: the source tree, then the installed share folder."""
+    here = Path(__file__).resolve().parent
+    dirs = [here.parent / "config", Path(sys.prefix) / "share" / "diffusion_policy_ros" / "config"]
+    try:  # a ROS install
+        from ament_index_python.packages import get_package_share_directory
+
+        dirs.append(Path(get_package_share_directory("diffusion_policy_ros")) / "config")
+    except Exception:  # noqa: BLE001 - ament_index is optional and raises its own types
+        pass
+    return [d for d in dirs if d.is_dir()]
+
+
+def shipped_configs() -> list[str]:
+    names = set()
+    for d in config_dirs():
+        for p in d.glob("*.yaml"):
+            data = yaml.safe_load(p.read_text()) or {}
+            if isinstance(data, dict) and "policy" in data:
+                names.add(p.stem)
+    return sorted(names)
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"config file '{p}' does not exist")
+        return p
+    for d in config_dirs():
+        cand = d / f"{name_or_path}.yaml"
+        if cand.is_file():
+            return cand
+    raise ConfigError(f"config '{name_or_path}': expected a .yaml path or one of {shipped_configs()}")
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def apply_override(data: dict, item: str) -> dict:
+    """Apply one ``dotted.key=yaml_value`` override, e.g. ``train.batch_size=32``."""
+    if "=" not in item:
+        raise ConfigError(f"override '{item}': expected key.path=value")
+    key, raw = item.split("=", 1)
+    value = yaml.safe_load(raw)
+    node: dict = {}
+    root = node
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+    return deep_merge(data, root)
+
+
+def load_config(name_or_path: str | Path, variant: str | None = None, overrides: list[str] | tuple = ()) -> Config:
+    path = resolve_config_path(name_or_path)
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level, got {type(data).__name__}")
+    variants = data.pop("variants", {}) or {}
+    data.setdefault("name", path.stem)
+    if variant:
+        if variant not in variants:
+            raise ConfigError(f"{path}: variant '{variant}' not found; expected one of {sorted(variants)}")
+        data = deep_merge(data, variants[variant])
+        data["name"] = f"{path.stem}:{variant}"
+    for item in overrides:
+        data = apply_override(data, item)
+    return config_from_dict(data, source=str(path))

@@ -1,0 +1,1 @@
+"""Neural parts: normalizer, observation encoders, denoisers."""

@@ -1,0 +1,188 @@
+"""The diffusion policy.
+
+``DiffusionPolicy`` (torch module) is stateless: ``compute_loss(batch)`` for training and
+``predict_action(obs)`` for inference; its normalizer, observation encoder, denoiser and scheduler
+are passed in. Chunk scheduling and timing belong to the runtime, not here.
+
+``Policy`` is what drivers (node, replay, sim) use: numpy in, validated; numpy action chunk out,
+in the world frame; ``Policy.from_checkpoint(path)`` needs nothing else.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import constants as C
+from .action import ActionRepresentation
+from .config import Config, PolicyConfig
+from .diffusion import GuidanceFn, make_scheduler, sample
+from .errors import NonFiniteActionError, ObservationError
+from .model.encoders import ObservationEncoder
+from .model.normalizer import Normalizer
+from .model.unet1d import ConditionalUnet1D
+
+
+def build_normalizer(cfg: PolicyConfig) -> Normalizer:
+    dims = {k: s.shape[-1] for k, s in cfg.observations.items()}
+    modes = {k: s.normalize for k, s in cfg.observations.items()}
+    dims[C.ACTION], modes[C.ACTION] = cfg.action.dim, cfg.action.normalize
+    return Normalizer(dims, modes)
+
+
+class DiffusionPolicy(nn.Module):
+    def __init__(self, cfg: PolicyConfig, normalizer: Normalizer, obs_encoder: ObservationEncoder,
+                 denoiser: nn.Module, noise_scheduler):
+        super().__init__()
+        self.cfg = cfg
+        self.normalizer = normalizer
+        self.obs_encoder = obs_encoder
+        self.denoiser = denoiser
+        self.noise_scheduler = noise_scheduler  # DDPM, used for training
+        self.action_repr = ActionRepresentation(cfg.action)
+        self._inference_schedulers: dict[str, object] = {}
+
+    @classmethod
+    def build(cls, cfg: PolicyConfig) -> "DiffusionPolicy":
+        encoder = ObservationEncoder(cfg)
+        denoiser = ConditionalUnet1D(cfg.action.dim, encoder.step_dim * cfg.n_obs_steps, cfg.denoiser)
+        return cls(cfg, build_normalizer(cfg), encoder, denoiser, make_scheduler(cfg.noise, C.SOLVER_DDPM))
+
+    # --- observation conditioning -------------------------------------------------------------
+    def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Raw observations (B, ≥To, ...) → conditioning vector (B, To·D). Uses the last To steps."""
+        to = self.cfg.n_obs_steps
+        normed = {k: self.normalizer.normalize(k, obs[k][:, -to:].float()) for k in self.cfg.observations}
+        return self.obs_encoder(normed)
+
+    # --- training ----------------------------------------------------------------------------
+    def compute_loss(self, batch: dict) -> torch.Tensor:
+        """batch: {'obs': {key: (B, To, ...)}, 'action': (B, H, Da) in the policy's representation}."""
+        cond = self.encode(batch[C.OBS])
+        x0 = self.normalizer.normalize(C.ACTION, batch[C.ACTION].float())
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
+        noisy = self.noise_scheduler.add_noise(x0, noise, t)
+        pred = self.denoiser(noisy, t, cond)
+        target = noise if self.cfg.noise.prediction_type == "epsilon" else x0
+        return F.mse_loss(pred, target)
+
+    forward = compute_loss  # DistributedDataParallel calls forward()
+
+    # --- inference ---------------------------------------------------------------------------
+    def inference_scheduler(self, solver: str | None = None):
+        solver = solver or self.cfg.inference.solver
+        if solver not in self._inference_schedulers:
+            self._inference_schedulers[solver] = make_scheduler(self.cfg.noise, solver)
+        return self._inference_schedulers[solver]
+
+    def conditional_sample(self, cond: torch.Tensor, *, generator: torch.Generator | None = None,
+                           solver: str | None = None, num_inference_steps: int | None = None,
+                           guidance: GuidanceFn | None = None, initial: torch.Tensor | None = None) -> torch.Tensor:
+        """Conditioning (B, Dc) → normalised action trajectory (B, H, Da)."""
+        shape = (cond.shape[0], self.cfg.horizon, self.cfg.action.dim)
+        x = sample(lambda x, t: self.denoiser(x, t, cond), self.inference_scheduler(solver), shape,
+                   num_inference_steps=num_inference_steps or self.cfg.inference.num_inference_steps,
+                   generator=generator, device=cond.device, dtype=cond.dtype, guidance=guidance, initial=initial)
+        return x.clamp(-1.0, 1.0) if self.cfg.noise.clip_sample else x
+
+    def to_world(self, x_normalised: torch.Tensor, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Normalised policy-space trajectory → world-frame actions (differentiable)."""
+        action = self.normalizer.unnormalize(C.ACTION, x_normalised)
+        pose = obs[self.cfg.action.pose_key][:, -1].float() if self.action_repr.needs_pose else None
+        return self.action_repr.to_absolute(action, pose)
+
+    def predict_action(self, obs: dict[str, torch.Tensor], **kwargs) -> dict[str, torch.Tensor]:
+        """obs (B, To, ...) → {'action': (B, n_action_steps, Da), 'action_pred': (B, H, Da)}, world frame.
+
+        The executable slice starts at the last observation step, as in Diffusion Policy."""
+        x = self.conditional_sample(self.encode(obs), **kwargs)
+        action_pred = self.to_world(x, obs)
+        start = self.cfg.n_obs_steps - 1
+        return {"action": action_pred[:, start:start + self.cfg.n_action_steps], "action_pred": action_pred}
+
+
+class Policy:
+    """Numpy-facing policy for drivers: validates observations, returns world-frame action chunks."""
+
+    def __init__(self, model: DiffusionPolicy, config: Config, device: str | torch.device = "cpu"):
+        self.model = model.to(device).eval()
+        self.config = config
+        self.cfg = config.policy
+        self.device = torch.device(device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", solver: str | None = None,
+                        num_inference_steps: int | None = None) -> "Policy":
+        from .checkpoint import load_checkpoint
+
+        config, model = load_checkpoint(path, map_location=device)
+        if solver is not None:
+            config.policy.inference.solver = solver
+        if num_inference_steps is not None:
+            config.policy.inference.num_inference_steps = num_inference_steps
+        config.policy.inference.__post_init__()
+        return cls(model, config, device)
+
+    @property
+    def observation_keys(self) -> list[str]:
+        return list(self.cfg.observations)
+
+    def validate(self, obs: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], bool]:
+        """Check every observation the config declares; returns (batched tensors, was_batched)."""
+        if not isinstance(obs, dict):
+            raise ObservationError(f"observation: expected a dict of arrays, got {type(obs).__name__}")
+        to = self.cfg.n_obs_steps
+        out, batched = {}, None
+        for key, spec in self.cfg.observations.items():
+            if key not in obs:
+                raise ObservationError(f"observation '{key}' is missing; expected keys {self.observation_keys}, "
+                                       f"got {sorted(obs)}")
+            arr = np.asarray(obs[key])
+            if arr.dtype.kind not in "fiu":
+                raise ObservationError(f"observation '{key}': expected a numeric dtype (float, int or uint8), "
+                                       f"got {arr.dtype}")
+            expected = (to, *spec.shape)
+            if arr.shape == expected:
+                is_batched = False
+            elif arr.ndim == len(expected) + 1 and arr.shape[1:] == expected:
+                is_batched = True
+            else:
+                raise ObservationError(f"observation '{key}': expected shape {expected} (n_obs_steps, *shape) "
+                                       f"or (batch, {', '.join(map(str, expected))}), got {arr.shape}")
+            if batched is not None and is_batched != batched:
+                raise ObservationError(f"observation '{key}': batched and unbatched observations mixed")
+            batched = is_batched
+            if arr.dtype.kind == "f":
+                bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+                if bad:
+                    raise ObservationError(f"observation '{key}': expected finite values, got {bad} NaN/inf "
+                                           f"entries")
+            t = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
+            out[key] = t if is_batched else t.unsqueeze(0)
+        return out, bool(batched)
+
+    @torch.inference_mode()
+    def predict(self, obs: dict[str, np.ndarray], *, seed: int | None = None, guidance: GuidanceFn | None = None,
+                full_horizon: bool = False) -> np.ndarray:
+        """One action chunk (n_action_steps, Da), or (B, n_action_steps, Da) for batched observations.
+
+        ``full_horizon=True`` returns all ``horizon`` predicted steps instead."""
+        tensors, batched = self.validate(obs)
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        if guidance is not None:
+            with torch.inference_mode(False), torch.enable_grad():
+                result = self.model.predict_action({k: v.clone() for k, v in tensors.items()},
+                                                   generator=generator, guidance=guidance)
+        else:
+            result = self.model.predict_action(tensors, generator=generator)
+        action = result["action_pred" if full_horizon else "action"].detach().cpu().numpy()
+        if not np.isfinite(action).all():
+            raise NonFiniteActionError("policy produced NaN/inf actions; nothing returned "
+                                       "(check the checkpoint and the observation scales)")
+        return action if batched else action[0]

@@ -1,0 +1,2 @@
+"""Training loop, EMA, checkpoints, resume, distributed training."""
+from .trainer import Trainer  # noqa: F401

@@ -1,0 +1,265 @@
+"""Training: AdamW + cosine schedule with warmup, EMA weights, periodic self-describing checkpoints,
+resume, validation loss on held-out episodes, a loss-curve PNG, and DistributedDataParallel when
+launched with ``torchrun`` (gloo on CPU, nccl on GPU).
+
+Output folder:
+    <out>/checkpoint/     latest checkpoint (inference weights = EMA) + train_state.pt for resume
+    <out>/metrics.jsonl   one line per logged step
+    <out>/loss.png        train and validation loss
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm import tqdm
+
+from .. import constants as C
+from ..checkpoint import save_checkpoint
+from ..config import Config
+from ..data import PolicyDataset, ReplayBuffer, identity_collate, split_episodes
+from ..errors import CheckpointError
+from ..policy import DiffusionPolicy
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> DistInfo:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        name = f"cuda:{local_rank}"
+    return torch.device(name)
+
+
+def plot_losses(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    tr = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    va = [(h["step"], h["val_loss"]) for h in history if "val_loss" in h]
+    if tr:
+        ax.plot(*zip(*tr), label="train (mean over log interval)")
+    if va:
+        ax.plot(*zip(*va), "o-", label="validation (EMA weights, held-out episodes)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("diffusion loss (MSE)")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+class Trainer:
+    def __init__(self, config: Config, dataset: str | Path, out_dir: str | Path, *, resume: bool = False,
+                 progress: bool = True):
+        self.config = config
+        self.tcfg = config.train
+        self.out = Path(out_dir)
+        self.dataset_path = Path(dataset)
+        self.resume = resume
+        self.progress = progress
+
+    # --- pieces ------------------------------------------------------------------------------
+    def _datasets(self, info: DistInfo):
+        pcfg = self.config.policy
+        buffer = ReplayBuffer.open(self.dataset_path)
+        train_mask, val_mask = split_episodes(buffer.n_episodes, self.tcfg.val_ratio, self.tcfg.seed)
+        train = PolicyDataset.from_path(self.dataset_path, pcfg, train_mask, buffer=buffer)
+        val = None
+        if val_mask.any():
+            val = PolicyDataset(train.data, buffer.episode_ends, pcfg, val_mask, source=str(self.dataset_path)) \
+                if _has_windows(buffer.episode_ends, val_mask, pcfg) else None
+        return train, val
+
+    def _loader(self, dataset: PolicyDataset, info: DistInfo, epoch_seed: int):
+        if info.world_size > 1:
+            sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
+                                                          shuffle=True, seed=self.tcfg.seed, drop_last=True)
+            sampler.set_epoch(epoch_seed)
+        else:
+            g = torch.Generator().manual_seed(self.tcfg.seed + epoch_seed)
+            sampler = torch.utils.data.RandomSampler(dataset, generator=g)
+        batch = min(self.tcfg.batch_size, max(1, len(dataset) // info.world_size))
+        return torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True,
+                                           collate_fn=identity_collate, num_workers=self.tcfg.num_workers)
+
+    @staticmethod
+    def _to(batch: dict, device: torch.device) -> dict:
+        return {C.OBS: {k: v.to(device, non_blocking=True) for k, v in batch[C.OBS].items()},
+                C.ACTION: batch[C.ACTION].to(device, non_blocking=True)}
+
+    @torch.no_grad()
+    def _val_loss(self, model: DiffusionPolicy, val: PolicyDataset, device: torch.device, n_batches: int = 8) -> float:
+        model.eval()
+        losses = []
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(12345)
+            rng = np.random.default_rng(12345)
+            for _ in range(n_batches):
+                idx = rng.integers(0, len(val), min(self.tcfg.batch_size, len(val)))
+                losses.append(float(model.compute_loss(self._to(val.get_batch(idx), device))))
+        model.train()
+        return float(np.mean(losses))
+
+    # --- main loop ---------------------------------------------------------------------------
+    def run(self) -> Path:
+        device = resolve_device(self.tcfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+        info = setup_distributed(device)
+        torch.manual_seed(self.tcfg.seed + info.rank)
+        np.random.seed(self.tcfg.seed + info.rank)
+
+        train, val = self._datasets(info)
+        model = DiffusionPolicy.build(self.config.policy)
+        for key, data in train.normalizer_samples().items():
+            model.normalizer.fit(key, data)
+        model.to(device)
+        ema_model = DiffusionPolicy.build(self.config.policy).to(device) if self.tcfg.use_ema else None
+
+        opt = torch.optim.AdamW(model.parameters(), lr=self.tcfg.lr, betas=tuple(self.tcfg.betas),
+                                weight_decay=self.tcfg.weight_decay)
+        sched = get_scheduler("cosine", opt, num_warmup_steps=self.tcfg.warmup_steps,
+                              num_training_steps=self.tcfg.max_steps)
+        ema = EMAModel(model.parameters(), decay=self.tcfg.ema_max_decay, use_ema_warmup=True, inv_gamma=1.0,
+                       power=self.tcfg.ema_power) if self.tcfg.use_ema else None
+
+        step, history = 0, []
+        ckpt_dir = self.out / CHECKPOINT_DIR
+        if self.resume and (ckpt_dir / C.CKPT_TRAIN_STATE).is_file():
+            step, history = self._load_state(ckpt_dir, model, opt, sched, ema, device)
+        elif self.resume and info.is_main:
+            print(f"--resume: no {ckpt_dir / C.CKPT_TRAIN_STATE} yet, starting from step 0")
+
+        ddp = model
+        if info.world_size > 1:
+            ddp = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        if info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(_config_yaml(self.config))
+
+        model.train()
+        bar = tqdm(total=self.tcfg.max_steps, initial=step, desc="training", disable=not (self.progress and info.is_main),
+                   dynamic_ncols=True)
+        running, epoch, t0 = [], step // max(1, len(train) // self.tcfg.batch_size), time.time()
+        while step < self.tcfg.max_steps:
+            for batch in self._loader(train, info, epoch):
+                loss = ddp(self._to(batch, device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                if ema is not None:
+                    ema.step(model.parameters())
+                step += 1
+                running.append(loss.item())
+                bar.update(1)
+                if step % self.tcfg.log_every == 0 or step == self.tcfg.max_steps:
+                    rec = {"step": step, "loss": float(np.mean(running)), "lr": sched.get_last_lr()[0],
+                           "elapsed_s": round(time.time() - t0, 2)}
+                    running = []
+                    if val is not None and (step % self.tcfg.val_every == 0 or step == self.tcfg.max_steps):
+                        rec["val_loss"] = self._val_loss(self._ema_weights(model, ema, ema_model), val, device)
+                    history.append(rec)
+                    bar.set_postfix(loss=f"{rec['loss']:.4f}", **({"val": f"{rec['val_loss']:.4f}"}
+                                                                  if "val_loss" in rec else {}))
+                    if info.is_main:
+                        with open(self.out / "metrics.jsonl", "a") as f:
+                            f.write(json.dumps(rec) + "\n")
+                if step % self.tcfg.checkpoint_every == 0 or step == self.tcfg.max_steps:
+                    if info.is_main:
+                        self._save(ckpt_dir, model, ema, ema_model, opt, sched, step, history)
+                if step >= self.tcfg.max_steps:
+                    break
+            epoch += 1
+        bar.close()
+        if info.world_size > 1:
+            dist.barrier()
+        return ckpt_dir
+
+    # --- checkpoints -------------------------------------------------------------------------
+    @staticmethod
+    def _ema_weights(model, ema, ema_model):
+        if ema is None:
+            return model
+        ema_model.load_state_dict(model.state_dict())  # buffers (normalizer) from the live model
+        ema.copy_to(ema_model.parameters())
+        return ema_model
+
+    def _save(self, ckpt_dir, model, ema, ema_model, opt, sched, step, history):
+        inference = self._ema_weights(model, ema, ema_model)
+        train_state = {
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "lr_scheduler": sched.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
+            "history": history,
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+        }
+        save_checkpoint(ckpt_dir, self.config, inference, step=step, train_state=train_state,
+                        extra={"dataset": str(self.dataset_path)})
+        plot_losses(history, self.out / "loss.png")
+
+    def _load_state(self, ckpt_dir, model, opt, sched, ema, device):
+        try:
+            state = torch.load(ckpt_dir / C.CKPT_TRAIN_STATE, map_location=device, weights_only=False)
+        except Exception as e:  # a truncated file raises several types
+            raise CheckpointError(f"resume: cannot read {ckpt_dir / C.CKPT_TRAIN_STATE}: {e}") from None
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["lr_scheduler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        return int(state["step"]), list(state.get("history", []))
+
+
+def _has_windows(episode_ends, mask, pcfg) -> bool:
+    from ..data import SequenceSampler
+
+    return len(SequenceSampler(episode_ends, pcfg.horizon, pcfg.n_obs_steps - 1, pcfg.n_action_steps - 1, mask)) > 0
+
+
+def _config_yaml(config: Config) -> str:
+    import yaml
+
+    from ..config import config_to_dict
+
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False)
+

@@ -1,0 +1,59 @@
+"""ament_python package; also a plain pip package (pip install -e .)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "diffusion_policy_ros"
+
+# Real rclpy for machines without a ROS installation (unofficial Jazzy wheels).
+# On a robot, use the ROS installation's own rclpy and skip this extra.
+ROS_EXTRA = [
+    "ros-jazzy-rclpy[fastrtps]",
+    "ros-jazzy-std-msgs",
+    "ros-jazzy-sensor-msgs",
+    "ros-jazzy-geometry-msgs",
+    "ros-jazzy-trajectory-msgs",
+    "ros-jazzy-std-srvs",
+    "ros-jazzy-nav-msgs",
+]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*", "bench"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/urdf", glob("urdf/*")),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "diffusers>=0.30",
+        "safetensors>=0.4",
+        "zarr>=3.0",
+        "dacite>=1.8",
+    ],
+    extras_require={
+        "ros": ROS_EXTRA,
+        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+    },
+    zip_safe=True,
+    maintainer="diffusion_policy_ros maintainers",
+    description="Diffusion-policy robot controllers on ROS 2.",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "dpros = diffusion_policy_ros.cli:main",
+        ],
+    },
+)
