@@ -94,25 +94,38 @@ class ReplayBuffer:
 
     # --- writing ----------------------------------------------------------------------------
     def add_episode(self, episode: dict[str, np.ndarray]) -> None:
-        lengths = {k: len(v) for k, v in episode.items()}
-        if len(set(lengths.values())) != 1 or 0 in lengths.values():
-            raise DatasetError(f"episode: expected every key to have the same non-zero length, got {lengths}")
-        length = next(iter(lengths.values()))
+        self.add_episodes([episode])
+
+    def add_episodes(self, episodes: list[dict[str, np.ndarray]]) -> None:
+        """Append episodes: one write per key, then ``episode_ends`` (the commit point)."""
+        if not episodes:
+            return
+        keys = set(episodes[0])
+        lengths = []
+        for i, ep in enumerate(episodes):
+            sizes = {k: len(v) for k, v in ep.items()}
+            if set(ep) != keys or len(set(sizes.values())) != 1 or 0 in sizes.values():
+                raise DatasetError(f"episode {i}: expected keys {sorted(keys)} with one common non-zero length, "
+                                   f"got {sizes}")
+            lengths.append(next(iter(sizes.values())))
+        if self.n_episodes and keys != set(self.keys):
+            raise DatasetError(f"episode: expected keys {self.keys}, got {sorted(keys)}")
         data = self.root[C.ZARR_DATA]
         start = self.n_steps
-        if self.n_episodes and set(episode) != set(self.keys):
-            raise DatasetError(f"episode: expected keys {self.keys}, got {sorted(episode)}")
-        for key, value in episode.items():
-            value = np.asarray(value)
+        total = sum(lengths)
+        for key in sorted(keys):
+            value = np.concatenate([np.asarray(ep[key]) for ep in episodes])
             if key not in data:
-                chunks = (max(1, min(1024, 2 ** 24 // max(1, value[0].nbytes))), *value.shape[1:])
-                data.create_array(key, shape=(0, *value.shape[1:]), dtype=value.dtype, chunks=chunks)
+                rows = int(np.clip(2 ** 22 // max(1, value[0].nbytes), 1, 1024))  # ~4 MB chunks
+                data.create_array(key, shape=(0, *value.shape[1:]), dtype=value.dtype,
+                                  chunks=(rows, *value.shape[1:]))
             arr = data[key]
             if arr.shape[1:] != value.shape[1:]:
                 raise DatasetError(f"episode: data/{key} expected per-step shape {arr.shape[1:]}, got "
                                    f"{value.shape[1:]}")
-            arr.resize((start + length, *arr.shape[1:]))
-            arr[start:start + length] = value
+            arr.resize((start + total, *arr.shape[1:]))
+            arr[start:start + total] = value
         ends = self.root[C.ZARR_META][C.ZARR_EPISODE_ENDS]
-        ends.resize((ends.shape[0] + 1,))
-        ends[-1] = start + length
+        n = ends.shape[0]
+        ends.resize((n + len(episodes),))
+        ends[n:] = start + np.cumsum(lengths)

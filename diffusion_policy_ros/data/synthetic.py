@@ -57,8 +57,12 @@ class ObstacleScene:
         """Top-down view: x ∈ [-0.3, 0.3] → columns, y ∈ [-0.1, 0.7] → rows."""
         n = self.image_size
         img = np.full((n, n, 3), 200, np.uint8)
-        col = lambda x: np.clip(((x + 0.3) / 0.6 * (n - 1)).round().astype(int), 0, n - 1)  # noqa: E731
-        row = lambda y: np.clip(((y + 0.1) / 0.8 * (n - 1)).round().astype(int), 0, n - 1)  # noqa: E731
+
+        def col(x):
+            return int(np.clip(round((x + 0.3) / 0.6 * (n - 1)), 0, n - 1))
+
+        def row(y):
+            return int(np.clip(round((y + 0.1) / 0.8 * (n - 1)), 0, n - 1))
         c, h = self.box_center, self.box_half
         img[row(c[1] - h[1]):row(c[1] + h[1]) + 1, col(c[0] - h[0]):col(c[0] + h[0]) + 1] = (60, 60, 160)
         gr, gc = row(self.goal[1]), col(self.goal[0])
@@ -110,6 +114,7 @@ def make_obstacle_dataset(path: str | Path, n_episodes: int = 100, seed: int = 0
     buffer = ReplayBuffer.create(path, overwrite=overwrite)
     sides = np.where(np.arange(n_episodes) % 2 == 0, -1, 1)
     rng.shuffle(sides)
-    for side in tqdm(sides, desc="generating demonstrations", disable=not progress, leave=False):
-        buffer.add_episode(scene.episode(rng, int(side)))
+    episodes = [scene.episode(rng, int(side))
+                for side in tqdm(sides, desc="generating demonstrations", disable=not progress, leave=False)]
+    buffer.add_episodes(episodes)
     return Path(path)

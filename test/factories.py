@@ -1,0 +1,48 @@
+"""Factories for tests: small configs, the test scene, start observations."""
+from __future__ import annotations
+
+import numpy as np
+
+from diffusion_policy_ros.config import Config, config_from_dict, config_to_dict, load_config
+from diffusion_policy_ros.data.synthetic import ObstacleScene
+
+TEST_SCENE = ObstacleScene(num_points=64, image_size=64)
+
+
+def state_only_config(**train) -> Config:
+    """The smallest real policy: end-effector state → end-effector actions (DP3-style sample prediction)."""
+    return config_from_dict({
+        "name": "test_state",
+        "policy": {
+            "observations": {"agent_pos": {"type": "low_dim", "shape": [10], "dataset_key": "state"}},
+            "action": {"representation": "abs_ee", "dim": 10},
+            "encoders": {"state": {"hidden_dims": [64], "out_dim": 32}},
+            "denoiser": {"down_dims": [32, 64], "diffusion_step_embed_dim": 32},
+            "noise": {"prediction_type": "sample"},
+        },
+        "train": {"batch_size": 128, "max_steps": 600, "lr": 2e-3, "warmup_steps": 50, "checkpoint_every": 10000,
+                  "val_every": 100, "log_every": 100, **train},
+    })
+
+
+def shipped_small(name: str, **train) -> Config:
+    """A shipped config's `small` variant, shrunk further to the test scene's sizes."""
+    cfg = config_to_dict(load_config(name, variant="small"))
+    for spec in cfg["policy"]["observations"].values():
+        if spec["type"] == "point_cloud":
+            spec["shape"][0] = TEST_SCENE.num_points
+        if spec["type"] == "rgb":
+            spec["shape"][:2] = [TEST_SCENE.image_size, TEST_SCENE.image_size]
+    cfg["policy"]["encoders"]["image"]["crop_shape"] = [56, 56]
+    cfg["train"].update(batch_size=16, max_steps=6, warmup_steps=2, checkpoint_every=3, val_every=3, log_every=3,
+                        **train)
+    return config_from_dict(cfg)
+
+
+def start_obs(cfg: Config, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    raw = TEST_SCENE.start_observation(cfg.policy.n_obs_steps, seed=seed)
+    obs = {k: raw[s.dataset_key or k] for k, s in cfg.policy.observations.items()}
+    if batch is not None:
+        obs = {k: np.repeat(v[None], batch, axis=0) for k, v in obs.items()}
+    return obs
+

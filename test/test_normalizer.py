@@ -1,0 +1,39 @@
+import numpy as np
+import torch
+
+from diffusion_policy_ros.model.normalizer import Normalizer
+
+
+def test_limits_maps_range_to_minus_one_one_and_inverts():
+    rng = np.random.default_rng(0)
+    x = rng.uniform([-5, 0, 10], [5, 1, 30], size=(1000, 3)).astype(np.float32)
+    x[:, 1] = 0.25  # constant channel
+    n = Normalizer({"a": 3}, {"a": "limits"})
+    n.fit("a", x)
+    y = n.normalize("a", torch.from_numpy(x))
+    assert torch.allclose(y[:, [0, 2]].min(0).values, torch.tensor([-1.0, -1.0]), atol=1e-5)
+    assert torch.allclose(y[:, [0, 2]].max(0).values, torch.tensor([1.0, 1.0]), atol=1e-5)
+    assert torch.all(y[:, 1] == 0)  # constant → 0, never divided by ~0
+    assert torch.allclose(n.unnormalize("a", y), torch.from_numpy(x), atol=1e-5)
+
+
+def test_gaussian_and_identity():
+    x = np.random.default_rng(1).normal(3.0, 2.0, size=(5000, 2, 6))
+    n = Normalizer({"g": 6, "i": 6}, {"g": "gaussian", "i": "identity"})
+    n.fit("g", x)
+    n.fit("i", x)
+    y = n.normalize("g", torch.from_numpy(x).float()).reshape(-1, 6)
+    assert torch.allclose(y.mean(0), torch.zeros(6), atol=1e-3)
+    assert torch.allclose(y.std(0), torch.ones(6), atol=1e-3)
+    z = torch.from_numpy(x).float()
+    assert torch.equal(n.normalize("i", z), z)
+
+
+def test_statistics_travel_in_the_state_dict():
+    a = Normalizer({"k": 2}, {"k": "limits"})
+    a.fit("k", np.array([[0.0, 10.0], [2.0, 20.0]]))
+    b = Normalizer({"k": 2}, {"k": "limits"})
+    b.load_state_dict(a.state_dict())
+    t = torch.tensor([[1.0, 15.0]])
+    assert torch.equal(a.normalize("k", t), b.normalize("k", t))
+    assert torch.allclose(b.normalize("k", t), torch.zeros(1, 2))
