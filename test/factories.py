@@ -34,8 +34,8 @@ def shipped_small(name: str, **train) -> Config:
         if spec["type"] == "rgb":
             spec["shape"][:2] = [TEST_SCENE.image_size, TEST_SCENE.image_size]
     cfg["policy"]["encoders"]["image"]["crop_shape"] = [56, 56]
-    cfg["train"].update(batch_size=16, max_steps=6, warmup_steps=2, checkpoint_every=3, val_every=3, log_every=3,
-                        **train)
+    cfg["train"].update({**dict(batch_size=16, max_steps=6, warmup_steps=2, checkpoint_every=3, val_every=3,
+                                 log_every=3), **train})
     return config_from_dict(cfg)
 
 

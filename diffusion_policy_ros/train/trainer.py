@@ -207,8 +207,19 @@ class Trainer:
             epoch += 1
         bar.close()
         if info.world_size > 1:
-            dist.barrier()
+            self._record_rank_sync(model, info)
         return ckpt_dir
+
+    def _record_rank_sync(self, model, info: DistInfo) -> None:
+        """Gather a weight checksum from every rank; rank 0 records them (they must be equal)."""
+        local = torch.stack([torch.cat([p.detach().double().flatten() for p in model.parameters()]).sum()])
+        sums = [torch.zeros_like(local) for _ in range(info.world_size)]
+        dist.all_gather(sums, local)
+        if info.is_main:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"world_size": info.world_size,
+                                    "rank_weight_checksums": [float(x) for x in sums]}) + "\n")
+        dist.barrier()
 
     # --- checkpoints -------------------------------------------------------------------------
     @staticmethod

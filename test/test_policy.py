@@ -1,0 +1,123 @@
+"""Policy inference contract: validation errors that name the key, batching, seeds, no NaN out."""
+import numpy as np
+import pytest
+import torch
+
+from diffusion_policy_ros.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+from diffusion_policy_ros.config import config_from_dict, config_to_dict
+from diffusion_policy_ros.errors import CheckpointError, NonFiniteActionError, ObservationError
+from diffusion_policy_ros.policy import DiffusionPolicy, Policy
+
+from .factories import shipped_small, start_obs, state_only_config
+
+
+@pytest.fixture(scope="module")
+def dp3_policy():
+    cfg = shipped_small("dp3")
+    torch.manual_seed(0)
+    return Policy(DiffusionPolicy.build(cfg.policy), cfg)
+
+
+def test_predict_returns_a_chunk_in_world_frame(dp3_policy):
+    obs = start_obs(dp3_policy.config)
+    a = dp3_policy.predict(obs, seed=0)
+    assert a.shape == (dp3_policy.cfg.n_action_steps, 10) and a.dtype == np.float32
+    full = dp3_policy.predict(obs, seed=0, full_horizon=True)
+    assert full.shape == (dp3_policy.cfg.horizon, 10)
+    start = dp3_policy.cfg.n_obs_steps - 1
+    assert np.array_equal(full[start:start + len(a)], a)
+    batched = dp3_policy.predict(start_obs(dp3_policy.config, batch=3), seed=0)
+    assert batched.shape == (3, dp3_policy.cfg.n_action_steps, 10)
+
+
+def test_seed_makes_sampling_reproducible(dp3_policy):
+    obs = start_obs(dp3_policy.config)
+    assert np.array_equal(dp3_policy.predict(obs, seed=5), dp3_policy.predict(obs, seed=5))
+    assert not np.array_equal(dp3_policy.predict(obs, seed=5), dp3_policy.predict(obs, seed=6))
+
+
+def test_bad_observations_name_key_expected_and_received(dp3_policy):
+    good = start_obs(dp3_policy.config)
+    to = dp3_policy.cfg.n_obs_steps
+
+    def err(obs):
+        with pytest.raises(ObservationError) as e:
+            dp3_policy.predict(obs)
+        return str(e.value)
+
+    msg = err({k: v for k, v in good.items() if k != "agent_pos"})
+    assert "'agent_pos' is missing" in msg and "point_cloud" in msg
+    msg = err({**good, "agent_pos": np.zeros((to, 7), np.float32)})
+    assert "'agent_pos'" in msg and f"({to}, 10)" in msg and f"({to}, 7)" in msg
+    msg = err({**good, "point_cloud": good["point_cloud"][:, :10]})
+    assert "'point_cloud'" in msg and "(2, 10, 3)" in msg
+    msg = err({**good, "agent_pos": good["agent_pos"].astype(str)})
+    assert "'agent_pos'" in msg and "numeric" in msg and "<U" in msg
+    for bad in (np.nan, np.inf, -np.inf):
+        pc = good["point_cloud"].copy()
+        pc[1, 5, 2] = bad
+        msg = err({**good, "point_cloud": pc})
+        assert "'point_cloud'" in msg and "finite" in msg and "got 1 NaN/inf" in msg
+    assert "dict" in err([1, 2, 3])
+
+
+def test_no_nan_action_is_ever_returned(dp3_policy):
+    cfg = dp3_policy.config
+    broken = DiffusionPolicy.build(cfg.policy)
+    broken.load_state_dict(dp3_policy.model.state_dict())
+    with torch.no_grad():
+        broken.denoiser.final[1].bias.fill_(float("nan"))
+    with pytest.raises(NonFiniteActionError):
+        Policy(broken, cfg).predict(start_obs(cfg), seed=0)
+
+
+def test_rel_ee_policy_returns_absolute_actions_near_the_current_pose():
+    data = config_to_dict(state_only_config())
+    data["policy"]["action"].update(representation="rel_ee", pose_key="agent_pos")
+    cfg = config_from_dict(data)
+    torch.manual_seed(0)
+    model = DiffusionPolicy.build(cfg.policy)
+    # A normalizer with a tiny range centred on the identity relative pose: whatever the denoiser
+    # samples in [-1, 1] un-normalises to ≈ identity, so absolute actions ≈ the current pose.
+    identity = torch.tensor([0, 0, 0, 1, 0, 0, 0, 1, 0, 0.5])
+    model.normalizer.fields["action"].scale.fill_(1e4)
+    model.normalizer.fields["action"].offset.copy_(-1e4 * identity)
+    obs = start_obs(cfg)
+    a = Policy(model, cfg).predict(obs, seed=0)
+    assert np.allclose(a[:, :9], obs["agent_pos"][-1, :9], atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["dp3", "dp3_force", "dp_image"])
+def test_every_shipped_config_saves_and_loads_exactly(name, tmp_path):
+    cfg = shipped_small(name)
+    torch.manual_seed(1)
+    model = DiffusionPolicy.build(cfg.policy)
+    with torch.no_grad():  # non-default normalizer stats must survive the round trip
+        for f in model.normalizer.fields.values():
+            f.scale.uniform_(0.5, 2.0)
+            f.offset.uniform_(-0.1, 0.1)
+    save_checkpoint(tmp_path / "ckpt", cfg, model, step=3)
+    meta = read_checkpoint_meta(tmp_path / "ckpt")
+    assert meta["step"] == 3 and meta["action_representation"] == "abs_ee" and "package_version" in meta
+    loaded_cfg, loaded = load_checkpoint(tmp_path / "ckpt")
+    assert loaded_cfg == cfg
+    a, b = model.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    obs = start_obs(cfg)
+    assert np.array_equal(Policy(model, cfg).predict(obs, seed=11),
+                          Policy.from_checkpoint(tmp_path / "ckpt").predict(obs, seed=11))
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+    with pytest.raises(CheckpointError, match="nothing there"):
+        Policy.from_checkpoint(tmp_path / "missing")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.yaml").write_text("format_version: 1\n")
+    with pytest.raises(CheckpointError, match="missing model.safetensors"):
+        Policy.from_checkpoint(tmp_path / "half")
+    cfg = state_only_config()
+    save_checkpoint(tmp_path / "old", cfg, DiffusionPolicy.build(cfg.policy))
+    text = (tmp_path / "old" / "config.yaml").read_text().replace("format_version: 1", "format_version: 99")
+    (tmp_path / "old" / "config.yaml").write_text(text)
+    with pytest.raises(CheckpointError, match="format_version expected 1, got 99"):
+        Policy.from_checkpoint(tmp_path / "old")

@@ -1,0 +1,136 @@
+"""Real training runs: the diffusion-policy property (multi-modality), the CLI, resume, DP-layout
+datasets and 2-process DistributedDataParallel on gloo."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+import zarr
+
+from diffusion_policy_ros.cli import main
+from diffusion_policy_ros.demo import MODE_THRESHOLD, mode_summary
+from diffusion_policy_ros.policy import Policy
+from diffusion_policy_ros.train import Trainer
+
+from .factories import TEST_SCENE, shipped_small, start_obs, state_only_config
+
+
+def write_yaml(cfg, path):
+    from diffusion_policy_ros.config import config_to_dict
+
+    path.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    return str(path)
+
+
+def metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_trained_policy_samples_commit_to_one_of_two_modes(obstacle_dataset, tmp_path):
+    cfg = state_only_config()
+    ckpt = Trainer(cfg, obstacle_dataset, tmp_path / "run", progress=False).run()
+    history = metrics(tmp_path / "run")
+    assert history[-1]["val_loss"] < 0.5 * history[0]["val_loss"]
+    policy = Policy.from_checkpoint(ckpt)
+    for solver, steps in [("ddim", 10), ("ddpm", 100), ("dpmsolver++", 6)]:
+        policy.cfg.inference.solver, policy.cfg.inference.num_inference_steps = solver, steps
+        chunks = policy.predict(start_obs(cfg, batch=128), seed=0, full_horizon=True)
+        offsets = TEST_SCENE.lateral_offset(chunks)
+        s = mode_summary(offsets)
+        # Near one of the modes (±0.1), not their average (0, straight into the box)...
+        assert s["in_a_mode"] >= 0.9, (solver, s)
+        assert np.all(np.abs(np.abs(offsets[np.abs(offsets) > MODE_THRESHOLD]) - 0.1) < 0.04), solver
+        # ...and both modes are covered over many seeds.
+        assert min(s["left"], s["right"]) >= 0.2 * s["samples"], (solver, s)
+    # The same checkpoint and seed give exactly the same actions, load after load.
+    obs = start_obs(cfg)
+    assert np.array_equal(Policy.from_checkpoint(ckpt).predict(obs, seed=3),
+                          Policy.from_checkpoint(ckpt).predict(obs, seed=3))
+
+
+@pytest.mark.parametrize("name", ["dp3", "dp3_force", "dp_image"])
+def test_shipped_config_trains_through_the_cli_and_resumes(name, obstacle_dataset, tmp_path, capsys):
+    cfg_path = write_yaml(shipped_small(name), tmp_path / f"{name}.yaml")
+    out = tmp_path / "run"
+    assert main(["train", cfg_path, "--dataset", str(obstacle_dataset), "--out", str(out), "--no-progress"]) == 0
+    assert (out / "checkpoint" / "model.safetensors").is_file() and (out / "loss.png").stat().st_size > 1000
+    assert [m["step"] for m in metrics(out)] == [3, 6]
+    assert all("val_loss" in m for m in metrics(out))
+    assert main(["train", cfg_path, "--dataset", str(obstacle_dataset), "--out", str(out), "--resume",
+                 "--set", "train.max_steps=9", "--no-progress"]) == 0
+    assert [m["step"] for m in metrics(out)] == [3, 6, 9]
+    main(["info", str(out / "checkpoint")])
+    assert '"step": 9' in capsys.readouterr().out
+    policy = Policy.from_checkpoint(out / "checkpoint")
+    assert np.isfinite(policy.predict(start_obs(policy.config), seed=0)).all()
+
+
+def test_cli_reports_a_missing_dataset_key(obstacle_dataset, tmp_path, capsys):
+    cfg = shipped_small("dp3")
+    cfg.policy.observations["agent_pos"].dataset_key = "joint_pos"
+    rc = main(["train", write_yaml(cfg, tmp_path / "c.yaml"), "--dataset", str(obstacle_dataset), "--out",
+               str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "joint_pos" in err and "missing" in err
+
+
+def test_dp_layout_zarr_v2_store_written_by_zarr_trains_without_conversion(tmp_path):
+    """A store as Diffusion Policy / DP3 write it (zarr format 2, Blosc chunks, xyz+rgb clouds, joint actions)."""
+    from numcodecs import Blosc
+
+    path = tmp_path / "dp3_style.zarr"
+    rng = np.random.default_rng(0)
+    ends = np.cumsum(rng.integers(20, 30, size=8))
+    n = int(ends[-1])
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    data, meta = root.create_group("data"), root.create_group("meta")
+    comp = Blosc(cname="zstd", clevel=3, shuffle=Blosc.BITSHUFFLE)
+    for key, shape, dtype in [("point_cloud", (n, 64, 6), "float32"), ("state", (n, 9), "float32"),
+                              ("action", (n, 7), "float32")]:
+        arr = data.create_array(key, shape=shape, dtype=dtype, chunks=(100, *shape[1:]), compressors=comp)
+        arr[:] = rng.normal(size=shape).astype(dtype)
+    meta.create_array("episode_ends", shape=(len(ends),), dtype="int64", chunks=(len(ends),))[:] = ends
+
+    cfg = shipped_small("dp3")
+    cfg.policy.observations["point_cloud"].shape = (64, 6)
+    cfg.policy.observations["agent_pos"].shape = (9,)
+    cfg.policy.action.representation, cfg.policy.action.dim = "joint", 7
+    out = tmp_path / "run"
+    assert main(["train", write_yaml(cfg, tmp_path / "c.yaml"), "--dataset", str(path), "--out", str(out),
+                 "--no-progress"]) == 0
+    policy = Policy.from_checkpoint(out / "checkpoint")
+    obs = {"point_cloud": rng.normal(size=(2, 64, 6)).astype(np.float32),
+           "agent_pos": rng.normal(size=(2, 9)).astype(np.float32)}
+    assert policy.predict(obs, seed=0).shape == (cfg.policy.n_action_steps, 7)
+
+    # The same store zipped (Diffusion Policy ships .zarr.zip files) opens as it is.
+    from diffusion_policy_ros.data import ReplayBuffer
+
+    zipped = shutil.make_archive(str(tmp_path / "dp3_style"), "zip", root_dir=path)
+    os.rename(zipped, tmp_path / "dp3_style.zarr.zip")
+    a = ReplayBuffer.open(tmp_path / "dp3_style.zarr.zip").load(["state"])["state"]
+    assert np.array_equal(a, ReplayBuffer.open(path).load(["state"])["state"])
+
+
+def test_distributed_data_parallel_on_two_cpu_processes(obstacle_dataset, tmp_path):
+    cfg_path = write_yaml(shipped_small("dp3", max_steps=4, checkpoint_every=4, batch_size=8),
+                          tmp_path / "c.yaml")
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "diffusion_policy_ros.cli", "train", cfg_path, "--dataset", str(obstacle_dataset),
+         "--out", str(out), "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = metrics(out)
+    sync = records[-1]
+    assert sync["world_size"] == 2
+    a, b = sync["rank_weight_checksums"]
+    assert a == b  # DDP kept both replicas identical
+    assert max(r.get("step", 0) for r in records) == 4
+    assert Policy.from_checkpoint(out / "checkpoint").predict(start_obs(shipped_small("dp3")), seed=0).shape[0] == 8
