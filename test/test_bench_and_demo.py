@@ -1,0 +1,34 @@
+"""The bench script's JSON contract and the demo job, run for real at small sizes."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from diffusion_policy_ros.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_inference_bench_json_has_the_promised_fields():
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "inference.py"), "--quick", "--json",
+                           "--configs", "dp3", "dp_image"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert set(report["results"]) == {"dp3", "dp_image"}
+    for solvers in report["results"].values():
+        assert set(solvers) == {"ddim_10", "dpmsolver++_5"}
+        for r in solvers.values():
+            assert r["runs"] == 5
+            assert 0 < r["median_ms"] <= r["p99_ms"]
+            assert r["baseline_median_ms"] > 0
+    assert report["machine"]["device"] == "cpu"
+
+
+def test_demo_trains_samples_and_writes_its_plot(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--episodes", "20", "--max-steps", "20", "--samples", "8",
+                 "--json"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["samples"] == 8 and summary["left"] + summary["right"] <= 8
+    assert (out / "samples.png").stat().st_size > 5000
+    assert (out / "train" / "loss.png").is_file()
