@@ -94,15 +94,15 @@ class Trainer:
         self.progress = progress
 
     # --- pieces ------------------------------------------------------------------------------
-    def _datasets(self, info: DistInfo):
+    def _datasets(self):
+        """Training and validation sets over disjoint episodes (validation None if none fit a window)."""
         pcfg = self.config.policy
         buffer = ReplayBuffer.open(self.dataset_path)
         train_mask, val_mask = split_episodes(buffer.n_episodes, self.tcfg.val_ratio, self.tcfg.seed)
         train = PolicyDataset.from_path(self.dataset_path, pcfg, train_mask, buffer=buffer)
         val = None
-        if val_mask.any():
-            val = PolicyDataset(train.data, buffer.episode_ends, pcfg, val_mask, source=str(self.dataset_path)) \
-                if _has_windows(buffer.episode_ends, val_mask, pcfg) else None
+        if val_mask.any() and _has_windows(buffer.episode_ends, val_mask, pcfg):
+            val = PolicyDataset(train.data, buffer.episode_ends, pcfg, val_mask, source=str(self.dataset_path))
         return train, val
 
     def _loader(self, dataset: PolicyDataset, info: DistInfo, epoch_seed: int):
@@ -142,7 +142,7 @@ class Trainer:
         torch.manual_seed(self.tcfg.seed + info.rank)
         np.random.seed(self.tcfg.seed + info.rank)
 
-        train, val = self._datasets(info)
+        train, val = self._datasets()
         model = DiffusionPolicy.build(self.config.policy)
         for key, data in train.normalizer_samples().items():
             model.normalizer.fit(key, data)
