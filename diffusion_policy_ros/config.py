@@ -235,6 +235,36 @@ class TrainConfig:
 
 
 @dataclass
+class PointCloudConfig:
+    """Depth → point cloud for DP3-style policies (perception/pointcloud.py)."""
+
+    num_points: int = 1024
+    sampling: str = "fps"  # fps (DP3) | uniform (iDP3)
+    use_rgb: bool = False  # xyz+rgb (6 channels) instead of xyz
+    pixel_stride: int = 3  # every n-th pixel each way: 3 px ≈ 4 mm at 0.8 m, finer than voxel_size
+    min_depth: float = 0.1  # metres
+    max_depth: float = 2.0
+    voxel_size: float = 0.01  # metres; 0 disables the voxel filter
+    crop_min: tuple[float, float, float] = (-1.0, -1.0, -1.0)  # workspace box in the base frame
+    crop_max: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # camera→base transform: x, y, z, qx, qy, qz, qw (7 values) or a row-major 4x4 (16 values)
+    extrinsic: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+
+    def __post_init__(self):
+        _require(self.num_points > 0, "point_cloud.num_points", "> 0", self.num_points)
+        _require(self.sampling in ("fps", "uniform"), "point_cloud.sampling", "fps or uniform", self.sampling)
+        _require(self.pixel_stride >= 1, "point_cloud.pixel_stride", ">= 1", self.pixel_stride)
+        _require(0 <= self.min_depth < self.max_depth, "point_cloud.min_depth/max_depth", "0 <= min < max",
+                 (self.min_depth, self.max_depth))
+        _require(self.voxel_size >= 0, "point_cloud.voxel_size", ">= 0", self.voxel_size)
+        _require(len(self.crop_min) == 3 and len(self.crop_max) == 3
+                 and all(a < b for a, b in zip(self.crop_min, self.crop_max)),
+                 "point_cloud.crop_min/crop_max", "three values each with min < max", (self.crop_min, self.crop_max))
+        _require(len(self.extrinsic) in (7, 16), "point_cloud.extrinsic",
+                 "7 values (xyz + quaternion xyzw) or 16 (row-major 4x4)", len(self.extrinsic))
+
+
+@dataclass
 class Config:
     policy: PolicyConfig
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -32,3 +32,12 @@ def test_demo_trains_samples_and_writes_its_plot(tmp_path):
     assert summary["samples"] == 8 and summary["left"] + summary["right"] <= 8
     assert (out / "samples.png").stat().st_size > 5000
     assert (out / "train" / "loss.png").is_file()
+
+
+def test_perception_bench_json_has_the_promised_fields():
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "perception.py"), "--runs", "5", "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout)
+    assert r["runs"] == 5 and 0 < r["ours_median_ms"] <= r["ours_p99_ms"]
+    assert r["open3d_median_ms"] > 0

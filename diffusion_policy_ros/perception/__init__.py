@@ -1,0 +1,1 @@
+"""Perception: depth → point clouds, image preparation, wrench filtering, RealSense source."""
