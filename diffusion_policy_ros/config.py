@@ -117,8 +117,13 @@ class ForceEncoderConfig:
     d_model: int = 64  # width of the force query tokens and of the fused feature
     num_heads: int = 4
     hidden_dims: tuple[int, ...] = (64,)
+    # raw: the (normalised) 6-D wrench; magnitude_direction: [log(1+|f|), f/|f|, log(1+|τ|), τ/|τ|]
+    # computed from the wrench in physical units (set the wrench's normalize to identity).
+    features: str = "raw"
 
     def __post_init__(self):
+        _require(self.features in ("raw", "magnitude_direction"), "encoders.force.features",
+                 "raw or magnitude_direction", self.features)
         _require(self.d_model % self.num_heads == 0, "encoders.force.d_model",
                  f"a multiple of num_heads={self.num_heads}", self.d_model)
 
@@ -262,6 +267,32 @@ class PointCloudConfig:
                  "point_cloud.crop_min/crop_max", "three values each with min < max", (self.crop_min, self.crop_max))
         _require(len(self.extrinsic) in (7, 16), "point_cloud.extrinsic",
                  "7 values (xyz + quaternion xyzw) or 16 (row-major 4x4)", len(self.extrinsic))
+
+
+@dataclass
+class ForceConfig:
+    """Wrench stream processing (perception/force.py)."""
+
+    sample_rate_hz: float = 500.0  # nominal sensor rate the low-pass filter is designed for
+    cutoff_hz: float = 20.0  # Butterworth low-pass cut-off; 0 disables filtering
+    filter_order: int = 2
+    tool_mass: float = 0.0  # kg, below the sensor; 0 disables gravity compensation
+    tool_com: tuple[float, float, float] = (0.0, 0.0, 0.0)  # tool centre of mass in the sensor frame, m
+    gravity: tuple[float, float, float] = (0.0, 0.0, -9.81)  # in the base frame
+    force_limit: float = 200.0  # N per axis: a sample beyond it is flagged saturated
+    torque_limit: float = 20.0  # N·m per axis
+    tare_samples: int = 50  # samples averaged by tare()
+    history_s: float = 2.0  # how much filtered signal is kept for windows
+
+    def __post_init__(self):
+        _require(self.sample_rate_hz > 0, "force.sample_rate_hz", "> 0", self.sample_rate_hz)
+        _require(0 <= self.cutoff_hz < self.sample_rate_hz / 2, "force.cutoff_hz",
+                 f"in [0, {self.sample_rate_hz / 2}) (below Nyquist)", self.cutoff_hz)
+        _require(self.filter_order >= 1, "force.filter_order", ">= 1", self.filter_order)
+        _require(self.tool_mass >= 0, "force.tool_mass", ">= 0", self.tool_mass)
+        _require(self.force_limit > 0 and self.torque_limit > 0, "force.force_limit/torque_limit", "> 0",
+                 (self.force_limit, self.torque_limit))
+        _require(self.tare_samples >= 1, "force.tare_samples", ">= 1", self.tare_samples)
 
 
 @dataclass

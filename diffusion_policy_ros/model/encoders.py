@@ -127,19 +127,30 @@ class StateEncoder(nn.Module):
         return self.net(x), None
 
 
+def wrench_features(wrench: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(..., 6) → (..., 8): [log(1+|f|), f/|f|, log(1+|τ|), τ/|τ|]; scale-free direction, compressed size."""
+    f, t = wrench[..., :3], wrench[..., 3:6]
+    fn, tn = f.norm(dim=-1, keepdim=True), t.norm(dim=-1, keepdim=True)
+    return torch.cat((torch.log1p(fn), f / (fn + eps), torch.log1p(tn), t / (tn + eps)), dim=-1)
+
+
 class ForceEncoder(nn.Module):
     """Wrench → query token; cross-attention over the visual tokens; output [wrench emb, fused]."""
 
-    def __init__(self, token_dims: list[int], d_model: int, num_heads: int, hidden_dims: tuple[int, ...]):
+    def __init__(self, token_dims: list[int], d_model: int, num_heads: int, hidden_dims: tuple[int, ...],
+                 features: str = "raw"):
         super().__init__()
-        self.embed = nn.Sequential(mlp(6, hidden_dims), nn.Linear(hidden_dims[-1] if hidden_dims else 6, d_model))
+        self.features = features
+        d_in = 8 if features == "magnitude_direction" else 6
+        self.embed = nn.Sequential(mlp(d_in, hidden_dims), nn.Linear(hidden_dims[-1] if hidden_dims else d_in, d_model))
         self.kv_proj = nn.ModuleList(nn.Linear(d, d_model) for d in token_dims)
         self.attn = nn.MultiheadAttention(d_model, num_heads, batch_first=True)
         self.norm = nn.LayerNorm(d_model)
         self.out_dim = 2 * d_model
 
     def forward(self, wrench: torch.Tensor, tokens: list[torch.Tensor]):
-        q = self.embed(wrench).unsqueeze(1)  # (N, 1, d)
+        x = wrench_features(wrench) if self.features == "magnitude_direction" else wrench
+        q = self.embed(x).unsqueeze(1)  # (N, 1, d)
         kv = torch.cat([p(t) for p, t in zip(self.kv_proj, tokens)], dim=1)
         fused, _ = self.attn(q, kv, kv, need_weights=False)
         fused = self.norm(fused + q).squeeze(1)
@@ -169,7 +180,7 @@ class ObservationEncoder(nn.Module):
         self.force = None
         if self.force_key is not None:
             self.force = ForceEncoder([self.encoders[k].token_dim for k in self.visual_keys], enc.force.d_model,
-                                      enc.force.num_heads, enc.force.hidden_dims)
+                                      enc.force.num_heads, enc.force.hidden_dims, enc.force.features)
         self.step_dim = sum(e.out_dim for e in self.encoders.values()) + (self.force.out_dim if self.force else 0)
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
