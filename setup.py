@@ -41,9 +41,15 @@ setup(
         "safetensors>=0.4",
         "zarr>=3.0",
         "dacite>=1.8",
+        "opencv-python-headless>=4.8",
+        "fpsample>=1.0",
+        "rosbags>=0.10",
     ],
     extras_require={
         "ros": ROS_EXTRA,
+        # RealSense cameras without realsense-ros, and open3d (reference pipeline in tests/benchmarks).
+        # open3d-cpu and open3d install the same module; keep whichever you already have.
+        "perception": ["pyrealsense2>=2.54", "open3d-cpu>=0.18"],
         "test": ["pytest>=8", "pytest-timeout>=2.3"],
     },
     zip_safe=True,
@@ -54,6 +60,7 @@ setup(
     entry_points={
         "console_scripts": [
             "dpros = diffusion_policy_ros.cli:main",
+            "realsense_node = diffusion_policy_ros.ros.realsense_node:main",
         ],
     },
 )

@@ -12,3 +12,17 @@ def obstacle_dataset(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "obstacle.zarr"
     return make_obstacle_dataset(path, n_episodes=60, seed=1, scene=TEST_SCENE, progress=False)
 
+
+
+@pytest.fixture
+def ros_context(monkeypatch):
+    """A fresh rclpy context on a DDS domain of this test process's own, discovery on localhost only."""
+    rclpy = pytest.importorskip("rclpy")
+    import os
+
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    context.try_shutdown()
