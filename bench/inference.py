@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
-import time
 
 import numpy as np
 import torch
+
+from common import machine, time_ms
 
 from diffusion_policy_ros import constants as C
 from diffusion_policy_ros.config import load_config, shipped_configs
@@ -65,17 +64,6 @@ def baseline_predict(model: DiffusionPolicy, obs: dict[str, torch.Tensor], sched
     return action_pred[:, start:start + cfg.n_action_steps].cpu().numpy()
 
 
-def time_ms(fn, runs: int, warmup: int = 3) -> np.ndarray:
-    for _ in range(warmup):
-        fn()
-    out = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter_ns()
-        fn()
-        out[i] = (time.perf_counter_ns() - t0) / 1e6
-    return out
-
-
 def bench_config(name: str, variant: str | None, runs: int, solvers) -> dict:
     cfg = load_config(name, variant=variant)
     torch.manual_seed(0)
@@ -106,12 +94,6 @@ def bench_config(name: str, variant: str | None, runs: int, solvers) -> dict:
             "solvers": out}
 
 
-def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
-            "device": "cpu"}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", nargs="*", default=None, help="default: every shipped config")
@@ -135,10 +117,10 @@ def main(argv=None) -> int:
                 print(f"  {key:<16}{s['median_ms']:>11.2f}{s['p99_ms']:>10.2f}{s['baseline_median_ms']:>13.2f}"
                       f"{s['speedup_vs_baseline']:>7.2f}x{s.get('speedup_vs_baseline_ddpm_100', float('nan')):>15.1f}x")
     if args.json:
-        print(json.dumps({"machine": machine(), "results": {k: v["solvers"] for k, v in results.items()},
+        print(json.dumps({"machine": machine(device="cpu"), "results": {k: v["solvers"] for k, v in results.items()},
                           "parameters_m": {k: v["parameters_m"] for k, v in results.items()}}, indent=2))
     else:
-        print(f"\nmachine: {machine()}")
+        print(f"\nmachine: {machine(device='cpu')}")
     return 0
 
 

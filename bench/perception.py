@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
-import time
 
 import numpy as np
+
+from common import machine, time_ms
 
 from diffusion_policy_ros.config import PointCloudConfig
 from diffusion_policy_ros.perception.pointcloud import PointCloudPipeline
@@ -32,17 +31,6 @@ def scene():
     depth, _ = tabletop_depth(D435_640, (0.0, 0.15, -1.0), -0.8, box_min=(-0.06, -0.05, 0.6),
                               box_max=(0.06, 0.05, 0.7))
     return np.round(depth * 1000).astype(np.uint16), cam_to_base
-
-
-def time_ms(fn, runs, warmup=3):
-    for _ in range(warmup):
-        fn()
-    t = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter_ns()
-        fn()
-        t[i] = (time.perf_counter_ns() - t0) / 1e6
-    return t
 
 
 def main(argv=None) -> int:
@@ -80,7 +68,7 @@ def main(argv=None) -> int:
         ref = time_ms(open3d_pipeline, args.runs)
         result.update(open3d_median_ms=round(float(np.median(ref)), 3), open3d_p99_ms=round(float(np.percentile(ref, 99)), 3),
                       speedup_vs_open3d=round(float(np.median(ref) / np.median(ours)), 2))
-    result["machine"] = {"cpu": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()}
+    result["machine"] = machine()
     if args.json:
         print(json.dumps(result, indent=2))
     else:
