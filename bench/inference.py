@@ -114,8 +114,10 @@ def main(argv=None) -> int:
             print(f"  {'solver':<16}{'median ms':>11}{'p99 ms':>10}{'baseline ms':>13}{'ratio':>8}"
                   f"{'vs DP DDPM-100':>16}")
             for key, s in r["solvers"].items():
+                vs_dp = s.get("speedup_vs_baseline_ddpm_100")
+                vs_dp = f"{vs_dp:.1f}x" if vs_dp is not None else "-"
                 print(f"  {key:<16}{s['median_ms']:>11.2f}{s['p99_ms']:>10.2f}{s['baseline_median_ms']:>13.2f}"
-                      f"{s['speedup_vs_baseline']:>7.2f}x{s.get('speedup_vs_baseline_ddpm_100', float('nan')):>15.1f}x")
+                      f"{s['speedup_vs_baseline']:>7.2f}x{vs_dp:>16}")
     if args.json:
         print(json.dumps({"machine": machine(device="cpu"), "results": {k: v["solvers"] for k, v in results.items()},
                           "parameters_m": {k: v["parameters_m"] for k, v in results.items()}}, indent=2))
