@@ -56,7 +56,6 @@ setup(
     maintainer="diffusion_policy_ros maintainers",
     description="Diffusion-policy robot controllers on ROS 2.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "dpros = diffusion_policy_ros.cli:main",
