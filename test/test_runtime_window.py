@@ -85,3 +85,11 @@ def test_out_of_order_and_unknown_streams_are_rejected():
     with pytest.raises(ObservationError, match="unknown stream 'wrench'"):
         w.add("wrench", 0, 0)
     assert w.ages_ns(20 * MS) == {"camera": None, "joints": 10 * MS}
+
+
+def test_history_is_bounded_in_time_not_count():
+    w = window()
+    for t in range(0, 10_000, 2):
+        w.add("joints", t * MS, t)
+    span = (w.buffers["joints"].stamps[-1] - w.buffers["joints"].stamps[0]) / MS
+    assert 300 <= span <= 402  # (n-1)·period + max_age + period = 400 ms, plus one 2 ms sample

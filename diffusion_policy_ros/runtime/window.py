@@ -30,14 +30,16 @@ class StaleObservationError(ObservationError):
 class StreamSpec:
     latency_ns: int = 0  # subtracted from message stamps
     max_age_ns: int = 200_000_000  # newest sample older than this (vs now) → stale
-    history: int = 64  # samples kept
 
 
 class StreamBuffer:
-    def __init__(self, name: str, spec: StreamSpec):
-        self.name, self.spec = name, spec
-        self.stamps: deque[int] = deque(maxlen=spec.history)
-        self.values: deque = deque(maxlen=spec.history)
+    """One stream's samples; keeps those within ``keep_ns`` of the newest (sized in time, not count,
+    so a 500 Hz stream and a 30 Hz stream both cover the window)."""
+
+    def __init__(self, name: str, spec: StreamSpec, keep_ns: int):
+        self.name, self.spec, self.keep_ns = name, spec, int(keep_ns)
+        self.stamps: deque[int] = deque()
+        self.values: deque = deque()
         self.rejected = 0
 
     def add(self, stamp_ns: int, value) -> None:
@@ -48,6 +50,10 @@ class StreamBuffer:
                                    f"ns (increasing), got {int(stamp_ns)} ns; sample dropped")
         self.stamps.append(t)
         self.values.append(value)
+        # Keep one sample older than the horizon so the oldest sample time still has a match.
+        while len(self.stamps) > 2 and self.stamps[1] < t - self.keep_ns:
+            self.stamps.popleft()
+            self.values.popleft()
 
     @property
     def newest(self) -> int | None:
@@ -67,8 +73,10 @@ class ObservationWindow:
         if n_obs_steps < 1 or period_ns <= 0:
             raise ObservationError(f"observation window: expected n_obs_steps >= 1 and period_ns > 0, "
                                    f"got {n_obs_steps}, {period_ns}")
-        self.buffers = {name: StreamBuffer(name, spec) for name, spec in streams.items()}
         self.n, self.period = n_obs_steps, int(period_ns)
+        # The window reaches back (n-1) periods from t_ref, which may lag a stream's newest by max_age.
+        keep = (n_obs_steps - 1) * self.period + max(s.max_age_ns for s in streams.values()) + self.period
+        self.buffers = {name: StreamBuffer(name, spec, keep) for name, spec in streams.items()}
 
     def add(self, name: str, stamp_ns: int, value) -> None:
         if name not in self.buffers:
