@@ -1,0 +1,76 @@
+"""Action scheduling (timing, latency, hand-over) and safety limits, on many random cases."""
+import numpy as np
+import pytest
+
+from diffusion_policy_ros.runtime.safety import Limits, UnsafeCommandError, clamp_to_box, enforce_limits
+from diffusion_policy_ros.runtime.schedule import ActionScheduler, TimedTrajectory
+
+MS = 1_000_000
+DT = 100 * MS
+
+
+def test_waypoints_are_stamped_from_the_observation_and_late_ones_dropped():
+    s = ActionScheduler(DT, action_latency_ns=30 * MS)
+    chunk = np.arange(8.0)[:, None]
+    traj = s.schedule(chunk, t_obs_ns=1000 * MS, now_ns=1150 * MS)
+    # due at 1000, 1100, ..., 1700 ms; those not after now + latency = 1180 ms are gone
+    assert list(traj.times_ns // MS) == [1200, 1300, 1400, 1500, 1600, 1700]
+    assert list(traj.values[:, 0]) == [2, 3, 4, 5, 6, 7]
+    s.reset()
+    late = s.schedule(chunk, t_obs_ns=0, now_ns=5000 * MS)  # all late: go to the last action
+    assert list(late.times_ns // MS) == [5130] and late.values[0, 0] == 7
+
+
+def test_offset_shifts_every_waypoint():
+    traj = ActionScheduler(DT, offset_steps=1).schedule(np.zeros((4, 2)), t_obs_ns=0, now_ns=0)
+    assert list(traj.times_ns // MS) == [100, 200, 300, 400]
+
+
+def test_hand_over_is_continuous_for_random_chunks():
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        s = ActionScheduler(DT, action_latency_ns=int(rng.integers(0, 50)) * MS, blend_steps=int(rng.integers(0, 4)))
+        first = np.cumsum(rng.normal(0, 0.1, (8, 6)), axis=0)
+        t0 = int(rng.integers(0, 10**6)) * MS
+        old = s.schedule(first, t_obs_ns=t0, now_ns=t0 + 20 * MS)
+        now = t0 + int(rng.integers(300, 500)) * MS  # the next chunk arrives mid-trajectory
+        second = first[-1] + rng.normal(0, 1.0, (8, 6))  # far from the old plan on purpose
+        new = s.schedule(second, t_obs_ns=now - 50 * MS, now_ns=now)
+        start = new.times_ns[0]
+        assert start == now + s.latency
+        assert np.allclose(new.values[0], old.at(start))  # no jump where the new trajectory begins
+        assert np.all(np.diff(new.times_ns) > 0)
+        if s.blend == 0:
+            assert np.allclose(new.values[1:], second[-(len(new.times_ns) - 1):])
+
+
+def test_limits_hold_on_random_trajectories():
+    rng = np.random.default_rng(1)
+    lim = Limits(lower=-np.ones(6), upper=np.ones(6), max_velocity=np.full(6, 2.0))
+    for trial in range(300):
+        times = np.cumsum(rng.integers(5, 120, 10)) * MS
+        traj = TimedTrajectory(times, rng.normal(0, 2.0, (10, 6)))
+        current = rng.uniform(-1, 1, 6)
+        out, report = enforce_limits(traj, current, now_ns=0, limits=lim)
+        assert np.all(out.values >= -1) and np.all(out.values <= 1)
+        q = np.vstack([current, out.values])
+        t = np.concatenate([[0], times]) / 1e9
+        vel = np.abs(np.diff(q, axis=0)) / np.diff(t)[:, None]
+        assert np.all(vel <= 2.0 + 1e-9)
+        assert report.position_clamped > 0  # N(0, 2) samples often leave [-1, 1]
+
+
+def test_within_limits_is_unchanged_and_nan_is_never_sent():
+    lim = Limits(lower=[-1.0, -1.0], upper=[1.0, 1.0], max_velocity=[1.0, 1.0])
+    traj = TimedTrajectory(np.array([100, 200]) * MS, np.array([[0.05, 0.0], [0.1, 0.05]]))
+    out, report = enforce_limits(traj, np.zeros(2), 0, lim)
+    assert np.array_equal(out.values, traj.values) and report.position_clamped == report.velocity_limited == 0
+    bad = TimedTrajectory(traj.times_ns, np.array([[np.nan, 0.0], [0.1, 0.05]]))
+    with pytest.raises(UnsafeCommandError, match="NaN"):
+        enforce_limits(bad, np.zeros(2), 0, lim)
+    with pytest.raises(UnsafeCommandError, match="2 values per waypoint"):
+        enforce_limits(TimedTrajectory(traj.times_ns, np.zeros((2, 3))), np.zeros(2), 0, lim)
+    with pytest.raises(UnsafeCommandError, match="lower < upper"):
+        Limits(lower=[1.0], upper=[0.0], max_velocity=[1.0])
+    boxed, moved = clamp_to_box(np.array([[0.0, 0.0, 2.0]]), [-1, -1, 0], [1, 1, 1])
+    assert moved == 1 and boxed[0, 2] == 1.0
