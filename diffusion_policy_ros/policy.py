@@ -81,12 +81,15 @@ class DiffusionPolicy(nn.Module):
 
     def conditional_sample(self, cond: torch.Tensor, *, generator: torch.Generator | None = None,
                            solver: str | None = None, num_inference_steps: int | None = None,
-                           guidance: GuidanceFn | None = None, initial: torch.Tensor | None = None) -> torch.Tensor:
-        """Conditioning (B, Dc) → normalised action trajectory (B, H, Da)."""
+                           guidance: GuidanceFn | None = None, initial: torch.Tensor | None = None,
+                           start_index: int = 0) -> torch.Tensor:
+        """Conditioning (B, Dc) → normalised action trajectory (B, H, Da). ``initial`` + ``start_index``:
+        warm start from a normalised guess (see diffusion.sampling.sample)."""
         shape = (cond.shape[0], self.cfg.horizon, self.cfg.action.dim)
         x = sample(lambda x, t: self.denoiser(x, t, cond), self.inference_scheduler(solver), shape,
                    num_inference_steps=num_inference_steps or self.cfg.inference.num_inference_steps,
-                   generator=generator, device=cond.device, dtype=cond.dtype, guidance=guidance, initial=initial)
+                   generator=generator, device=cond.device, dtype=cond.dtype, guidance=guidance, initial=initial,
+                   start_index=start_index)
         return x.clamp(-1.0, 1.0) if self.cfg.noise.clip_sample else x
 
     def to_world(self, x_normalised: torch.Tensor, obs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -94,6 +97,14 @@ class DiffusionPolicy(nn.Module):
         action = self.normalizer.unnormalize(C.ACTION, x_normalised)
         pose = obs[self.cfg.action.pose_key][:, -1].float() if self.action_repr.needs_pose else None
         return self.action_repr.to_absolute(action, pose)
+
+    def warm_start_guess(self, previous: torch.Tensor, obs: dict[str, torch.Tensor], shift: int) -> torch.Tensor:
+        """Previous world-frame prediction (B, H, Da) → normalised guess for this cycle: advanced by
+        ``shift`` executed steps (the tail repeats the last step), re-expressed for the current pose."""
+        if shift > 0:
+            previous = torch.cat((previous[:, shift:], previous[:, -1:].expand(-1, shift, -1)), dim=1)
+        pose = obs[self.cfg.action.pose_key][:, -1].float() if self.action_repr.needs_pose else None
+        return self.normalizer.normalize(C.ACTION, self.action_repr.to_policy(previous.float(), pose))
 
     def predict_action(self, obs: dict[str, torch.Tensor], **kwargs) -> dict[str, torch.Tensor]:
         """obs (B, To, ...) → {'action': (B, n_action_steps, Da), 'action_pred': (B, H, Da)}, world frame.
@@ -167,20 +178,33 @@ class Policy:
 
     @torch.inference_mode()
     def predict(self, obs: dict[str, np.ndarray], *, seed: int | None = None, guidance: GuidanceFn | None = None,
-                full_horizon: bool = False) -> np.ndarray:
+                full_horizon: bool = False, warm_start: np.ndarray | None = None, shift: int = 0,
+                start_index: int = 0) -> np.ndarray:
         """One action chunk (n_action_steps, Da), or (B, n_action_steps, Da) for batched observations.
 
-        ``full_horizon=True`` returns all ``horizon`` predicted steps instead."""
+        ``full_horizon=True`` returns all ``horizon`` predicted steps instead. Warm start: pass the
+        previous full-horizon prediction as ``warm_start``, the steps executed since as ``shift``, and
+        the inference step to resume from as ``start_index`` (only the remaining steps run)."""
         tensors, batched = self.validate(obs)
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        kwargs = {"generator": generator}
+        if warm_start is not None:
+            prev = torch.as_tensor(np.asarray(warm_start), device=self.device)
+            prev = prev if batched else prev.unsqueeze(0)
+            expected = (next(iter(tensors.values())).shape[0], self.cfg.horizon, self.cfg.action.dim)
+            if tuple(prev.shape) != expected or not torch.isfinite(prev).all():
+                raise ObservationError(f"warm_start: expected finite previous predictions of shape {expected}, "
+                                       f"got {tuple(prev.shape)}")
+            kwargs.update(initial=self.model.warm_start_guess(prev, tensors, shift), start_index=start_index)
         if guidance is not None:
             with torch.inference_mode(False), torch.enable_grad():
-                result = self.model.predict_action({k: v.clone() for k, v in tensors.items()},
-                                                   generator=generator, guidance=guidance)
+                result = self.model.predict_action({k: v.clone() for k, v in tensors.items()}, guidance=guidance,
+                                                   **{k: (v.clone() if torch.is_tensor(v) else v)
+                                                      for k, v in kwargs.items()})
         else:
-            result = self.model.predict_action(tensors, generator=generator)
+            result = self.model.predict_action(tensors, **kwargs)
         action = result["action_pred" if full_horizon else "action"].detach().cpu().numpy()
         if not np.isfinite(action).all():
             raise NonFiniteActionError("policy produced NaN/inf actions; nothing returned "

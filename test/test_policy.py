@@ -121,3 +121,17 @@ def test_bad_checkpoints_are_named(tmp_path):
     (tmp_path / "old" / "config.yaml").write_text(text)
     with pytest.raises(CheckpointError, match="format_version expected 1, got 99"):
         Policy.from_checkpoint(tmp_path / "old")
+
+
+def test_warm_start_input_is_validated(dp3_policy):
+    obs = start_obs(dp3_policy.config)
+    h, d = dp3_policy.cfg.horizon, 10
+    prev = dp3_policy.predict(obs, seed=0, full_horizon=True)
+    a = dp3_policy.predict(obs, seed=0, warm_start=prev, shift=2, start_index=5)
+    assert a.shape == (dp3_policy.cfg.n_action_steps, d) and np.isfinite(a).all()
+    with pytest.raises(ObservationError, match=rf"warm_start: expected .* shape \(1, {h}, {d}\), got \(1, 3, {d}\)"):
+        dp3_policy.predict(obs, warm_start=prev[:3], start_index=5)
+    bad = prev.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ObservationError, match="warm_start"):
+        dp3_policy.predict(obs, warm_start=bad, start_index=5)

@@ -53,3 +53,29 @@ def test_guidance_hook_sees_each_step_and_its_correction_is_applied():
 def test_unknown_solver_is_a_config_error():
     with pytest.raises(ConfigError, match="euler"):
         make_scheduler(NoiseConfig(), "euler")
+
+
+@pytest.mark.parametrize("solver", ["ddpm", "ddim", "dpmsolver++"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
+def test_warm_start_runs_only_the_remaining_steps_and_recovers_the_data(solver, prediction_type):
+    sch = make_scheduler(NoiseConfig(prediction_type=prediction_type), solver)
+    calls = []
+    base = oracle(prediction_type, sch)
+
+    def counting(x, t):
+        calls.append(int(t))
+        return base(x, t)
+
+    guess = TARGET + 0.3 * torch.randn(TARGET.shape, generator=torch.Generator().manual_seed(1))
+    x = sample(counting, sch, TARGET.shape, num_inference_steps=10, generator=torch.Generator().manual_seed(0),
+               initial=guess, start_index=6)
+    assert len(calls) == 4 and calls == sch.timesteps[6:].tolist()
+    assert torch.allclose(x, TARGET, atol=2e-3)
+
+
+def test_warm_start_arguments_are_checked():
+    sch = make_scheduler(NoiseConfig(), "ddim")
+    with pytest.raises(ValueError, match="start_index"):
+        sample(oracle("epsilon", sch), sch, TARGET.shape, num_inference_steps=5, initial=TARGET, start_index=5)
+    with pytest.raises(ValueError, match="initial"):
+        sample(oracle("epsilon", sch), sch, TARGET.shape, num_inference_steps=5, start_index=2)

@@ -46,6 +46,12 @@ def test_trained_policy_samples_commit_to_one_of_two_modes(obstacle_dataset, tmp
         assert np.all(np.abs(np.abs(offsets[np.abs(offsets) > MODE_THRESHOLD]) - 0.1) < 0.04), solver
         # ...and both modes are covered over many seeds.
         assert min(s["left"], s["right"]) >= 0.2 * s["samples"], (solver, s)
+    # Warm start from a chunk keeps its mode (cold samples above cover both): 4 of 10 DDIM steps.
+    policy.cfg.inference.solver, policy.cfg.inference.num_inference_steps = "ddim", 10
+    prev = policy.predict(start_obs(cfg, batch=128), seed=1, full_horizon=True)
+    warm = policy.predict(start_obs(cfg, batch=128), seed=2, full_horizon=True, warm_start=prev, start_index=6)
+    prev_side, warm_side = np.sign(TEST_SCENE.lateral_offset(prev)), np.sign(TEST_SCENE.lateral_offset(warm))
+    assert (prev_side == warm_side).mean() >= 0.95
     # The same checkpoint and seed give exactly the same actions, load after load.
     obs = start_obs(cfg)
     assert np.array_equal(Policy.from_checkpoint(ckpt).predict(obs, seed=3),

@@ -35,22 +35,40 @@ def predicted_original(model_output: torch.Tensor, x: torch.Tensor, alpha_bar: t
 def sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], scheduler, shape: tuple[int, ...], *,
            num_inference_steps: int, generator: torch.Generator | None = None, device=None,
            dtype=torch.float32, guidance: GuidanceFn | None = None,
-           initial: torch.Tensor | None = None) -> torch.Tensor:
-    """Run the reverse process from noise (or from ``initial``, already at the first timestep's
-    noise level) and return x₀. ``denoise(x, t)`` is the conditioned model."""
+           initial: torch.Tensor | None = None, start_index: int = 0) -> torch.Tensor:
+    """Run the reverse process and return x₀. ``denoise(x, t)`` is the conditioned model.
+
+    From pure noise by default. With ``initial`` (a clean guess, e.g. the previous chunk shifted
+    by the executed steps) and ``start_index`` k > 0, the guess is noised to the level of the k-th
+    inference timestep and only the remaining steps run: warm start across control cycles, or
+    post-hoc refinement of a trajectory."""
     scheduler.set_timesteps(num_inference_steps, device=device)
-    x = initial if initial is not None else torch.randn(shape, generator=generator, device=device, dtype=dtype)
-    x = x * scheduler.init_noise_sigma
+    timesteps = scheduler.timesteps
+    if not 0 <= start_index < len(timesteps):
+        raise ValueError(f"start_index: expected 0 <= k < {len(timesteps)} (inference steps), got {start_index}")
+    noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    if start_index == 0 and initial is None:
+        x = noise * scheduler.init_noise_sigma
+    else:
+        if initial is None or tuple(initial.shape) != tuple(shape):
+            raise ValueError(f"initial: expected a clean sample of shape {tuple(shape)} to warm-start from, got "
+                             f"{None if initial is None else tuple(initial.shape)}")
+        t0 = timesteps[start_index]
+        x = scheduler.add_noise(initial.to(dtype), noise, t0.reshape(1)) if start_index > 0 else \
+            noise * scheduler.init_noise_sigma
+        timesteps = timesteps[start_index:]
+        if hasattr(scheduler, "set_begin_index"):  # multistep solvers count their own step index
+            scheduler.set_begin_index(start_index)
     alphas = scheduler.alphas_cumprod.to(device=x.device, dtype=x.dtype)
     prediction_type = scheduler.config.prediction_type
-    timesteps = scheduler.timesteps
     for i, t in enumerate(timesteps):
         out = denoise(scheduler.scale_model_input(x, t), t)
         x_prev = scheduler.step(out, t, x, generator=generator).prev_sample
         if guidance is not None:
             a = alphas[int(t)]
             ctx = GuidanceContext(sample=x_prev, pred_original=predicted_original(out, x, a, prediction_type),
-                                  timestep=int(t), step_index=i, num_steps=len(timesteps), alpha_bar=float(a))
+                                  timestep=int(t), step_index=start_index + i, num_steps=num_inference_steps,
+                                  alpha_bar=float(a))
             correction = guidance(ctx)
             if correction is not None:
                 x_prev = x_prev + correction
