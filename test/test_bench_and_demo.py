@@ -41,3 +41,21 @@ def test_perception_bench_json_has_the_promised_fields():
     r = json.loads(proc.stdout)
     assert r["runs"] == 5 and 0 < r["ours_median_ms"] <= r["ours_p99_ms"]
     assert r["open3d_median_ms"] > 0
+
+
+def test_solver_quality_bench_reports_errors_for_every_sampler(tmp_path):
+    from diffusion_policy_ros.config import load_config
+    from diffusion_policy_ros.data.synthetic import ObstacleScene, make_obstacle_dataset
+    from diffusion_policy_ros.train import Trainer
+
+    cfg = load_config("dp3", variant="small", overrides=["train.max_steps=10", "policy.observations.point_cloud.shape=[64,3]"])
+    data = make_obstacle_dataset(tmp_path / "d.zarr", n_episodes=6, scene=ObstacleScene(num_points=64), progress=False)
+    ckpt = Trainer(cfg, data, tmp_path / "run", progress=False).run()
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "solver_quality.py"), "--checkpoint", str(ckpt),
+                           "--dataset", str(data), "--windows", "2", "--references", "3", "--runs", "2", "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout)
+    assert r["windows"] == 2 and r["solvers"]["ddim_10"]["error_vs_ddim10"] == 1.0
+    for s in r["solvers"].values():
+        assert s["action_error_m"] >= 0 and s["median_ms"] > 0 and 1 <= s["denoiser_calls"] <= 10
