@@ -49,6 +49,8 @@ test: setup
 
 bench: setup
 	$(PY) bench/inference.py
+	$(PY) bench/perception.py
+	$(PY) bench/solver_quality.py --train-demo
 
 clean:
 	rm -rf $(VENV) demo_out bench_out *.egg-info
