@@ -44,6 +44,7 @@ setup(
         "opencv-python-headless>=4.8",
         "fpsample>=1.0",
         "rosbags>=0.10",
+        "pytorch-kinematics>=0.7",
     ],
     extras_require={
         "ros": ROS_EXTRA,
