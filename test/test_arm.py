@@ -60,3 +60,53 @@ def test_bad_configurations_fail_with_a_clear_message(tmp_path):
     bad.write_text(URDF.read_text().replace('velocity="3.141592653589793" effort="28"', 'velocity="0" effort="28"', 1))
     with pytest.raises(ConfigError, match=r"positive velocity limit"):
         ArmKinematics(bad)
+
+
+def smooth_joint_path(arm, q0, t=12, speed=0.4, seed=0):
+    """A joint path within velocity limits, and its end-effector poses."""
+    rng = np.random.default_rng(seed)
+    direction = rng.normal(size=6)
+    direction /= np.abs(direction).max()
+    q = q0 + np.arange(1, t + 1)[:, None] * 0.1 * speed * direction
+    return torch.as_tensor(q), arm.fk(torch.as_tensor(q))
+
+
+Q0 = np.array([0.2, -1.3, 1.4, -1.6, -1.5, 0.3])
+
+
+def test_tracker_follows_a_feasible_trajectory():
+    from diffusion_policy_ros.embodiment.arm import ArmTracker
+
+    arm = ArmKinematics(URDF)
+    tracker = ArmTracker(arm, dt=0.1)
+    _, target = smooth_joint_path(arm, Q0)
+    q = tracker.rollout(target[None], torch.as_tensor(Q0)[None])
+    reached = arm.fk(q)[0]
+    assert (reached[:, :3] - target[:, :3]).norm(dim=-1).max() < 0.01  # within 1 cm
+    steps = torch.diff(torch.cat((torch.as_tensor(Q0)[None], q[0])), dim=0).abs()
+    assert (steps <= torch.as_tensor(arm.limits.max_velocity) * 0.1 + 1e-9).all()
+
+
+def test_infeasible_targets_cost_more_and_joint_limits_hold():
+    from diffusion_policy_ros.embodiment.arm import ArmTracker
+
+    arm = ArmKinematics(URDF)
+    tracker = ArmTracker(arm, dt=0.1)
+    _, target = smooth_joint_path(arm, Q0)
+    far = target.clone()
+    far[:, :3] += torch.tensor([0.0, 0.0, 1.5])  # 1.5 m above: out of reach
+    costs = tracker.cost(torch.stack((target, far)), torch.as_tensor(np.stack((Q0, Q0))))
+    assert costs[1] > 100 * costs[0]
+    q = tracker.rollout(far[None], torch.as_tensor(Q0)[None])
+    assert (q >= torch.as_tensor(arm.limits.lower)).all() and (q <= torch.as_tensor(arm.limits.upper)).all()
+
+
+def test_tracking_cost_gradient_matches_finite_differences():
+    from diffusion_policy_ros.embodiment.arm import ArmTracker
+
+    arm = ArmKinematics(URDF)
+    tracker = ArmTracker(arm, dt=0.1)
+    _, target = smooth_joint_path(arm, Q0, t=3)
+    target = (target + 0.02).detach().requires_grad_(True)  # a little off the path, so the cost is not ~0
+    q0 = torch.as_tensor(Q0)[None]
+    assert torch.autograd.gradcheck(lambda x: tracker.cost(x[None], q0), (target,), eps=1e-6, atol=1e-5)

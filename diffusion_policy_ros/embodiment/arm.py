@@ -12,7 +12,7 @@ import pytorch_kinematics as pk
 import torch
 
 from ..errors import ConfigError
-from ..geometry import matrix_to_rot6d
+from ..geometry import matrix_to_rot6d, rot6d_to_matrix
 from ..runtime.safety import Limits
 
 
@@ -56,3 +56,55 @@ class ArmKinematics:
         m = self.chain.forward_kinematics(q.reshape(-1, self.dof)).get_matrix()
         pose = torch.cat((m[:, :3, 3], matrix_to_rot6d(m[:, :3, :3])), dim=-1)
         return pose.reshape(*shape, 9)
+
+
+def rotation_error(r_des: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) pair → (..., 3): sin(θ)·axis of R_des·Rᵀ (exact direction, smooth everywhere)."""
+    e = r_des @ r.transpose(-1, -2)
+    return 0.5 * torch.stack((e[..., 2, 1] - e[..., 1, 2], e[..., 0, 2] - e[..., 2, 0], e[..., 1, 0] - e[..., 0, 1]), -1)
+
+
+class ArmTracker:
+    """What an arm's Cartesian tracking controller does with an end-effector trajectory: at every
+    control step, damped-least-squares IK toward the next target, joint steps limited smoothly to
+    velocity·dt, positions kept inside the joint limits. Differentiable end to end (autograd through
+    FK and the Jacobian), so the tracking cost's gradient reaches the proposed trajectory."""
+
+    def __init__(self, kinematics: ArmKinematics, dt: float = 0.1, damping: float = 0.05, gain: float = 1.0,
+                 position_weight: float = 1.0, rotation_weight: float = 0.1):
+        if dt <= 0 or damping <= 0 or gain <= 0:
+            raise ConfigError(f"embodiment.arm: expected dt, damping, gain > 0, got {dt}, {damping}, {gain}")
+        self.kin, self.dt, self.damping, self.gain = kinematics, dt, damping, gain
+        self.w_pos, self.w_rot = position_weight, rotation_weight
+        k = kinematics
+        self._lo = torch.as_tensor(k.limits.lower, dtype=k.dtype, device=k.device)
+        self._hi = torch.as_tensor(k.limits.upper, dtype=k.dtype, device=k.device)
+        self._step = torch.as_tensor(k.limits.max_velocity * dt, dtype=k.dtype, device=k.device)
+
+    def rollout(self, target: torch.Tensor, q0: torch.Tensor) -> torch.Tensor:
+        """target (B, T, 9) poses (position + 6-D rotation), q0 (B, dof) → joint positions (B, T, dof)."""
+        k = self.kin
+        target = target.to(k.dtype)
+        q = q0.to(k.dtype)
+        eye = torch.eye(6, dtype=k.dtype, device=k.device)
+        r_des = rot6d_to_matrix(target[..., 3:9])
+        out = []
+        for t in range(target.shape[1]):
+            pose = k.fk(q)
+            err = torch.cat((target[:, t, :3] - pose[:, :3], rotation_error(r_des[:, t], rot6d_to_matrix(pose[:, 3:]))), -1)
+            jac = k.chain.jacobian(q)  # (B, 6, dof), base frame, linear then angular
+            jjt = jac @ jac.transpose(1, 2) + self.damping ** 2 * eye
+            dq = (jac.transpose(1, 2) @ torch.linalg.solve(jjt, self.gain * err.unsqueeze(-1))).squeeze(-1)
+            dq = self._step * torch.tanh(dq / self._step)  # smooth velocity limit
+            q = torch.minimum(torch.maximum(q + dq, self._lo), self._hi)
+            out.append(q)
+        return torch.stack(out, dim=1)
+
+    def cost(self, target: torch.Tensor, q0: torch.Tensor) -> torch.Tensor:
+        """Mean weighted squared tracking error of the rollout, per trajectory (B,)."""
+        q = self.rollout(target, q0)
+        reached = self.kin.fk(q)
+        pos = ((reached[..., :3] - target[..., :3].to(reached.dtype)) ** 2).sum(-1)
+        rot = (rotation_error(rot6d_to_matrix(target[..., 3:9].to(reached.dtype)),
+                              rot6d_to_matrix(reached[..., 3:])) ** 2).sum(-1)
+        return (self.w_pos * pos + self.w_rot * rot).mean(-1)
