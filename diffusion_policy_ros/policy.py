@@ -82,14 +82,14 @@ class DiffusionPolicy(nn.Module):
     def conditional_sample(self, cond: torch.Tensor, *, generator: torch.Generator | None = None,
                            solver: str | None = None, num_inference_steps: int | None = None,
                            guidance: GuidanceFn | None = None, initial: torch.Tensor | None = None,
-                           start_index: int = 0) -> torch.Tensor:
+                           start_index: int = 0, substeps: int = 1) -> torch.Tensor:
         """Conditioning (B, Dc) → normalised action trajectory (B, H, Da). ``initial`` + ``start_index``:
         warm start from a normalised guess (see diffusion.sampling.sample)."""
         shape = (cond.shape[0], self.cfg.horizon, self.cfg.action.dim)
         x = sample(lambda x, t: self.denoiser(x, t, cond), self.inference_scheduler(solver), shape,
                    num_inference_steps=num_inference_steps or self.cfg.inference.num_inference_steps,
                    generator=generator, device=cond.device, dtype=cond.dtype, guidance=guidance, initial=initial,
-                   start_index=start_index)
+                   start_index=start_index, substeps=substeps)
         return x.clamp(-1.0, 1.0) if self.cfg.noise.clip_sample else x
 
     def to_world(self, x_normalised: torch.Tensor, obs: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -81,3 +81,22 @@ def test_arm_tracking_cost_guides_samples_toward_what_the_arm_can_follow():
     guide = CostGuidance(model, tensors, [(1.0, cost)], GuidanceConfig())
     guided = torch.as_tensor(policy.predict(obs, seed=0, full_horizon=True, guidance=guide))
     assert cost(guided).mean() < 0.9 * cost(plain).mean()
+
+
+def test_more_guided_substeps_lower_the_cost_further():
+    cfg = state_only_config()
+    torch.manual_seed(0)
+    model = DiffusionPolicy.build(cfg.policy)
+    policy = Policy(model, cfg)
+    obs = start_obs(cfg, batch=16)
+    tensors, _ = policy.validate(obs)
+    goal = torch.tensor([0.3, 0.3, 0.3])
+    c = goal_cost(goal)
+    costs = []
+    for k in (1, 3):
+        guide = CostGuidance(model, tensors, [(1.0, c)], GuidanceConfig())
+        cond = model.encode(tensors)
+        with torch.no_grad():
+            x = model.conditional_sample(cond, generator=torch.Generator().manual_seed(0), guidance=guide, substeps=k)
+        costs.append(float(c(model.to_world(x, tensors)).mean()))
+    assert costs[1] < costs[0]

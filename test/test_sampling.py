@@ -79,3 +79,24 @@ def test_warm_start_arguments_are_checked():
         sample(oracle("epsilon", sch), sch, TARGET.shape, num_inference_steps=5, initial=TARGET, start_index=5)
     with pytest.raises(ValueError, match="initial"):
         sample(oracle("epsilon", sch), sch, TARGET.shape, num_inference_steps=5, start_index=2)
+
+
+@pytest.mark.parametrize("solver", ["ddpm", "ddim"])
+def test_guided_substeps_recover_the_data_and_call_the_hook_k_times(solver):
+    sch = make_scheduler(NoiseConfig(prediction_type="epsilon"), solver)
+    calls = []
+
+    def guidance(ctx):
+        calls.append(ctx.timestep)
+        return None
+
+    x = sample(oracle("epsilon", sch), sch, TARGET.shape, num_inference_steps=5, generator=torch.Generator().manual_seed(0),
+               guidance=guidance, substeps=3)
+    assert torch.allclose(x, TARGET, atol=2e-3)
+    assert calls == [t for t in sch.timesteps.tolist() for _ in range(3)]
+
+
+def test_substeps_need_a_single_step_solver():
+    sch = make_scheduler(NoiseConfig(), "dpmsolver++")
+    with pytest.raises(ValueError, match="single-step solver"):
+        sample(oracle("epsilon", sch), sch, TARGET.shape, num_inference_steps=5, substeps=2)

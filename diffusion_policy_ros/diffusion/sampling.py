@@ -35,13 +35,17 @@ def predicted_original(model_output: torch.Tensor, x: torch.Tensor, alpha_bar: t
 def sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], scheduler, shape: tuple[int, ...], *,
            num_inference_steps: int, generator: torch.Generator | None = None, device=None,
            dtype=torch.float32, guidance: GuidanceFn | None = None,
-           initial: torch.Tensor | None = None, start_index: int = 0) -> torch.Tensor:
+           initial: torch.Tensor | None = None, start_index: int = 0, substeps: int = 1) -> torch.Tensor:
     """Run the reverse process and return x₀. ``denoise(x, t)`` is the conditioned model.
 
     From pure noise by default. With ``initial`` (a clean guess, e.g. the previous chunk shifted
     by the executed steps) and ``start_index`` k > 0, the guess is noised to the level of the k-th
     inference timestep and only the remaining steps run: warm start across control cycles, or
-    post-hoc refinement of a trajectory."""
+    post-hoc refinement of a trajectory.
+
+    ``substeps`` K > 1 (with guidance): each step is taken K times, re-noising the guided result
+    back to the step's noise level in between (universal guidance's recurrence), so the guidance
+    gradient acts K times per noise level. Single-step solvers only (DDPM, DDIM)."""
     scheduler.set_timesteps(num_inference_steps, device=device)
     timesteps = scheduler.timesteps
     if not 0 <= start_index < len(timesteps):
@@ -59,18 +63,30 @@ def sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedu
         timesteps = timesteps[start_index:]
         if hasattr(scheduler, "set_begin_index"):  # multistep solvers count their own step index
             scheduler.set_begin_index(start_index)
+    if substeps < 1 or (substeps > 1 and hasattr(scheduler, "model_outputs")):
+        raise ValueError(f"substeps: expected 1, or > 1 with a single-step solver (ddpm, ddim), got {substeps} "
+                         f"with {type(scheduler).__name__}")
     alphas = scheduler.alphas_cumprod.to(device=x.device, dtype=x.dtype)
     prediction_type = scheduler.config.prediction_type
+    all_t = scheduler.timesteps.tolist()
     for i, t in enumerate(timesteps):
-        out = denoise(scheduler.scale_model_input(x, t), t)
-        x_prev = scheduler.step(out, t, x, generator=generator).prev_sample
-        if guidance is not None:
-            a = alphas[int(t)]
-            ctx = GuidanceContext(sample=x_prev, pred_original=predicted_original(out, x, a, prediction_type),
-                                  timestep=int(t), step_index=start_index + i, num_steps=num_inference_steps,
-                                  alpha_bar=float(a))
-            correction = guidance(ctx)
-            if correction is not None:
-                x_prev = x_prev + correction
-        x = x_prev
+        a = alphas[int(t)]
+        for k in range(substeps):
+            out = denoise(scheduler.scale_model_input(x, t), t)
+            x_prev = scheduler.step(out, t, x, generator=generator).prev_sample
+            if guidance is not None:
+                ctx = GuidanceContext(sample=x_prev, pred_original=predicted_original(out, x, a, prediction_type),
+                                      timestep=int(t), step_index=start_index + i, num_steps=num_inference_steps,
+                                      alpha_bar=float(a))
+                correction = guidance(ctx)
+                if correction is not None:
+                    x_prev = x_prev + correction
+            if k < substeps - 1:  # back to this step's noise level: x_t = √(ᾱ_t/ᾱ_prev)·x_prev + √(1−ᾱ_t/ᾱ_prev)·ε
+                j = all_t.index(int(t)) + 1
+                a_prev = alphas[all_t[j]] if j < len(all_t) else torch.ones((), dtype=x.dtype, device=x.device)
+                ratio = a / a_prev
+                eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+                x = ratio.sqrt() * x_prev + (1 - ratio).sqrt() * eps
+            else:
+                x = x_prev
     return x
