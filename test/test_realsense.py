@@ -87,7 +87,8 @@ def test_node_publishes_realsense_ros_topics_over_dds(ros_context):
                 break
         assert done.is_set(), {k: len(v) for k, v in got.items()}
     finally:
-        executor.shutdown()
+        executor.shutdown(timeout_sec=5.0)
+        spin.join(timeout=5.0)
         node.destroy_node()
         listener.destroy_node()
     color, depth = got["color"][-1], got["depth"][-1]
