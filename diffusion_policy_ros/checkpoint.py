@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -45,15 +46,9 @@ def save_checkpoint(path: str | Path, config: Config, model: torch.nn.Module, *,
     if train_state is not None:
         torch.save(train_state, tmp / C.CKPT_TRAIN_STATE)
     if path.exists():
-        _rmtree(path)
+        shutil.rmtree(path)
     os.replace(tmp, path)
     return path
-
-
-def _rmtree(p: Path) -> None:
-    import shutil
-
-    shutil.rmtree(p, ignore_errors=True)
 
 
 def read_checkpoint_meta(path: str | Path) -> dict:

@@ -209,9 +209,6 @@ class PolicyConfig:
             _require(spec is not None and spec.type == C.OBS_LOW_DIM and spec.shape[0] >= C.EE_POSE_DIM,
                      "action.pose_key", "a low_dim observation with >= 9 values", self.action.pose_key)
 
-    def keys_of_type(self, obs_type: str) -> list[str]:
-        return [k for k, s in self.observations.items() if s.type == obs_type]
-
 
 @dataclass
 class TrainConfig:

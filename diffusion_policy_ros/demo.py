@@ -69,8 +69,7 @@ def run_demo(out: str | Path, config: str = "dp3", episodes: int = 100, max_step
     print(f"[2/3] trained {cfg.train.max_steps} steps in {train_s:.0f} s → {ckpt} (loss plot: {out / 'train/loss.png'})")
 
     policy = Policy.from_checkpoint(ckpt)
-    raw = scene.start_observation(cfg.policy.n_obs_steps, seed=seed)  # keyed like the dataset
-    obs = {k: raw[spec.dataset_key or k] for k, spec in cfg.policy.observations.items()}
+    obs = scene.policy_observation(cfg.policy, seed=seed)
     batch = {k: np.repeat(v[None], samples, axis=0) for k, v in obs.items()}
     t0 = time.time()
     chunks = policy.predict(batch, seed=seed, full_horizon=True)

@@ -199,6 +199,7 @@ class Policy:
                                        f"got {tuple(prev.shape)}")
             kwargs.update(initial=self.model.warm_start_guess(prev, tensors, shift), start_index=start_index)
         if guidance is not None:
+            # Tensors made under inference_mode cannot enter autograd: clone them outside it.
             with torch.inference_mode(False), torch.enable_grad():
                 result = self.model.predict_action({k: v.clone() for k, v in tensors.items()}, guidance=guidance,
                                                    **{k: (v.clone() if torch.is_tensor(v) else v)

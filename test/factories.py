@@ -40,8 +40,7 @@ def shipped_small(name: str, **train) -> Config:
 
 
 def start_obs(cfg: Config, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-    raw = TEST_SCENE.start_observation(cfg.policy.n_obs_steps, seed=seed)
-    obs = {k: raw[s.dataset_key or k] for k, s in cfg.policy.observations.items()}
+    obs = TEST_SCENE.policy_observation(cfg.policy, seed=seed)
     if batch is not None:
         obs = {k: np.repeat(v[None], batch, axis=0) for k, v in obs.items()}
     return obs

@@ -102,6 +102,11 @@ class ObstacleScene:
         ep = self.episode(np.random.default_rng(seed), side=1)
         return {k: np.repeat(v[:1], n_obs_steps, axis=0) for k, v in ep.items() if k != "action"}
 
+    def policy_observation(self, policy_cfg, seed: int = 0) -> dict[str, np.ndarray]:
+        """The start observation keyed as the policy expects (each observation's dataset_key mapped)."""
+        raw = self.start_observation(policy_cfg.n_obs_steps, seed=seed)
+        return {k: raw[spec.dataset_key or k] for k, spec in policy_cfg.observations.items()}
+
     def lateral_offset(self, actions: np.ndarray) -> np.ndarray:
         """Signed mean x of the predicted positions while passing the box: ≈ ±0.1 per mode, 0 = average."""
         return actions[..., :, 0].mean(axis=-1)

@@ -68,9 +68,10 @@ def sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedu
                          f"with {type(scheduler).__name__}")
     alphas = scheduler.alphas_cumprod.to(device=x.device, dtype=x.dtype)
     prediction_type = scheduler.config.prediction_type
-    all_t = scheduler.timesteps.tolist()
+    one = torch.ones((), dtype=x.dtype, device=x.device)
     for i, t in enumerate(timesteps):
         a = alphas[int(t)]
+        a_prev = alphas[int(timesteps[i + 1])] if i + 1 < len(timesteps) else one  # ᾱ after this step
         for k in range(substeps):
             out = denoise(scheduler.scale_model_input(x, t), t)
             x_prev = scheduler.step(out, t, x, generator=generator).prev_sample
@@ -82,8 +83,6 @@ def sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedu
                 if correction is not None:
                     x_prev = x_prev + correction
             if k < substeps - 1:  # back to this step's noise level: x_t = √(ᾱ_t/ᾱ_prev)·x_prev + √(1−ᾱ_t/ᾱ_prev)·ε
-                j = all_t.index(int(t)) + 1
-                a_prev = alphas[all_t[j]] if j < len(all_t) else torch.ones((), dtype=x.dtype, device=x.device)
                 ratio = a / a_prev
                 eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
                 x = ratio.sqrt() * x_prev + (1 - ratio).sqrt() * eps

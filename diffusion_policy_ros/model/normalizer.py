@@ -56,6 +56,3 @@ class Normalizer(nn.Module):
 
     def unnormalize(self, key: str, y: torch.Tensor) -> torch.Tensor:
         return self.fields[key].inverse(y)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.fields

@@ -14,7 +14,7 @@ open3d's ``create_from_depth_image`` in the tests.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import fpsample
 import numpy as np
@@ -50,6 +50,7 @@ class CameraModel:
     fy: float
     cx: float
     cy: float
+    _rays: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_intrinsics(cls, intr) -> "CameraModel":
@@ -57,13 +58,11 @@ class CameraModel:
         return cls(int(intr.width), int(intr.height), float(intr.fx), float(intr.fy), float(intr.cx), float(intr.cy))
 
     def rays(self, stride: int) -> tuple[np.ndarray, np.ndarray]:
-        key = ("_rays", stride)
-        cached = self.__dict__.get(key)
-        if cached is None:
+        if stride not in self._rays:
             u = (np.arange(0, self.width, stride, dtype=np.float32) - self.cx) / self.fx
             v = (np.arange(0, self.height, stride, dtype=np.float32) - self.cy) / self.fy
-            cached = self.__dict__[key] = (u[None, :], v[:, None])
-        return cached
+            self._rays[stride] = (u[None, :], v[:, None])
+        return self._rays[stride]
 
 
 def depth_to_points(depth_m: np.ndarray, camera: CameraModel, *, stride: int = 1, min_depth: float = 0.0,

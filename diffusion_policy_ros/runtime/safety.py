@@ -7,7 +7,7 @@ conservative choice). End-effector targets can be clamped into a workspace box t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,7 +38,6 @@ class Limits:
 class SafetyReport:
     position_clamped: int = 0  # waypoint entries moved into [lower, upper]
     velocity_limited: int = 0  # waypoint entries shortened to respect max_velocity
-    notes: list[str] = field(default_factory=list)
 
 
 def enforce_limits(traj: TimedTrajectory, current: np.ndarray, now_ns: int, limits: Limits

@@ -59,13 +59,11 @@ class StreamBuffer:
     def newest(self) -> int | None:
         return self.stamps[-1] if self.stamps else None
 
-    def at_or_before(self, times: np.ndarray) -> tuple[list, np.ndarray]:
-        """For each time, the latest sample at or before it (the oldest one if none is); and whether padded."""
+    def at_or_before(self, times: np.ndarray) -> list:
+        """For each time, the latest sample at or before it (the oldest one if none is: start padding)."""
         stamps = np.fromiter(self.stamps, np.int64, len(self.stamps))
-        idx = np.searchsorted(stamps, times, side="right") - 1
-        padded = idx < 0
-        idx = np.maximum(idx, 0)
-        return [self.values[i] for i in idx], padded
+        idx = np.maximum(np.searchsorted(stamps, times, side="right") - 1, 0)
+        return [self.values[i] for i in idx]
 
 
 class ObservationWindow:
@@ -100,6 +98,5 @@ class ObservationWindow:
         times = t_ref - self.period * np.arange(self.n - 1, -1, -1, dtype=np.int64)
         out = {}
         for name, buf in self.buffers.items():
-            values, _ = buf.at_or_before(times)
-            out[name] = np.stack([np.asarray(v) for v in values])
+            out[name] = np.stack([np.asarray(v) for v in buf.at_or_before(times)])
         return out, int(t_ref)
