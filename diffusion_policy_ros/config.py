@@ -326,17 +326,33 @@ def config_to_dict(cfg: Config) -> dict:
     return plain(dataclasses.asdict(cfg))
 
 
-def config_dirs() -> list[Path]:
-    """Where shipped configs live: the source tree, then the installed share folder."""
+def share_dirs(sub: str) -> list[Path]:
+    """Where shipped files of a kind (config, urdf, launch) live: the source tree, then the installed
+    share folder (pip prefix, then a ROS install's)."""
     here = Path(__file__).resolve().parent
-    dirs = [here.parent / "config", Path(sys.prefix) / "share" / "diffusion_policy_ros" / "config"]
+    dirs = [here.parent / sub, Path(sys.prefix) / "share" / "diffusion_policy_ros" / sub]
     try:  # a ROS install
         from ament_index_python.packages import get_package_share_directory
 
-        dirs.append(Path(get_package_share_directory("diffusion_policy_ros")) / "config")
+        dirs.append(Path(get_package_share_directory("diffusion_policy_ros")) / sub)
     except Exception:  # noqa: BLE001 - ament_index is optional and raises its own types
         pass
     return [d for d in dirs if d.is_dir()]
+
+
+def config_dirs() -> list[Path]:
+    return share_dirs("config")
+
+
+def resolve_shipped(sub: str, name_or_path: str | Path, field_name: str) -> Path:
+    """A path as given if it exists, else a file of that name shipped under ``sub``."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    for d in share_dirs(sub):
+        if (d / p.name).is_file():
+            return d / p.name
+    raise ConfigError(f"{field_name}: expected a file, got '{name_or_path}' (not found, nor shipped in {sub}/)")
 
 
 def shipped_configs() -> list[str]:
@@ -403,3 +419,189 @@ def load_config(name_or_path: str | Path, variant: str | None = None, overrides:
     for item in overrides:
         data = apply_override(data, item)
     return config_from_dict(data, source=str(path))
+
+
+# --- Deployment: what the policy node (and replay / sim drivers) need besides the checkpoint --------
+# Kept flat enough to be ROS parameters: nested dataclasses become dotted names (topics.color, ...),
+# tuples of floats become double arrays. config/arm.yaml and config/aerial.yaml hold them as a ROS
+# parameter file (``policy_node: ros__parameters: ...``); ``load_deploy_config`` reads the same file.
+OUTPUTS = ("joint_trajectory", "pose", "multidof", "px4")
+EMBODIMENTS = ("arm", "aerial", "oracle")
+
+
+@dataclass
+class TopicsConfig:
+    """Topic names; defaults are realsense-ros 4.x (camera namespace 'camera', name 'camera')."""
+
+    color: str = "/camera/camera/color/image_raw"  # sensor_msgs/Image (rgb8/bgr8)
+    depth: str = "/camera/camera/aligned_depth_to_color/image_raw"  # sensor_msgs/Image 16UC1 mm or 32FC1 m
+    camera_info: str = "/camera/camera/aligned_depth_to_color/camera_info"
+    compressed_color: bool = False  # subscribe sensor_msgs/CompressedImage on <color>/compressed instead
+    compressed_depth: bool = False  # subscribe <depth>/compressedDepth (compressed_depth_image_transport)
+    wrench: str = "/force_torque_sensor_broadcaster/wrench"  # geometry_msgs/WrenchStamped
+    joint_states: str = "/joint_states"  # sensor_msgs/JointState
+    ee_pose: str = ""  # geometry_msgs/PoseStamped; empty: the state comes from joint_states through FK
+    command: str = "/joint_trajectory_controller/joint_trajectory"  # where the output goes
+
+
+@dataclass
+class TimingConfig:
+    control_rate_hz: float = 10.0  # one observation period = one action step (the training data's rate)
+    camera_latency_s: float = 0.0  # exposure → message stamp; subtracted from camera stamps
+    robot_latency_s: float = 0.0  # same for joint states, end-effector pose and wrench
+    action_latency_s: float = 0.01  # command publish → the robot acting on it; earlier waypoints are dropped
+    max_observation_age_s: float = 0.3  # a stream older than this → hold, no new trajectory
+    sync_slop_s: float = 0.02  # colour and depth frames further apart than this are not paired
+    blend_steps: int = 2  # waypoints over which a new chunk blends in from the running trajectory
+    command_rate_hz: float = 50.0  # streamed setpoints (pose / px4 outputs)
+
+    def __post_init__(self):
+        _require(self.control_rate_hz > 0, "timing.control_rate_hz", "> 0", self.control_rate_hz)
+        _require(self.command_rate_hz > 0, "timing.command_rate_hz", "> 0", self.command_rate_hz)
+        for name in ("camera_latency_s", "robot_latency_s", "action_latency_s", "sync_slop_s"):
+            _require(getattr(self, name) >= 0, f"timing.{name}", ">= 0", getattr(self, name))
+        _require(self.max_observation_age_s > 0, "timing.max_observation_age_s", "> 0", self.max_observation_age_s)
+        _require(self.blend_steps >= 0, "timing.blend_steps", ">= 0", self.blend_steps)
+
+
+@dataclass
+class SamplingConfig:
+    """Inference settings that override the checkpoint's (0 / empty: keep the checkpoint's)."""
+
+    solver: str = ""  # ddpm | ddim | dpmsolver++
+    num_inference_steps: int = 0
+    n_action_steps: int = 0  # steps executed per chunk before the next one replaces it (receding horizon)
+    warm_start_index: int = 0  # > 0: start from the previous chunk, shifted, at this inference step
+    seed: int = -1  # >= 0: a fixed noise seed per cycle (reproducible runs)
+
+    def __post_init__(self):
+        _require(self.solver in ("",) + C.SOLVERS, "sampling.solver", f"empty or one of {C.SOLVERS}", self.solver)
+        _require(self.num_inference_steps >= 0 and self.n_action_steps >= 0 and self.warm_start_index >= 0,
+                 "sampling.num_inference_steps/n_action_steps/warm_start_index", ">= 0",
+                 (self.num_inference_steps, self.n_action_steps, self.warm_start_index))
+
+
+@dataclass
+class EmbodimentConfig:
+    kind: str = "arm"  # arm | aerial | oracle (tracks any end-effector target)
+    urdf: str = ""  # empty: the shipped urdf/ur5e_like.urdf
+    ee_link: str = "tool0"
+    joint_names: tuple[str, ...] = ()  # empty: the URDF chain's movable joints, base to ee_link
+    gripper_joint: str = ""  # joint_states name of the gripper; empty: no gripper
+    gripper_open: float = 0.0  # gripper joint position at action 0 (open) ...
+    gripper_closed: float = 0.04  # ... and at action 1 (closed)
+    gripper_max_velocity: float = 0.1  # gripper joint units per second
+    ik_damping: float = 0.05  # damped-least-squares IK for end-effector actions → joint trajectories
+
+    def __post_init__(self):
+        _require(self.kind in EMBODIMENTS, "embodiment.kind", f"one of {EMBODIMENTS}", self.kind)
+        _require(self.gripper_open != self.gripper_closed, "embodiment.gripper_open/gripper_closed", "different",
+                 (self.gripper_open, self.gripper_closed))
+        _require(self.gripper_max_velocity > 0 and self.ik_damping > 0,
+                 "embodiment.gripper_max_velocity/ik_damping", "> 0", (self.gripper_max_velocity, self.ik_damping))
+
+
+@dataclass
+class SafetyConfig:
+    workspace_min: tuple[float, float, float] = (-1.0, -1.0, 0.0)  # end-effector box, base frame, metres
+    workspace_max: tuple[float, float, float] = (1.0, 1.0, 1.2)
+    velocity_scale: float = 1.0  # fraction of the URDF joint velocity limits allowed
+
+    def __post_init__(self):
+        _require(len(self.workspace_min) == 3 and len(self.workspace_max) == 3
+                 and all(a < b for a, b in zip(self.workspace_min, self.workspace_max)),
+                 "safety.workspace_min/workspace_max", "three values each with min < max",
+                 (self.workspace_min, self.workspace_max))
+        _require(0 < self.velocity_scale <= 1, "safety.velocity_scale", "in (0, 1]", self.velocity_scale)
+
+
+@dataclass
+class GuidanceDeployConfig:
+    """Guided denoising at deployment (diffusion/guidance.py); strength 0 turns it off."""
+
+    strength: float = 0.0
+    schedule: str = "alpha_bar"
+    embodiment_weight: float = 1.0  # the embodiment's tracking cost
+    workspace_weight: float = 0.0  # squared violation of the safety workspace box
+    clip_position: float = 0.1
+    clip_rotation: float = 0.1
+    substeps: int = 1  # K guided sub-steps with re-noising per noise level
+
+    def __post_init__(self):
+        _require(self.strength >= 0 and self.embodiment_weight >= 0 and self.workspace_weight >= 0,
+                 "guidance.strength/embodiment_weight/workspace_weight", ">= 0",
+                 (self.strength, self.embodiment_weight, self.workspace_weight))
+        _require(self.substeps >= 1, "guidance.substeps", ">= 1", self.substeps)
+
+
+@dataclass
+class DeployConfig:
+    checkpoint: str = ""  # checkpoint folder written by `dpros train`
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    output: str = "joint_trajectory"  # joint_trajectory | pose | multidof | px4
+    frame_id: str = "base_link"  # frame of end-effector outputs and of the point cloud
+    start_enabled: bool = False  # otherwise call ~/enable (std_srvs/SetBool) first
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    embodiment: EmbodimentConfig = field(default_factory=EmbodimentConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    guidance: GuidanceDeployConfig = field(default_factory=GuidanceDeployConfig)
+    point_cloud: PointCloudConfig = field(default_factory=PointCloudConfig)  # num_points comes from the policy
+    force: ForceConfig = field(default_factory=ForceConfig)
+
+    def __post_init__(self):
+        _require(self.output in OUTPUTS, "output", f"one of {OUTPUTS}", self.output)
+        _require(not (self.output == "joint_trajectory" and self.embodiment.kind != "arm"), "output",
+                 "joint_trajectory only with embodiment.kind arm", (self.output, self.embodiment.kind))
+
+
+_DEPLOY_DACITE = dacite.Config(strict=True, cast=[tuple], type_hooks={float: float})
+
+
+def deploy_config_from_dict(data: dict, source: str = "<dict>") -> DeployConfig:
+    try:
+        return dacite.from_dict(DeployConfig, data, config=_DEPLOY_DACITE)
+    except (ConfigError, dacite.DaciteError, TypeError, ValueError) as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def flatten_params(obj, prefix: str = "") -> dict[str, Any]:
+    """A (nested) dataclass → {dotted.name: value}: the ROS parameter names and defaults."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            out.update(flatten_params(v, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def unflatten_params(flat: dict[str, Any]) -> dict:
+    out: dict = {}
+    for key, value in flat.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def load_deploy_config(path: str | Path, node_name: str = "policy_node", overrides: dict | None = None
+                       ) -> DeployConfig:
+    """Read a ROS parameter file (``<node_name>: ros__parameters: ...`` or ``/**: ...``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"deployment config: expected a ROS parameter file, got '{path}' (not found)")
+    data = yaml.safe_load(path.read_text()) or {}
+    for key in (node_name, f"/{node_name}", "/**"):
+        if isinstance(data.get(key), dict) and "ros__parameters" in data[key]:
+            params = data[key]["ros__parameters"]
+            break
+    else:
+        raise ConfigError(f"{path}: expected a '{node_name}: ros__parameters:' section, got keys {sorted(data)}")
+    if overrides:
+        params = deep_merge(params, unflatten_params(overrides))
+    return deploy_config_from_dict(params, source=str(path))

@@ -26,3 +26,14 @@ def ros_context(monkeypatch):
     rclpy.init(context=context)
     yield context
     context.try_shutdown()
+
+
+@pytest.fixture(scope="session")
+def force_checkpoint(obstacle_dataset, tmp_path_factory):
+    """A DP3 + force policy (point cloud, end-effector state, wrench), briefly trained here."""
+    from diffusion_policy_ros.train import Trainer
+
+    from .factories import shipped_small
+
+    cfg = shipped_small("dp3_force", max_steps=20, checkpoint_every=20, val_every=20)
+    return Trainer(cfg, obstacle_dataset, tmp_path_factory.mktemp("force_run"), progress=False).run()

@@ -45,3 +45,24 @@ def start_obs(cfg: Config, batch: int | None = None, seed: int = 0) -> dict[str,
         obs = {k: np.repeat(v[None], batch, axis=0) for k, v in obs.items()}
     return obs
 
+
+
+SMALL_CAMERA = dict(width=160, height=120, fx=154.0, fy=154.0, cx=80.0, cy=60.0)
+# A UR5e-like configuration with the tool above the table, pointing down.
+ARM_HOME = np.array([0.0, -1.2, 1.4, -1.77, -1.57, 0.0])
+
+
+def small_intrinsics():
+    from diffusion_policy_ros.ros.msgs import Intrinsics
+
+    c = SMALL_CAMERA
+    k = np.array([[c["fx"], 0, c["cx"]], [0, c["fy"], c["cy"]], [0, 0, 1.0]])
+    return Intrinsics(c["width"], c["height"], k, np.zeros(5), "plumb_bob", "camera_color_optical_frame")
+
+
+def small_rgbd():
+    """(depth m, rgb) of the analytic tabletop at the small camera's resolution."""
+    from diffusion_policy_ros.perception.pointcloud import CameraModel
+    from diffusion_policy_ros.perception.synthetic import tabletop_depth
+
+    return tabletop_depth(CameraModel(**SMALL_CAMERA), (0.0, -0.5, -1.0), -0.8)

@@ -108,3 +108,14 @@ class ArmTracker:
         rot = (rotation_error(rot6d_to_matrix(target[..., 3:9].to(reached.dtype)),
                               rot6d_to_matrix(reached[..., 3:])) ** 2).sum(-1)
         return (self.w_pos * pos + self.w_rot * rot).mean(-1)
+
+
+DEFAULT_URDF = "ur5e_like.urdf"
+
+
+def arm_from_config(cfg) -> ArmKinematics:
+    """ArmKinematics from an EmbodimentConfig (urdf empty → the shipped UR5e-like arm)."""
+    from ..config import resolve_shipped
+
+    urdf = resolve_shipped("urdf", cfg.urdf or DEFAULT_URDF, "embodiment.urdf")
+    return ArmKinematics(urdf, cfg.ee_link, list(cfg.joint_names) or None)

@@ -59,11 +59,12 @@ class StreamBuffer:
     def newest(self) -> int | None:
         return self.stamps[-1] if self.stamps else None
 
-    def at_or_before(self, times: np.ndarray) -> list:
-        """For each time, the latest sample at or before it (the oldest one if none is: start padding)."""
+    def at_or_before(self, times: np.ndarray) -> tuple[list, np.ndarray]:
+        """For each time, the latest sample at or before it (the oldest one if none is: start padding);
+        → (values, their latency-corrected stamps)."""
         stamps = np.fromiter(self.stamps, np.int64, len(self.stamps))
         idx = np.maximum(np.searchsorted(stamps, times, side="right") - 1, 0)
-        return [self.values[i] for i in idx]
+        return [self.values[i] for i in idx], stamps[idx]
 
 
 class ObservationWindow:
@@ -75,6 +76,7 @@ class ObservationWindow:
         # The window reaches back (n-1) periods from t_ref, which may lag a stream's newest by max_age.
         keep = (n_obs_steps - 1) * self.period + max(s.max_age_ns for s in streams.values()) + self.period
         self.buffers = {name: StreamBuffer(name, spec, keep) for name, spec in streams.items()}
+        self.last_stamps: dict[str, np.ndarray] = {}
 
     def add(self, name: str, stamp_ns: int, value) -> None:
         if name not in self.buffers:
@@ -86,7 +88,8 @@ class ObservationWindow:
         return {n: (None if b.newest is None else int(now_ns) - b.newest) for n, b in self.buffers.items()}
 
     def sample(self, now_ns: int) -> tuple[dict[str, np.ndarray], int]:
-        """→ ({stream: stacked (n_obs_steps, ...) array}, t_ref_ns). Raises StaleObservationError."""
+        """→ ({stream: stacked (n_obs_steps, ...) array}, t_ref_ns). Raises StaleObservationError.
+        The chosen samples' (latency-corrected) stamps are left in ``last_stamps``."""
         for name, age in self.ages_ns(now_ns).items():
             spec = self.buffers[name].spec
             if age is None:
@@ -96,7 +99,8 @@ class ObservationWindow:
                                             f"<= {spec.max_age_ns / 1e6:.1f} ms")
         t_ref = min(b.newest for b in self.buffers.values())
         times = t_ref - self.period * np.arange(self.n - 1, -1, -1, dtype=np.int64)
-        out = {}
+        out, self.last_stamps = {}, {}
         for name, buf in self.buffers.items():
-            out[name] = np.stack([np.asarray(v) for v in buf.at_or_before(times)])
+            values, self.last_stamps[name] = buf.at_or_before(times)
+            out[name] = np.stack([np.asarray(v) for v in values])
         return out, int(t_ref)

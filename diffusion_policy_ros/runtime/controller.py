@@ -1,0 +1,439 @@
+"""The deployment loop every driver shares: stamped sensor data in → safe, timed command trajectories out.
+
+Drivers (the rclpy node, bag replay, the simulator) decode messages with ``ros/msgs.py`` and call
+``add_*`` with integer-ns stamps; once per control period they call ``step(now_ns)``. One cycle:
+
+  window.sample(now) → n_obs_steps synchronised samples (stale → hold)
+  perception        → point clouds (depth + camera_info), images, filtered wrench, state (FK or pose)
+  policy.predict    → world-frame action chunk (optionally warm-started and guided)
+  embodiment        → workspace clamp; joint trajectories by damped-least-squares IK for arm outputs
+  ActionScheduler   → waypoints stamped from the observation time, late ones dropped, blended hand-over
+  safety            → joint position / velocity limits; NaN or inf never leaves (hold instead)
+
+Thread use: ``add_*`` may run on one thread while ``step`` runs on another (a lock guards the window;
+inference runs outside it). No wall clock: ``now_ns`` comes from the driver.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .. import constants as C
+from ..config import DeployConfig
+from ..diffusion.guidance import CostGuidance, GuidanceConfig, workspace_cost
+from ..errors import ConfigError, NonFiniteActionError, ObservationError
+from ..geometry import quat_xyzw_to_rot6d
+from ..perception.force import WrenchProcessor
+from ..perception.image import prepare_rgb
+from ..perception.pointcloud import CameraModel, PointCloudPipeline
+from .safety import Limits, UnsafeCommandError, clamp_to_box, enforce_limits
+from .schedule import ActionScheduler, TimedTrajectory
+from .window import ObservationWindow, StaleObservationError, StreamSpec
+
+NS = 1_000_000_000
+
+
+@dataclass
+class Command:
+    """What a driver sends: a trajectory in output space (joints, or end-effector [pos, rot6d, gripper])."""
+
+    kind: str  # "trajectory" | "hold"
+    names: list[str]  # joint names (joint outputs) or ["end_effector"]
+    trajectory: TimedTrajectory
+    t_obs_ns: int
+    reason: str = ""
+
+
+@dataclass
+class CycleResult:
+    status: str  # "command" | "hold" | "waiting" (nothing to send)
+    command: Command | None = None
+    reason: str = ""
+    inference_ms: float = 0.0
+    perception_ms: float = 0.0
+    position_clamped: int = 0
+    velocity_limited: int = 0
+
+
+@dataclass
+class RuntimeStats:
+    cycles: int = 0
+    commands: int = 0
+    holds: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)  # per stream: bad or out-of-order samples
+    unsynced: int = 0  # cycles skipped: colour and depth further apart than sync_slop
+
+
+class PolicyRuntime:
+    def __init__(self, policy, cfg: DeployConfig, arm=None):
+        """policy: ``Policy``; arm: ``ArmKinematics`` (needed for joint outputs, FK state, arm guidance)."""
+        self.policy, self.cfg, self.arm = policy, cfg, arm
+        pc = policy.cfg
+        self.period = int(round(NS / cfg.timing.control_rate_hz))
+        self.n_action = cfg.sampling.n_action_steps or pc.n_action_steps
+        if self.n_action > pc.horizon - pc.n_obs_steps + 1:
+            raise ConfigError(f"sampling.n_action_steps: expected <= horizon - n_obs_steps + 1 = "
+                              f"{pc.horizon - pc.n_obs_steps + 1}, got {self.n_action}")
+        if cfg.sampling.warm_start_index >= (cfg.sampling.num_inference_steps or pc.inference.num_inference_steps):
+            raise ConfigError(f"sampling.warm_start_index: expected < num_inference_steps, got "
+                              f"{cfg.sampling.warm_start_index}")
+        self.joint_repr = pc.action.representation == C.ACTION_JOINT
+        self.ee_output = cfg.output != "joint_trajectory"
+        self.gripper = cfg.embodiment.gripper_joint or None
+        if (not self.ee_output or self.joint_repr) and arm is None:
+            raise ConfigError(f"embodiment.kind: output '{cfg.output}' with '{pc.action.representation}' actions "
+                              f"needs an arm (URDF kinematics), got {cfg.embodiment.kind}")
+        if self.joint_repr and self.ee_output:
+            raise ConfigError(f"output: joint-space actions can only go out as joint_trajectory, got {cfg.output}")
+        self.joint_names = list(arm.joint_names) if arm is not None else []
+        # Which observations come from which stream.
+        self.keys = {t: [k for k, s in pc.observations.items() if s.type == t] for t in C.OBS_TYPES}
+        if len(self.keys[C.OBS_LOW_DIM]) > 1 or len(self.keys[C.OBS_POINT_CLOUD]) > 1 or len(self.keys[C.OBS_RGB]) > 1:
+            raise ConfigError(f"policy observations: the runtime feeds one camera, one state and one wrench, "
+                              f"got {dict(self.keys)}")
+        self._check_state_dim()
+        cam = StreamSpec(int(cfg.timing.camera_latency_s * NS), int(cfg.timing.max_observation_age_s * NS))
+        robot = StreamSpec(int(cfg.timing.robot_latency_s * NS), int(cfg.timing.max_observation_age_s * NS))
+        streams = {}
+        use_rgb_cloud = bool(self.keys[C.OBS_POINT_CLOUD]) and cfg.point_cloud.use_rgb
+        if self.keys[C.OBS_RGB] or use_rgb_cloud:
+            streams["color"] = cam
+        if self.keys[C.OBS_POINT_CLOUD]:
+            streams["depth"] = cam
+        if self.keys[C.OBS_WRENCH]:
+            streams["wrench"] = robot
+        self.state_from_pose = bool(cfg.topics.ee_pose) and not self.joint_repr
+        if self.keys[C.OBS_LOW_DIM] and self.state_from_pose:
+            streams["ee_pose"] = robot
+        self.needs_joints = arm is not None and (not self.ee_output or self.joint_repr or not self.state_from_pose)
+        if self.needs_joints or self.gripper:
+            streams["joints"] = robot
+        self.window = ObservationWindow(streams, pc.n_obs_steps, self.period)
+        self.scheduler = ActionScheduler(self.period, int(cfg.timing.action_latency_s * NS),
+                                         blend_steps=cfg.timing.blend_steps)
+        self.wrench = WrenchProcessor(cfg.force) if "wrench" in streams else None
+        self.camera: CameraModel | None = None
+        self.cloud: PointCloudPipeline | None = None
+        self._cloud_cache: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self._latest: dict[str, tuple[int, np.ndarray]] = {}
+        self._prev: tuple[int, np.ndarray] | None = None  # (t_obs, full-horizon world prediction) for warm start
+        self._commanding = False
+        self._gripper_cmd = 0.0
+        self.stats = RuntimeStats(rejected={k: 0 for k in streams})
+        self.limits = self._limits() if not self.ee_output else None
+        self.tracker = None
+        if arm is not None:
+            from ..embodiment.arm import ArmTracker
+
+            self.tracker = ArmTracker(arm, dt=self.period / NS, damping=cfg.embodiment.ik_damping)
+
+    # --- set-up checks -----------------------------------------------------------------------------
+    def _check_state_dim(self) -> None:
+        pc = self.policy.cfg
+        if not self.keys[C.OBS_LOW_DIM]:
+            return
+        key = self.keys[C.OBS_LOW_DIM][0]
+        got = pc.observations[key].shape[-1]
+        if self.joint_repr:
+            expected = (len(self.joint_names) + (1 if self.gripper else 0),)
+        else:
+            expected = (C.EE_POSE_DIM, C.EE_POSE_DIM + 1)
+        if got not in expected:
+            raise ConfigError(f"policy observation '{key}': the runtime builds {' or '.join(map(str, expected))} "
+                              f"values ({'joints' if self.joint_repr else 'pose + 6-D rotation [+ gripper]'}), "
+                              f"the checkpoint expects {got}")
+
+    def _limits(self) -> Limits:
+        lim = self.arm.limits
+        lo, hi, vel = list(lim.lower), list(lim.upper), list(lim.max_velocity * self.cfg.safety.velocity_scale)
+        if self.gripper:
+            e = self.cfg.embodiment
+            lo.append(min(e.gripper_open, e.gripper_closed))
+            hi.append(max(e.gripper_open, e.gripper_closed))
+            vel.append(e.gripper_max_velocity)
+        return Limits(np.array(lo), np.array(hi), np.array(vel))
+
+    @property
+    def output_names(self) -> list[str]:
+        if self.ee_output:
+            return ["end_effector"]
+        return self.joint_names + ([self.gripper] if self.gripper else [])
+
+    @property
+    def joint_state_names(self) -> list[str]:
+        """The joint_states entries the runtime reads, in this order."""
+        return (self.joint_names if self.needs_joints else []) + ([self.gripper] if self.gripper else [])
+
+    # --- inputs (each raises ObservationError for bad data; the driver logs and drops) -----------------
+    def _add(self, stream: str, stamp_ns: int, value) -> None:
+        if stream not in self.window.buffers:
+            return  # not used by this policy
+        with self._lock:
+            try:
+                self.window.add(stream, stamp_ns, value)
+            except ObservationError:
+                self.stats.rejected[stream] += 1
+                raise
+            self._latest[stream] = (int(stamp_ns), value)
+
+    def add_color(self, stamp_ns: int, rgb: np.ndarray) -> None:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ObservationError(f"color: expected an (H, W, 3) uint8 image, got {rgb.dtype} {rgb.shape}")
+        self._add("color", stamp_ns, rgb)
+
+    def add_depth(self, stamp_ns: int, depth_m: np.ndarray) -> None:
+        if depth_m.ndim != 2:
+            raise ObservationError(f"depth: expected an (H, W) image in metres, got shape {depth_m.shape}")
+        if self.camera is not None and depth_m.shape != (self.camera.height, self.camera.width):
+            raise ObservationError(f"depth: expected {self.camera.height}x{self.camera.width} (camera_info), "
+                                   f"got {depth_m.shape[0]}x{depth_m.shape[1]}")
+        self._add("depth", stamp_ns, depth_m)
+
+    def set_camera(self, intrinsics) -> None:
+        """camera_info of the depth image (aligned to colour); rebuilds the point-cloud pipeline on change."""
+        cam = CameraModel.from_intrinsics(intrinsics)
+        if self.camera is None or cam != self.camera:
+            import dataclasses
+
+            pcfg = dataclasses.replace(self.cfg.point_cloud, num_points=self._num_points())
+            with self._lock:
+                self.camera, self.cloud = cam, PointCloudPipeline(pcfg, cam)
+                self._cloud_cache.clear()
+
+    def _num_points(self) -> int:
+        keys = self.keys[C.OBS_POINT_CLOUD]
+        return self.policy.cfg.observations[keys[0]].shape[0] if keys else self.cfg.point_cloud.num_points
+
+    def add_wrench(self, stamp_ns: int, wrench: np.ndarray) -> None:
+        if self.wrench is None:
+            return
+        orientation = None
+        if self.cfg.force.tool_mass > 0:
+            orientation = self._sensor_orientation()
+        with self._lock:
+            try:
+                filtered = self.wrench.add(int(stamp_ns), wrench, orientation)
+            except ObservationError:
+                self.stats.rejected["wrench"] += 1
+                raise
+        self._add("wrench", stamp_ns, filtered.astype(np.float32))
+
+    def add_joints(self, stamp_ns: int, positions: np.ndarray) -> None:
+        """Positions in the order of ``joint_state_names``."""
+        q = np.asarray(positions, np.float64)
+        if q.shape != (len(self.joint_state_names),) or not np.isfinite(q).all():
+            raise ObservationError(f"joint_states: expected {len(self.joint_state_names)} finite positions for "
+                                   f"{self.joint_state_names}, got {q.tolist()}")
+        self._add("joints", stamp_ns, q)
+
+    def add_ee_pose(self, stamp_ns: int, pose7: np.ndarray) -> None:
+        """End-effector pose [x, y, z, qx, qy, qz, qw] in the base frame."""
+        p = np.asarray(pose7, np.float64)
+        if p.shape != (7,) or not np.isfinite(p).all():
+            raise ObservationError(f"ee_pose: expected 7 finite values, got {p.tolist()}")
+        self._add("ee_pose", stamp_ns, np.concatenate((p[:3], quat_xyzw_to_rot6d(p[3:]))))
+
+    def _sensor_orientation(self):
+        """Wrist orientation (3x3, base frame) from the latest joints, for gravity compensation."""
+        if "ee_pose" in self._latest:
+            from ..geometry import rot6d_to_matrix
+
+            return rot6d_to_matrix(torch.as_tensor(self._latest["ee_pose"][1][3:9])).numpy()
+        if "joints" in self._latest and self.arm is not None:
+            from ..geometry import rot6d_to_matrix
+
+            pose = self.arm.fk(torch.as_tensor(self._latest["joints"][1][:self.arm.dof]))
+            return rot6d_to_matrix(pose[3:9]).numpy()
+        raise ObservationError("wrench: gravity compensation needs the wrist orientation (joint_states or "
+                               "ee_pose), none received yet")
+
+    def tare(self) -> np.ndarray:
+        with self._lock:
+            return self.wrench.tare() if self.wrench is not None else np.zeros(6)
+
+    def ages_ms(self, now_ns: int) -> dict[str, float | None]:
+        with self._lock:
+            return {k: (None if a is None else a / 1e6) for k, a in self.window.ages_ns(now_ns).items()}
+
+    # --- one control cycle -----------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the running trajectory (after disable): the next chunk starts fresh."""
+        self.scheduler.reset()
+        self._prev, self._commanding = None, False
+
+    def step(self, now_ns: int) -> CycleResult:
+        self.stats.cycles += 1
+        with self._lock:
+            try:
+                samples, t_obs = self.window.sample(now_ns)
+                stamps = dict(self.window.last_stamps)
+            except StaleObservationError as e:
+                return self.hold(now_ns, str(e))
+            if self.keys[C.OBS_POINT_CLOUD] and self.cloud is None:
+                return self.hold(now_ns, "camera_info: none received yet")
+            cloud_pipe = self.cloud
+        if "color" in stamps and "depth" in stamps:
+            gap = int(np.max(np.abs(stamps["color"] - stamps["depth"])))
+            if gap > self.cfg.timing.sync_slop_s * NS:
+                self.stats.unsynced += 1
+                return self.hold(now_ns, f"color/depth: frames {gap / 1e6:.1f} ms apart, expected <= "
+                                          f"{self.cfg.timing.sync_slop_s * 1e3:.1f} ms (sync_slop_s)")
+        t0 = time.perf_counter()
+        try:
+            obs = self._observation(samples, stamps, cloud_pipe)
+        except ObservationError as e:
+            return self.hold(now_ns, str(e))
+        t1 = time.perf_counter()
+        try:
+            chunk, full = self._infer(obs, samples, t_obs)
+            t2 = time.perf_counter()
+            values = self._to_output(chunk, samples)
+            running = self.scheduler.current
+            traj = self.scheduler.schedule(values, t_obs, now_ns)
+            result = CycleResult("command", inference_ms=(t2 - t1) * 1e3, perception_ms=(t1 - t0) * 1e3)
+            traj = self._make_safe(traj, running, now_ns, result)
+        except (NonFiniteActionError, UnsafeCommandError, ObservationError) as e:
+            self.scheduler.reset()
+            return self.hold(now_ns, str(e))
+        self._prev = (t_obs, full)
+        self.scheduler.current = traj
+        self._commanding = True
+        self.stats.commands += 1
+        result.command = Command("trajectory", self.output_names, traj, t_obs)
+        return result
+
+    def _observation(self, samples, stamps, cloud_pipe) -> dict[str, np.ndarray]:
+        pc, obs = self.policy.cfg, {}
+        for key in self.keys[C.OBS_POINT_CLOUD]:
+            clouds, cache = [], {}
+            for i, t in enumerate(stamps["depth"]):
+                t = int(t)
+                if t not in self._cloud_cache:
+                    rgb = samples["color"][i] if self.cfg.point_cloud.use_rgb else None
+                    self._cloud_cache[t] = cloud_pipe(samples["depth"][i], rgb, seed=0)
+                cache[t] = self._cloud_cache[t]
+                clouds.append(cache[t])
+            self._cloud_cache = cache  # keep only what the next cycle can reuse
+            obs[key] = np.stack(clouds).astype(np.float32)
+        for key in self.keys[C.OBS_RGB]:
+            h, w = pc.observations[key].shape[:2]
+            obs[key] = np.stack([prepare_rgb(img, h, w) for img in samples["color"]])
+        for key in self.keys[C.OBS_WRENCH]:
+            obs[key] = samples["wrench"].astype(np.float32)
+        for key in self.keys[C.OBS_LOW_DIM]:
+            obs[key] = self._state(samples, pc.observations[key].shape[-1]).astype(np.float32)
+        return obs
+
+    def _gripper_state(self, samples) -> np.ndarray:
+        """(To, 1) in [0, 1] (0 open, 1 closed) from the gripper joint, else the last command."""
+        n = self.policy.cfg.n_obs_steps
+        if not self.gripper:
+            return np.full((n, 1), self._gripper_cmd)
+        e = self.cfg.embodiment
+        g = (samples["joints"][:, -1] - e.gripper_open) / (e.gripper_closed - e.gripper_open)
+        return np.clip(g, 0.0, 1.0)[:, None]
+
+    def _state(self, samples, dim: int) -> np.ndarray:
+        if self.joint_repr:
+            return samples["joints"]
+        if self.state_from_pose:
+            pose = samples["ee_pose"]
+        else:
+            pose = self.arm.fk(torch.as_tensor(samples["joints"][:, :self.arm.dof])).numpy()
+        return np.concatenate((pose, self._gripper_state(samples)), axis=1) if dim > C.EE_POSE_DIM else pose
+
+    def _infer(self, obs, samples, t_obs: int) -> tuple[np.ndarray, np.ndarray]:
+        s, pc = self.cfg.sampling, self.policy.cfg
+        kwargs = {"seed": s.seed if s.seed >= 0 else None, "full_horizon": True}
+        if s.warm_start_index > 0 and self._prev is not None:
+            shift = int(round((t_obs - self._prev[0]) / self.period))
+            if 0 <= shift < pc.horizon:
+                kwargs.update(warm_start=self._prev[1], shift=shift, start_index=s.warm_start_index)
+        guidance = self._guidance(obs, samples)
+        if guidance is not None:
+            kwargs["guidance"] = guidance
+        full = self.policy.predict(obs, **kwargs)
+        start = pc.n_obs_steps - 1
+        return full[start:start + self.n_action], full
+
+    def _guidance(self, obs, samples):
+        g = self.cfg.guidance
+        if g.strength == 0:
+            return None
+        costs = []
+        start = self.policy.cfg.n_obs_steps - 1
+        if g.workspace_weight > 0 and not self.joint_repr:
+            ws = workspace_cost(self.cfg.safety.workspace_min, self.cfg.safety.workspace_max)
+            costs.append((g.workspace_weight, lambda traj: ws(traj[:, start:])))
+        if g.embodiment_weight > 0 and self.tracker is not None and not self.joint_repr:
+            q0 = torch.as_tensor(samples["joints"][-1, :self.arm.dof])[None]
+            n = self.n_action
+            costs.append((g.embodiment_weight,
+                          lambda traj: self.tracker.cost(traj[:, start:start + n, :C.EE_POSE_DIM], q0.expand(
+                              traj.shape[0], -1)).to(traj.dtype)))
+        if not costs:
+            return None
+        tensors, _ = self.policy.validate(obs)
+        gcfg = GuidanceConfig(strength=g.strength, schedule=g.schedule, clip_position=g.clip_position,
+                              clip_rotation=g.clip_rotation)
+        return CostGuidance(self.policy.model, {k: v.clone() for k, v in tensors.items()}, costs, gcfg)
+
+    def _to_output(self, chunk: np.ndarray, samples) -> np.ndarray:
+        """World-frame action chunk → output-space waypoints (joints [+ gripper] or EE [pos, rot6d, gripper])."""
+        if self.joint_repr:
+            return chunk
+        ee = chunk.astype(np.float64).copy()
+        ee[:, :3], _ = clamp_to_box(ee[:, :3], self.cfg.safety.workspace_min, self.cfg.safety.workspace_max)
+        grip = np.clip(ee[:, C.EE_POSE_DIM], 0.0, 1.0) if ee.shape[1] > C.EE_POSE_DIM else None
+        if grip is not None:
+            self._gripper_cmd = float(grip[0])
+        if self.ee_output:
+            return ee if grip is None else np.concatenate((ee[:, :C.EE_POSE_DIM], grip[:, None]), axis=1)
+        q0 = torch.as_tensor(samples["joints"][-1, :self.arm.dof])[None]
+        with torch.no_grad():
+            q = self.tracker.rollout(torch.as_tensor(ee[None, :, :C.EE_POSE_DIM]), q0)[0].numpy()
+        if self.gripper:
+            e = self.cfg.embodiment
+            g = grip if grip is not None else np.zeros(len(q))
+            q = np.concatenate((q, (e.gripper_open + g * (e.gripper_closed - e.gripper_open))[:, None]), axis=1)
+        return q
+
+    def _make_safe(self, traj: TimedTrajectory, running: TimedTrajectory | None, now_ns: int,
+                   result: CycleResult) -> TimedTrajectory:
+        if not np.isfinite(traj.values).all():
+            raise UnsafeCommandError("trajectory: expected finite values, got NaN/inf; nothing is sent")
+        if self.limits is None:
+            return traj
+        # Velocity limits count from where the controller is being commanded now (continuity of the
+        # command), or from the measured joints when nothing runs yet.
+        current = running.at(now_ns) if running is not None else self._latest_joints()
+        safe, report = enforce_limits(traj, current, now_ns, self.limits)
+        result.position_clamped, result.velocity_limited = report.position_clamped, report.velocity_limited
+        return safe
+
+    def _latest_joints(self) -> np.ndarray:
+        with self._lock:
+            return np.asarray(self._latest["joints"][1], float).copy()
+
+    def hold(self, now_ns: int, reason: str) -> CycleResult:
+        """No new trajectory: if we were commanding, hold where the running trajectory is now."""
+        if not self._commanding:
+            return CycleResult("waiting", reason=reason)
+        self._commanding = False
+        self._prev = None
+        t = int(now_ns) + self.scheduler.latency
+        if self.scheduler.current is not None:
+            value = self.scheduler.current.at(t)
+        elif not self.ee_output and "joints" in self._latest:
+            value = self._latest_joints()
+        else:
+            return CycleResult("waiting", reason=reason)
+        hold = TimedTrajectory(np.array([t + self.period // 10], np.int64), value[None])
+        self.scheduler.current = hold
+        self.stats.holds += 1
+        return CycleResult("hold", Command("hold", self.output_names, hold, int(now_ns), reason), reason=reason)

@@ -1,0 +1,152 @@
+"""The deployment runtime on its own (no ROS): a trained checkpoint, real perception, real arm IK."""
+import numpy as np
+import pytest
+
+from diffusion_policy_ros.config import DeployConfig, deploy_config_from_dict
+from diffusion_policy_ros.embodiment.arm import arm_from_config
+from diffusion_policy_ros.errors import ConfigError, ObservationError
+from diffusion_policy_ros.policy import Policy
+from diffusion_policy_ros.runtime.controller import PolicyRuntime
+
+from .factories import ARM_HOME, small_intrinsics, small_rgbd
+
+MS = 1_000_000
+
+
+def make_runtime(ckpt, **cfg):
+    deploy = deploy_config_from_dict({"sampling": {"seed": 0}, **cfg})
+    policy = Policy.from_checkpoint(ckpt)
+    return PolicyRuntime(policy, deploy, arm_from_config(deploy.embodiment))
+
+
+def feed(rt, t0_ns, t1_ns, camera=True, q=ARM_HOME):
+    """Camera at 30 Hz, wrench at 500 Hz, joints at 100 Hz over [t0, t1)."""
+    depth, rgb = small_rgbd()
+    for t in range(t0_ns, t1_ns, 2 * MS):
+        rt.add_wrench(t, np.array([0.1, 0.0, -2.0, 0.0, 0.01, 0.0]))
+        if (t // (2 * MS)) % 5 == 0:
+            rt.add_joints(t, q)
+        if camera and (t // (2 * MS)) % 17 == 0:
+            rt.add_depth(t, depth)
+            rt.add_color(t, rgb)
+
+
+@pytest.fixture
+def runtime(force_checkpoint):
+    rt = make_runtime(force_checkpoint)
+    rt.set_camera(small_intrinsics())
+    return rt
+
+
+def test_a_cycle_produces_a_safe_joint_trajectory_stamped_from_the_observation_time(runtime):
+    feed(runtime, 0, 500 * MS)
+    now = 500 * MS
+    res = runtime.step(now)
+    assert res.status == "command", res.reason
+    cmd = res.command
+    assert cmd.names == runtime.arm.joint_names
+    t = cmd.trajectory.times_ns
+    assert np.all(np.diff(t) > 0) and t[0] > now  # nothing in the past, strictly increasing
+    period = runtime.period
+    # Every waypoint sits on the grid t_obs + i·dt (no previous trajectory: no hand-over point).
+    assert np.all((t - cmd.t_obs_ns) % period == 0) and cmd.t_obs_ns <= now
+    v = cmd.trajectory.values
+    lim = runtime.limits
+    assert np.isfinite(v).all() and (v >= lim.lower).all() and (v <= lim.upper).all()
+    steps = np.diff(np.vstack((ARM_HOME, v)), axis=0)
+    dts = np.diff(np.concatenate(([now], t))) / 1e9
+    assert (np.abs(steps) <= lim.max_velocity * dts[:, None] + 1e-9).all()
+
+
+def test_consecutive_chunks_hand_over_without_a_jump(runtime):
+    feed(runtime, 0, 500 * MS)
+    first = runtime.step(500 * MS).command.trajectory
+    feed(runtime, 500 * MS, 600 * MS)
+    second = runtime.step(600 * MS)
+    assert second.status == "command"
+    traj = second.command.trajectory
+    start = traj.times_ns[0]
+    np.testing.assert_allclose(traj.values[0], first.at(start), atol=1e-9)
+
+
+def test_stale_camera_holds_once_at_the_running_command_then_waits(runtime):
+    feed(runtime, 0, 500 * MS)
+    running = runtime.step(500 * MS).command.trajectory
+    feed(runtime, 500 * MS, 1000 * MS, camera=False)  # robot streams continue, camera stops
+    res = runtime.step(1000 * MS)
+    assert res.status == "hold" and "depth" in res.reason or "color" in res.reason
+    hold = res.command.trajectory
+    assert len(hold.times_ns) == 1 and hold.times_ns[0] > 1000 * MS
+    np.testing.assert_allclose(hold.values[0], running.at(1000 * MS + runtime.scheduler.latency))
+    assert runtime.step(1100 * MS).status == "waiting"  # no repeated holds
+    feed(runtime, 1000 * MS, 1400 * MS)
+    assert runtime.step(1400 * MS).status == "command"  # recovers when the camera returns
+
+
+def test_bad_samples_are_rejected_with_their_field_and_counted(runtime):
+    feed(runtime, 0, 100 * MS)
+    with pytest.raises(ObservationError, match="joint_states"):
+        runtime.add_joints(200 * MS, np.array([0.0, np.nan, 0, 0, 0, 0]))
+    with pytest.raises(ObservationError, match="wrench"):
+        runtime.add_wrench(200 * MS, np.array([np.nan] * 6))
+    with pytest.raises(ObservationError, match="stamp"):
+        runtime.add_joints(1 * MS, ARM_HOME)  # older than what was received
+    with pytest.raises(ObservationError, match="depth"):
+        runtime.add_depth(300 * MS, np.zeros((10, 10), np.float32))
+    assert runtime.stats.rejected["joints"] == 1 and runtime.stats.rejected["wrench"] == 1
+
+
+def test_unsynchronised_color_and_depth_are_not_paired(force_checkpoint):
+    rt = make_runtime(force_checkpoint, point_cloud={"use_rgb": True}, timing={"sync_slop_s": 0.01})
+    rt.set_camera(small_intrinsics())
+    depth, rgb = small_rgbd()
+    for t in range(0, 400 * MS, 33 * MS):
+        rt.add_depth(t, depth)
+        rt.add_color(t + 25 * MS, rgb)  # colour always 25 ms after depth
+        rt.add_wrench(t, np.zeros(6))
+        rt.add_joints(t, ARM_HOME)
+    res = rt.step(400 * MS)
+    assert res.status == "waiting" and "sync_slop_s" in res.reason and rt.stats.unsynced == 1
+
+
+def test_pose_output_stays_in_the_workspace_box(force_checkpoint):
+    rt = make_runtime(force_checkpoint, output="pose", embodiment={"kind": "oracle"}, topics={"ee_pose": "/ee"},
+                      safety={"workspace_min": [-0.1, 0.0, 0.25], "workspace_max": [0.1, 0.2, 0.35]})
+    rt.set_camera(small_intrinsics())
+    depth, rgb = small_rgbd()
+    for t in range(0, 400 * MS, 10 * MS):
+        rt.add_ee_pose(t, np.array([0.0, 0.05, 0.3, 0, 0, 0, 1.0]))
+        rt.add_wrench(t, np.zeros(6))
+        rt.add_depth(t, depth)
+    res = rt.step(400 * MS)
+    assert res.status == "command", res.reason
+    v = res.command.trajectory.values
+    assert v.shape[1] == 10 and res.command.names == ["end_effector"]
+    assert (v[:, :3] >= [-0.1, 0.0, 0.25]).all() and (v[:, :3] <= [0.1, 0.2, 0.35]).all()
+
+
+def test_warm_start_and_guidance_run_through_the_runtime(force_checkpoint):
+    rt = make_runtime(force_checkpoint, sampling={"seed": 0, "warm_start_index": 5},
+                      guidance={"strength": 0.5, "workspace_weight": 1.0})
+    rt.set_camera(small_intrinsics())
+    feed(rt, 0, 500 * MS)
+    assert rt.step(500 * MS).status == "command"
+    feed(rt, 500 * MS, 600 * MS)
+    res = rt.step(600 * MS)
+    assert res.status == "command" and np.isfinite(res.command.trajectory.values).all()
+
+
+def test_bad_deployment_config_fails_at_start(force_checkpoint):
+    with pytest.raises(ConfigError, match="joint_trajectory only with embodiment.kind arm"):
+        DeployConfig(output="joint_trajectory", embodiment=deploy_config_from_dict(
+            {"embodiment": {"kind": "oracle"}}).embodiment)
+    with pytest.raises(ConfigError, match="timing.control_rate_hz"):
+        deploy_config_from_dict({"timing": {"control_rate_hz": 0}})
+    with pytest.raises(ConfigError, match="embodiment.urdf"):
+        make_runtime(force_checkpoint, embodiment={"urdf": "/nonexistent/robot.urdf"})
+    with pytest.raises(ConfigError, match="joint_names"):
+        make_runtime(force_checkpoint, embodiment={"joint_names": ["a", "b"]})
+    with pytest.raises(ConfigError, match="n_action_steps"):
+        make_runtime(force_checkpoint, sampling={"n_action_steps": 40})
+    with pytest.raises(ConfigError, match="unknown_key|unexpected"):
+        deploy_config_from_dict({"timing": {"unknown_key": 1}})
