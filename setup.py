@@ -15,6 +15,7 @@ ROS_EXTRA = [
     "ros-jazzy-trajectory-msgs",
     "ros-jazzy-std-srvs",
     "ros-jazzy-nav-msgs",
+    "ros-jazzy-diagnostic-msgs",
 ]
 
 setup(
@@ -61,6 +62,7 @@ setup(
         "console_scripts": [
             "dpros = diffusion_policy_ros.cli:main",
             "realsense_node = diffusion_policy_ros.ros.realsense_node:main",
+            "policy_node = diffusion_policy_ros.ros.policy_node:main",
         ],
     },
 )

@@ -52,3 +52,16 @@ def quat_xyzw_to_rot6d(q: np.ndarray) -> np.ndarray:
 def rot6d_to_quat_xyzw(d6: np.ndarray) -> np.ndarray:
     m = rot6d_to_matrix(torch.as_tensor(np.asarray(d6, dtype=np.float64).reshape(-1, 6))).numpy()
     return Rotation.from_matrix(m).as_quat().reshape(*np.shape(d6)[:-1], 4)
+
+
+def enu_to_ned(position) -> np.ndarray:
+    """ROS ENU (x east, y north, z up) position(s) → PX4 NED (x north, y east, z down)."""
+    p = np.asarray(position, np.float64)
+    return np.stack((p[..., 1], p[..., 0], -p[..., 2]), axis=-1)
+
+
+def ned_yaw_from_enu_rotation(d6) -> np.ndarray:
+    """Heading of the body x axis: 6-D rotation(s) in ENU (FLU body) → PX4 yaw (NED, FRD body), radians."""
+    m = rot6d_to_matrix(torch.as_tensor(np.asarray(d6, np.float64))).numpy()
+    yaw_enu = np.arctan2(m[..., 1, 0], m[..., 0, 0])
+    return np.arctan2(np.sin(np.pi / 2 - yaw_enu), np.cos(np.pi / 2 - yaw_enu))

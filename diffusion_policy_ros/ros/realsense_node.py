@@ -88,15 +88,17 @@ class RealSenseNode(Node):
 
 
 def main(args=None) -> None:
+    rclpy.init(args=args)
     try:
-        with rclpy.init(args=args):
-            node = RealSenseNode()
-            try:
-                rclpy.spin(node)
-            finally:
-                node.destroy_node()
+        node = RealSenseNode()
+        try:
+            rclpy.spin(node)
+        finally:
+            node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    finally:
+        rclpy.try_shutdown()
 
 
 if __name__ == "__main__":

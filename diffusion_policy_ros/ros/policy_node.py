@@ -1,0 +1,378 @@
+"""The policy node: RGB-D + wrench + joint states in, timed trajectories out, on a real robot.
+
+A thin shell over ``runtime.controller.PolicyRuntime``: callbacks decode messages (``ros/msgs.py``)
+and hand them to the runtime; a control thread runs one cycle per observation period on the node's
+clock (``use_sim_time`` honoured), so callbacks never wait on the model.
+
+    ros2 run diffusion_policy_ros policy_node --ros-args --params-file config/arm.yaml \\
+        -p checkpoint:=/path/to/checkpoint
+
+Parameters: every field of ``config.DeployConfig`` (dotted names: ``topics.color``, ``timing.control_rate_hz``,
+``embodiment.urdf`` ...); ``config/arm.yaml`` lists them with comments.
+Services: ``~/enable`` (std_srvs/SetBool; the node starts disabled unless ``start_enabled``),
+``~/tare`` (std_srvs/Trigger; zero the force/torque sensor).
+Status: ``/diagnostics`` (diagnostic_msgs/DiagnosticArray) once a second.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped, WrenchStamped
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
+
+from ..config import DeployConfig, deploy_config_from_dict, flatten_params, unflatten_params
+from ..errors import ConfigError, DiffusionPolicyRosError
+from ..geometry import enu_to_ned, ned_yaw_from_enu_rotation, rot6d_to_quat_xyzw
+from ..runtime.controller import Command, PolicyRuntime
+from ..runtime.schedule import TimedTrajectory
+from . import msgs as M
+
+NODE_NAME = "policy_node"
+
+
+def declared_parameters() -> dict[str, object]:
+    """Every parameter the node declares, with its default (launch files and tests check against this)."""
+    return flatten_params(DeployConfig())
+
+
+def pose10_to_pose7(v: np.ndarray) -> np.ndarray:
+    return np.concatenate((v[:3], rot6d_to_quat_xyzw(v[3:9])))
+
+
+class PolicyNode(Node):
+    def __init__(self, *, policy=None, **kwargs):
+        """``policy``: an already loaded ``Policy`` (tests, sim); otherwise the ``checkpoint`` parameter is loaded."""
+        super().__init__(NODE_NAME, **kwargs)
+        self.cfg = cfg = self._read_parameters()
+        if policy is None:
+            if not cfg.checkpoint:
+                raise ConfigError("checkpoint: expected a checkpoint folder (written by `dpros train`), got ''")
+            from ..policy import Policy
+
+            policy = Policy.from_checkpoint(cfg.checkpoint, device=cfg.device, solver=cfg.sampling.solver or None,
+                                            num_inference_steps=cfg.sampling.num_inference_steps or None)
+        arm = None
+        if cfg.embodiment.kind == "arm":
+            from ..embodiment.arm import arm_from_config
+
+            arm = arm_from_config(cfg.embodiment)
+        self.runtime = PolicyRuntime(policy, cfg, arm)
+        self.types = M.RosTypes()
+        self._px4 = None
+        if cfg.output == "px4":
+            try:
+                from px4_msgs.msg import OffboardControlMode, TrajectorySetpoint
+            except ImportError:
+                raise ConfigError("output 'px4': expected px4_msgs to be importable (source the PX4 ROS 2 "
+                                  "workspace), it is not") from None
+            self._px4 = (TrajectorySetpoint, OffboardControlMode)
+
+        self.counts = {k: 0 for k in ("color", "depth", "camera_info", "wrench", "joint_states", "ee_pose")}
+        self.dropped = dict(self.counts)
+        self._rate_base = (dict(self.counts), None)
+        self._subscribe()
+        self._make_publishers()
+        self.enabled = threading.Event()
+        if cfg.start_enabled:
+            self.enabled.set()
+        self.create_service(SetBool, "~/enable", self._on_enable)
+        self.create_service(Trigger, "~/tare", self._on_tare)
+        self.active: TimedTrajectory | None = None  # what streamed outputs (pose, px4) follow
+        self.last_status, self.last_reason = "waiting", "starting"
+        self.inference_ms: deque[float] = deque(maxlen=100)
+        self.overruns = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._control_loop, name="policy_control", daemon=True)
+        self._thread.start()
+        self.get_logger().info(f"policy node ready: {len(self.runtime.window.buffers)} streams "
+                               f"{sorted(self.runtime.window.buffers)}, output {cfg.output} on {cfg.topics.command}, "
+                               f"{cfg.timing.control_rate_hz:g} Hz, {'enabled' if cfg.start_enabled else 'disabled'}")
+
+    # --- parameters -------------------------------------------------------------------------------
+    def _read_parameters(self) -> DeployConfig:
+        values = {}
+        for name, default in declared_parameters().items():
+            is_float = isinstance(default, float) or (isinstance(default, list) and default
+                                                      and isinstance(default[0], float))
+            if isinstance(default, list) and not default:
+                self.declare_parameter(name, Parameter.Type.STRING_ARRAY)
+            else:  # floats accept integers too (a YAML "10" for a rate)
+                self.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=is_float))
+            try:
+                value = self.get_parameter(name).value
+            except rclpy.exceptions.ParameterUninitializedException:
+                value = default
+            if is_float:
+                try:
+                    value = [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"parameter {name}: expected a number, got {value!r}") from None
+            values[name] = list(value) if isinstance(value, (list, tuple)) else value
+        return deploy_config_from_dict(unflatten_params(values), source=f"{NODE_NAME} parameters")
+
+    # --- inputs ------------------------------------------------------------------------------------
+    def _subscribe(self) -> None:
+        t, rt, qos = self.cfg.topics, self.runtime, qos_profile_sensor_data
+        streams = rt.window.buffers
+        if "color" in streams:
+            if t.compressed_color:
+                self.create_subscription(CompressedImage, t.color + "/compressed", self._guard("color", self._color_c), qos)
+            else:
+                self.create_subscription(Image, t.color, self._guard("color", self._color), qos)
+        if "depth" in streams:
+            if t.compressed_depth:
+                self.create_subscription(CompressedImage, t.depth + "/compressedDepth",
+                                         self._guard("depth", self._depth_c), qos)
+            else:
+                self.create_subscription(Image, t.depth, self._guard("depth", self._depth), qos)
+            self.create_subscription(CameraInfo, t.camera_info, self._guard("camera_info", self._camera_info), qos)
+        if "wrench" in streams:
+            self.create_subscription(WrenchStamped, t.wrench, self._guard("wrench", self._wrench), qos)
+        if "joints" in streams:
+            self.create_subscription(JointState, t.joint_states, self._guard("joint_states", self._joints), qos)
+        if "ee_pose" in streams:
+            self.create_subscription(PoseStamped, t.ee_pose, self._guard("ee_pose", self._ee_pose), qos)
+
+    def _guard(self, topic: str, handler):
+        """Count, decode, hand over; a bad message is logged with its topic and dropped, never fatal."""
+        name = getattr(self.cfg.topics, topic, topic)
+
+        def callback(msg):
+            self.counts[topic] += 1
+            try:
+                handler(msg)
+            except (DiffusionPolicyRosError, ValueError, TypeError) as e:
+                self.dropped[topic] += 1
+                self.get_logger().warning(f"{name}: {e}; message dropped", throttle_duration_sec=2.0)
+        return callback
+
+    def _color(self, msg):
+        self.runtime.add_color(M.header_ns(msg), M.decode_rgb(msg))
+
+    def _color_c(self, msg):
+        img, kind = M.decode_compressed(msg)
+        if kind != "rgb":
+            raise M.MessageError(f"compressed colour: expected jpeg/png colour, got format {msg.format!r}")
+        self.runtime.add_color(M.header_ns(msg), img)
+
+    def _depth(self, msg):
+        self.runtime.add_depth(M.header_ns(msg), M.decode_depth(msg))
+
+    def _depth_c(self, msg):
+        depth, kind = M.decode_compressed(msg)
+        if kind != "depth":
+            raise M.MessageError(f"compressed depth: expected compressedDepth, got format {msg.format!r}")
+        self.runtime.add_depth(M.header_ns(msg), depth)
+
+    def _camera_info(self, msg):
+        self.runtime.set_camera(M.decode_camera_info(msg))
+
+    def _wrench(self, msg):
+        self.runtime.add_wrench(M.header_ns(msg), M.decode_wrench(msg))
+
+    def _joints(self, msg):
+        q, _, _ = M.decode_joint_state(msg, self.runtime.joint_state_names)
+        self.runtime.add_joints(M.header_ns(msg), q)
+
+    def _ee_pose(self, msg):
+        self.runtime.add_ee_pose(M.header_ns(msg), M.decode_pose(msg))
+
+    # --- outputs -----------------------------------------------------------------------------------
+    def _make_publishers(self) -> None:
+        cfg = self.cfg
+        kind = {"joint_trajectory": JointTrajectory, "pose": PoseStamped, "multidof": MultiDOFJointTrajectory}
+        if cfg.output in kind:
+            self.command_pub = self.create_publisher(kind[cfg.output], cfg.topics.command, 10)
+        else:  # px4: TrajectorySetpoint on the command topic + OffboardControlMode beside it
+            sp, mode = self._px4
+            self.command_pub = self.create_publisher(sp, cfg.topics.command, qos_profile_sensor_data)
+            self.mode_pub = self.create_publisher(mode, cfg.topics.command.rsplit("/", 1)[0] + "/offboard_control_mode",
+                                                  qos_profile_sensor_data)
+        if cfg.output in ("pose", "px4"):  # setpoint streams: resample the running trajectory
+            self.create_timer(1.0 / cfg.timing.command_rate_hz, self._stream_setpoint)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0, self._publish_diagnostics)
+
+    def _publish(self, cmd: Command, now_ns: int) -> None:
+        traj = cmd.trajectory
+        with self._lock:
+            self.active = traj
+        if self.cfg.output == "joint_trajectory":
+            data = M.JointTrajectoryData(cmd.names, now_ns, traj.times_ns - now_ns, traj.values)
+            self.command_pub.publish(M.encode_joint_trajectory(self.types, data))
+        elif self.cfg.output == "multidof":
+            poses = np.stack([pose10_to_pose7(v) for v in traj.values])[:, None]
+            data = M.MultiDOFTrajectoryData(cmd.names, now_ns, traj.times_ns - now_ns, poses)
+            self.command_pub.publish(M.encode_multidof_trajectory(self.types, data, self.cfg.frame_id))
+        else:
+            self._stream_setpoint()
+
+    def _stream_setpoint(self) -> None:
+        with self._lock:
+            traj = self.active
+        if traj is None or not self.enabled.is_set():
+            return
+        now = self.get_clock().now().nanoseconds
+        v = traj.at(now)
+        if not np.isfinite(v).all():
+            return
+        if self.cfg.output == "pose":
+            self.command_pub.publish(M.encode_pose(self.types, pose10_to_pose7(v), now, self.cfg.frame_id))
+            return
+        sp_type, mode_type = self._px4
+        dt = 0.05
+        vel = (traj.at(now + int(dt * 1e9))[:3] - v[:3]) / dt
+        mode = mode_type()
+        mode.timestamp, mode.position = now // 1000, True
+        self.mode_pub.publish(mode)
+        sp = sp_type()
+        sp.timestamp = now // 1000
+        sp.position = enu_to_ned(v[:3]).astype(np.float32).tolist()
+        sp.velocity = enu_to_ned(vel).astype(np.float32).tolist()
+        sp.yaw = float(ned_yaw_from_enu_rotation(v[3:9]))
+        self.command_pub.publish(sp)
+
+    # --- control loop ----------------------------------------------------------------------------------
+    def _control_loop(self) -> None:
+        """One cycle per period on the node's clock (sim time when use_sim_time). Sleeps in short slices so a
+        clock that jumps back (a looped bag, a reset sim) restarts the timeline instead of stalling."""
+        clock = self.get_clock()
+        period = rclpy.duration.Duration(nanoseconds=self.runtime.period)
+        slice_ = rclpy.duration.Duration(nanoseconds=min(self.runtime.period, 50_000_000))
+        deadline = clock.now() + period
+        while not self._stop.is_set() and self.context.ok():
+            now = clock.now()
+            if now < deadline:
+                if (deadline - now).nanoseconds > 2 * self.runtime.period:  # time went backwards
+                    deadline = now + period
+                    self.runtime.reset()
+                    continue
+                try:
+                    clock.sleep_until(min(deadline, now + slice_), context=self.context)
+                except rclpy.exceptions.NotInitializedException:
+                    break  # context shut down
+                continue
+            if (now - deadline).nanoseconds > self.runtime.period:  # fell behind: skip, don't burst
+                self.overruns += 1
+                deadline = now
+            deadline = deadline + period
+            if self.enabled.is_set():
+                self._cycle(now.nanoseconds)
+
+    def _cycle(self, now_ns: int) -> None:
+        try:
+            res = self.runtime.step(now_ns)
+        except Exception as e:  # noqa: BLE001 - a bug in one cycle must not stop the robot's control thread
+            self.get_logger().error(f"control cycle failed: {e!r}; holding")
+            res = self.runtime.hold(now_ns, repr(e))
+        if not self.enabled.is_set():  # disabled while inferring: send nothing
+            return
+        self.last_status, self.last_reason = res.status, res.reason
+        if res.status == "command":
+            self.inference_ms.append(res.inference_ms)
+        elif res.status == "hold":
+            self.get_logger().warning(f"holding: {res.reason}", throttle_duration_sec=2.0)
+        if res.command is not None:
+            self._publish(res.command, now_ns)
+
+    # --- services, diagnostics ---------------------------------------------------------------------------
+    def _on_enable(self, request, response):
+        now = self.get_clock().now().nanoseconds
+        if request.data and not self.enabled.is_set():
+            self.runtime.reset()
+            self.enabled.set()
+        elif not request.data and self.enabled.is_set():
+            self.enabled.clear()
+            res = self.runtime.hold(now, "disabled")
+            if res.command is not None:  # stop where the running trajectory is, then go quiet
+                self._publish(res.command, now)
+            self.runtime.reset()
+            with self._lock:
+                self.active = None
+        response.success = True
+        response.message = "enabled" if self.enabled.is_set() else "disabled"
+        self.get_logger().info(f"policy {response.message}")
+        return response
+
+    def _on_tare(self, request, response):
+        try:
+            bias = self.runtime.tare()
+            response.success, response.message = True, f"bias {np.round(bias, 4).tolist()}"
+        except DiffusionPolicyRosError as e:
+            response.success, response.message = False, str(e)
+        return response
+
+    def status(self) -> dict[str, str]:
+        now = self.get_clock().now().nanoseconds
+        counts, (base, t0) = dict(self.counts), self._rate_base
+        self._rate_base = (counts, now)
+        dt = (now - t0) / 1e9 if t0 is not None and now > t0 else None
+        lat = np.array(self.inference_ms) if self.inference_ms else None
+        st = self.runtime.stats
+        out = {"enabled": str(self.enabled.is_set()), "state": self.last_status, "reason": self.last_reason,
+               "inference_ms_p50": f"{np.percentile(lat, 50):.1f}" if lat is not None else "",
+               "inference_ms_max": f"{lat.max():.1f}" if lat is not None else "",
+               "cycles": str(st.cycles), "commands": str(st.commands), "holds": str(st.holds),
+               "unsynced": str(st.unsynced), "overruns": str(self.overruns)}
+        for name, age in self.runtime.ages_ms(now).items():
+            out[f"age_ms.{name}"] = "" if age is None else f"{age:.1f}"
+        for topic, n in counts.items():
+            if dt:
+                out[f"rate_hz.{topic}"] = f"{(n - base[topic]) / dt:.1f}"
+            out[f"dropped.{topic}"] = str(self.dropped[topic])
+        return out
+
+    def _publish_diagnostics(self) -> None:
+        values = self.status()
+        s = DiagnosticStatus(name=f"{self.get_name()}: policy", hardware_id=self.cfg.checkpoint or "policy")
+        s.level = {"command": DiagnosticStatus.OK, "waiting": DiagnosticStatus.OK}.get(self.last_status,
+                                                                                      DiagnosticStatus.WARN)
+        if not self.enabled.is_set():
+            s.level, s.message = DiagnosticStatus.OK, "disabled"
+        else:
+            s.message = self.last_status + (f": {self.last_reason}" if self.last_reason else "")
+        s.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        msg = DiagnosticArray(status=[s])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
+
+    def destroy_node(self):
+        self._stop.set()
+        self._thread.join(timeout=2.0 * self.runtime.period / 1e9 + 1.0)
+        super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    try:
+        try:
+            node = PolicyNode()
+        except DiffusionPolicyRosError as e:
+            rclpy.logging.get_logger(NODE_NAME).fatal(str(e))
+            raise SystemExit(2) from None
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            executor.spin()
+        finally:
+            node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""The policy node over real rclpy + Fast DDS on loopback, with a checkpoint trained in the test session.
+
+A peer node plays the robot: realsense-ros-like colour (rgb8) + aligned depth (16UC1) + camera_info,
+a wrist wrench and joint_states, and listens on the joint_trajectory_controller topic."""
+import signal
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .factories import ARM_HOME, small_intrinsics, small_rgbd
+
+pytest.importorskip("rclpy")
+
+ROOT = Path(__file__).resolve().parents[1]
+PERIOD_NS = 100_000_000
+MAX_AGE_S = 0.3
+UR_JOINTS = ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint", "wrist_2_joint",
+             "wrist_3_joint"]
+
+
+class Robot:
+    """The peer: publishes sensor streams from timers, records what the policy node sends."""
+
+    def __init__(self, context, malformed: bool = False):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import WrenchStamped
+        from rclpy.node import Node
+        from sensor_msgs.msg import CameraInfo, Image, JointState
+        from trajectory_msgs.msg import JointTrajectory
+
+        from diffusion_policy_ros.ros import msgs as M
+
+        self.M, self.types = M, M.RosTypes()
+        self.node = node = Node("fake_robot", context=context)
+        self.pub = {
+            "color": node.create_publisher(Image, "/camera/camera/color/image_raw", 10),
+            "depth": node.create_publisher(Image, "/camera/camera/aligned_depth_to_color/image_raw", 10),
+            "info": node.create_publisher(CameraInfo, "/camera/camera/aligned_depth_to_color/camera_info", 10),
+            "wrench": node.create_publisher(WrenchStamped, "/force_torque_sensor_broadcaster/wrench", 10),
+            "joints": node.create_publisher(JointState, "/joint_states", 10),
+        }
+        self.depth_m, self.rgb = small_rgbd()
+        self.camera_on = threading.Event()
+        self.camera_on.set()
+        self.malformed = malformed
+        self.camera_stamps: list[int] = []
+        self.trajectories: list = []  # (receipt order) decoded JointTrajectoryData
+        self.diagnostics: list = []
+        self.got = threading.Condition()
+        node.create_subscription(JointTrajectory, "/joint_trajectory_controller/joint_trajectory", self._on_traj, 10)
+        node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self.diagnostics.append(m), 10)
+        node.create_timer(1 / 30, self._camera)
+        node.create_timer(1 / 200, self._wrench)
+        node.create_timer(1 / 100, self._joints)
+        self.n = 0
+
+    def now(self) -> int:
+        return self.node.get_clock().now().nanoseconds
+
+    def _camera(self):
+        if not self.camera_on.is_set():
+            return
+        t, M, ty = self.now(), self.M, self.types
+        depth_mm = np.round(self.depth_m * 1000).astype(np.uint16)
+        self.pub["info"].publish(M.encode_camera_info(ty, small_intrinsics(), t))
+        self.pub["color"].publish(M.numpy_to_image(ty, self.rgb, "rgb8", t, "camera_color_optical_frame"))
+        self.pub["depth"].publish(M.numpy_to_image(ty, depth_mm, "16UC1", t, "camera_color_optical_frame"))
+        self.camera_stamps.append(t)
+        if self.malformed:
+            bad = M.numpy_to_image(ty, self.rgb, "rgb8", t + 1, "x")  # colour on the depth topic
+            self.pub["depth"].publish(bad)
+            short = M.numpy_to_image(ty, depth_mm, "16UC1", t + 2, "x")
+            short.data = short.data[: len(short.data) // 2]  # truncated
+            self.pub["depth"].publish(short)
+
+    def _wrench(self):
+        t = self.now()
+        self.pub["wrench"].publish(self.M.encode_wrench(self.types, [0.5, 0.0, -3.0, 0.0, 0.02, 0.0], t))
+        if self.malformed:
+            self.pub["wrench"].publish(self.M.encode_wrench(self.types, [np.nan, 0, 0, 0, 0, 0], t + 1))
+
+    def _joints(self):
+        t, M = self.now(), self.M
+        self.pub["joints"].publish(M.encode_joint_state(self.types, UR_JOINTS, ARM_HOME, t))
+        if self.malformed:
+            self.pub["joints"].publish(M.encode_joint_state(self.types, ["finger", "thumb"], [0.0, 0.0], t + 1))
+            self.pub["joints"].publish(M.encode_joint_state(self.types, UR_JOINTS, ARM_HOME, t - 500_000_000))
+
+    def _on_traj(self, msg):
+        data = self.M.decode_joint_trajectory(msg)
+        with self.got:
+            self.trajectories.append((time.monotonic(), data))
+            self.got.notify_all()
+
+    def wait_for(self, predicate, timeout: float = 30.0):
+        with self.got:
+            assert self.got.wait_for(lambda: predicate(self.trajectories), timeout), "timed out waiting"
+
+
+@pytest.fixture
+def running(ros_context, force_checkpoint, tmp_path):
+    """start(malformed) → (robot, policy node process): the node runs as its installed executable, with
+    the package's parameter file plus overrides, as `ros2 run` would start it; the robot spins here."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    procs, robots, executors = [], [], []
+
+    def start(malformed=False):
+        robot = Robot(ros_context, malformed)
+        executor = SingleThreadedExecutor(context=ros_context)
+        executor.add_node(robot.node)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        log = open(tmp_path / "policy_node.log", "w")
+        proc = subprocess.Popen([shutil.which("policy_node") or str(Path(sys.executable).parent / "policy_node"),
+                                 "--ros-args", "--params-file", str(ROOT / "config" / "arm.yaml"),
+                                 "-p", f"checkpoint:={force_checkpoint}",
+                                 "-p", "timing.control_rate_hz:=10",  # an integer for a float: accepted
+                                 "-p", f"timing.max_observation_age_s:={MAX_AGE_S}",
+                                 "-p", "timing.camera_latency_s:=0.0",
+                                 "-p", "point_cloud.extrinsic:=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]",
+                                 "-p", "point_cloud.crop_min:=[-1.0, -1.0, -1.0]",
+                                 "-p", "point_cloud.crop_max:=[1.0, 1.0, 1.0]",
+                                 "-p", "sampling.seed:=0"], stdout=log, stderr=subprocess.STDOUT)
+        procs.append((proc, log))
+        robots.append(robot)
+        executors.append(executor)
+        return robot, proc
+
+    yield start
+    for proc, log in procs:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    for ex in executors:
+        ex.shutdown(timeout_sec=5)
+    for r in robots:
+        r.node.destroy_node()
+
+
+def set_enabled(robot, value: bool, proc=None, call: bool = True):
+    from std_srvs.srv import SetBool
+
+    client = robot.node.create_client(SetBool, "/policy_node/enable")
+    for _ in range(120):  # the node process imports torch and loads the checkpoint first
+        if client.wait_for_service(timeout_sec=0.5):
+            break
+        assert proc is None or proc.poll() is None, "policy_node exited; see policy_node.log"
+    else:
+        raise AssertionError("/policy_node/enable never appeared")
+    if not call:
+        return
+    future = client.call_async(SetBool.Request(data=value))
+    done = threading.Event()
+    future.add_done_callback(lambda f: done.set())
+    assert done.wait(10) and future.result().success
+
+
+def arm_limits():
+    from diffusion_policy_ros.config import EmbodimentConfig
+    from diffusion_policy_ros.embodiment.arm import arm_from_config
+
+    return arm_from_config(EmbodimentConfig()).limits
+
+
+def status(robot) -> dict:
+    assert robot.diagnostics, "no /diagnostics received"
+    return {kv.key: kv.value for kv in robot.diagnostics[-1].status[0].values}
+
+
+def check_valid(data, limits):
+    assert data.joint_names == UR_JOINTS
+    assert np.isfinite(data.positions).all()
+    assert (data.positions >= limits.lower - 1e-9).all() and (data.positions <= limits.upper + 1e-9).all()
+    assert (data.time_from_start_ns > 0).all() and (np.diff(data.time_from_start_ns) > 0).all()
+
+
+def test_node_streams_trajectories_holds_on_stale_camera_and_stops_when_disabled(running):
+    robot, proc = running()
+    limits = arm_limits()
+    set_enabled(robot, True, proc, call=False)  # wait until the node is up
+    time.sleep(1.0)
+    assert robot.trajectories == []  # started disabled: nothing was commanded
+    set_enabled(robot, True)
+    robot.wait_for(lambda tr: len(tr) >= 4)
+    for _, data in robot.trajectories:
+        check_valid(data, limits)
+        absolute = data.stamp_ns + data.time_from_start_ns
+        # Waypoints after the hand-over point sit on t_obs + i·dt, t_obs being a camera frame's stamp.
+        assert any(((absolute[1:] - s) % PERIOD_NS == 0).all() for s in robot.camera_stamps)
+    # Stale camera → one single-point hold, detected within a period of the age limit, then silence.
+    robot.camera_on.clear()
+    time.sleep(0.05)
+    last_camera = robot.camera_stamps[-1]
+    robot.wait_for(lambda tr: len(tr[-1][1].time_from_start_ns) == 1)
+    received, hold = robot.trajectories[-1]
+    assert MAX_AGE_S * 1e9 < hold.stamp_ns - last_camera <= MAX_AGE_S * 1e9 + 2 * PERIOD_NS
+    n = len(robot.trajectories)
+    time.sleep(0.6)
+    assert len(robot.trajectories) == n
+    # Camera back → trajectories resume; disabled → at most one final hold, then nothing.
+    robot.camera_on.set()
+    robot.wait_for(lambda tr: len(tr) >= n + 2)
+    set_enabled(robot, False)
+    time.sleep(0.3)
+    n = len(robot.trajectories)
+    time.sleep(0.8)
+    assert len(robot.trajectories) == n
+    time.sleep(1.2)
+    st = status(robot)
+    assert st["enabled"] == "False" and float(st["inference_ms_p50"]) > 0
+    assert "age_ms.depth" in st and float(st["rate_hz.joint_states"]) > 10
+    assert proc.poll() is None
+
+
+def test_malformed_messages_are_dropped_and_the_node_keeps_commanding(running):
+    robot, proc = running(malformed=True)
+    set_enabled(robot, True, proc)
+    robot.wait_for(lambda tr: len(tr) >= 6)
+    limits = arm_limits()
+    for _, data in robot.trajectories:
+        check_valid(data, limits)
+    time.sleep(1.2)
+    st = status(robot)
+    # wrong encoding + truncated depth, NaN wrench, unknown joints and out-of-order stamps: all dropped
+    assert int(st["dropped.depth"]) > 0 and int(st["dropped.wrench"]) > 0 and int(st["dropped.joint_states"]) > 0
+    assert st["state"] == "command" and int(st["commands"]) >= 6
+    assert proc.poll() is None  # alive
+
+
+def test_every_parameter_a_config_file_sets_is_declared():
+    """config/arm.yaml and config/aerial.yaml load into the node's parameters."""
+    import yaml
+
+    from diffusion_policy_ros.config import flatten_params, load_deploy_config
+    from diffusion_policy_ros.ros.policy_node import declared_parameters
+
+    from .test_launch import CONFIG_DIR, flat_keys
+
+    for name in ("arm", "aerial"):
+        path = CONFIG_DIR / f"{name}.yaml"
+        data = yaml.safe_load(path.read_text())["policy_node"]["ros__parameters"]
+        assert set(flat_keys(data)) <= set(declared_parameters())
+        cfg = load_deploy_config(path)
+        assert flatten_params(cfg).keys() == declared_parameters().keys()
