@@ -51,6 +51,7 @@ bench: setup
 	$(PY) bench/inference.py
 	$(PY) bench/perception.py
 	$(PY) bench/solver_quality.py --train-demo
+	$(PY) bench/node_latency.py
 
 clean:
 	rm -rf $(VENV) demo_out bench_out *.egg-info

@@ -454,8 +454,13 @@ class TimingConfig:
     sync_slop_s: float = 0.02  # colour and depth frames further apart than this are not paired
     blend_steps: int = 2  # waypoints over which a new chunk blends in from the running trajectory
     command_rate_hz: float = 50.0  # streamed setpoints (pose / px4 outputs)
+    # timer: cycles on the node clock at control_rate_hz; observation: a cycle starts as soon as a camera
+    # frame (or, without a camera, a state sample) arrives at least one period after the last cycle —
+    # the freshest frame, lowest latency; falls back to the timer when frames stop (so stale → hold).
+    trigger: str = "timer"
 
     def __post_init__(self):
+        _require(self.trigger in ("timer", "observation"), "timing.trigger", "timer or observation", self.trigger)
         _require(self.control_rate_hz > 0, "timing.control_rate_hz", "> 0", self.control_rate_hz)
         _require(self.command_rate_hz > 0, "timing.command_rate_hz", "> 0", self.command_rate_hz)
         for name in ("camera_latency_s", "robot_latency_s", "action_latency_s", "sync_slop_s"):

@@ -64,3 +64,15 @@ def test_absolute_representations_are_identity():
         r = ActionRepresentation(ActionConfig(representation=rep, dim=10 if rep == "abs_ee" else 7))
         a = torch.randn(2, 16, r.cfg.dim)
         assert r.to_policy(a) is a and r.to_absolute(a) is a
+
+
+def test_enu_to_ned_for_px4_setpoints():
+    from scipy.spatial.transform import Rotation
+
+    from diffusion_policy_ros.geometry import enu_to_ned, ned_yaw_from_enu_rotation, quat_xyzw_to_rot6d
+
+    np.testing.assert_allclose(enu_to_ned([1.0, 2.0, 3.0]), [2.0, 1.0, -3.0])  # east, north, up → N, E, D
+    # Facing north in ENU (yaw +90°) is yaw 0 in NED; facing east (yaw 0) is +90° in NED.
+    for yaw_enu, yaw_ned in [(np.pi / 2, 0.0), (0.0, np.pi / 2), (np.pi, -np.pi / 2)]:
+        d6 = quat_xyzw_to_rot6d(Rotation.from_euler("z", yaw_enu).as_quat())
+        assert np.isclose(ned_yaw_from_enu_rotation(d6), yaw_ned, atol=1e-9)

@@ -23,7 +23,6 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, WrenchStamped
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
@@ -37,6 +36,7 @@ from ..geometry import enu_to_ned, ned_yaw_from_enu_rotation, rot6d_to_quat_xyzw
 from ..runtime.controller import Command, PolicyRuntime
 from ..runtime.schedule import TimedTrajectory
 from . import msgs as M
+from .entry import run_node
 
 NODE_NAME = "policy_node"
 
@@ -94,6 +94,9 @@ class PolicyNode(Node):
         self.overruns = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._arrived = threading.Event()  # a trigger-stream sample arrived (timing.trigger: observation)
+        streams = self.runtime.window.buffers
+        self._trigger_stream = next((s for s in ("depth", "color", "ee_pose", "joints") if s in streams), None)
         self._thread = threading.Thread(target=self._control_loop, name="policy_control", daemon=True)
         self._thread.start()
         self.get_logger().info(f"policy node ready: {len(self.runtime.window.buffers)} streams "
@@ -149,6 +152,8 @@ class PolicyNode(Node):
         """Count, decode, hand over; a bad message is logged with its topic and dropped, never fatal."""
         name = getattr(self.cfg.topics, topic, topic)
 
+        stream = {"joint_states": "joints"}.get(topic, topic)
+
         def callback(msg):
             self.counts[topic] += 1
             try:
@@ -156,6 +161,9 @@ class PolicyNode(Node):
             except (DiffusionPolicyRosError, ValueError, TypeError) as e:
                 self.dropped[topic] += 1
                 self.get_logger().warning(f"{name}: {e}; message dropped", throttle_duration_sec=2.0)
+                return
+            if stream == self._trigger_stream:
+                self._arrived.set()
         return callback
 
     def _color(self, msg):
@@ -246,6 +254,28 @@ class PolicyNode(Node):
 
     # --- control loop ----------------------------------------------------------------------------------
     def _control_loop(self) -> None:
+        if self.cfg.timing.trigger == "observation":
+            self._triggered_loop()
+        else:
+            self._timer_loop()
+
+    def _triggered_loop(self) -> None:
+        """A cycle when a trigger-stream sample arrives >= 0.9 period after the last cycle, or after a
+        period without one (stale detection keeps working)."""
+        clock, period, last = self.get_clock(), self.runtime.period, None
+        while not self._stop.is_set() and self.context.ok():
+            self._arrived.wait(timeout=period / 1e9)
+            self._arrived.clear()
+            now = clock.now().nanoseconds
+            if last is not None and now < last:  # time went backwards
+                last = None
+                self.runtime.reset()
+            if last is None or now - last >= 0.9 * period:
+                last = now
+                if self.enabled.is_set():
+                    self._cycle(now)
+
+    def _timer_loop(self) -> None:
         """One cycle per period on the node's clock (sim time when use_sim_time). Sleeps in short slices so a
         clock that jumps back (a looped bag, a reset sim) restarts the timeline instead of stalling."""
         clock = self.get_clock()
@@ -355,23 +385,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    try:
-        try:
-            node = PolicyNode()
-        except DiffusionPolicyRosError as e:
-            rclpy.logging.get_logger(NODE_NAME).fatal(str(e))
-            raise SystemExit(2) from None
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        try:
-            executor.spin()
-        finally:
-            node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        rclpy.try_shutdown()
+    run_node(PolicyNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

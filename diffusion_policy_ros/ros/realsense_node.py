@@ -15,13 +15,13 @@ import threading
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..perception.realsense import RealSenseSource
 from . import msgs as M
+from .entry import run_node
 
 TOPICS = {
     "color": "color/image_raw",
@@ -88,17 +88,7 @@ class RealSenseNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    try:
-        node = RealSenseNode()
-        try:
-            rclpy.spin(node)
-        finally:
-            node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        rclpy.try_shutdown()
+    run_node(RealSenseNode, "realsense_camera", args)
 
 
 if __name__ == "__main__":
