@@ -179,17 +179,19 @@ class Policy:
     @torch.inference_mode()
     def predict(self, obs: dict[str, np.ndarray], *, seed: int | None = None, guidance: GuidanceFn | None = None,
                 full_horizon: bool = False, warm_start: np.ndarray | None = None, shift: int = 0,
-                start_index: int = 0) -> np.ndarray:
+                start_index: int = 0, substeps: int = 1) -> np.ndarray:
         """One action chunk (n_action_steps, Da), or (B, n_action_steps, Da) for batched observations.
 
         ``full_horizon=True`` returns all ``horizon`` predicted steps instead. Warm start: pass the
         previous full-horizon prediction as ``warm_start``, the steps executed since as ``shift``, and
-        the inference step to resume from as ``start_index`` (only the remaining steps run)."""
+        the inference step to resume from as ``start_index`` (only the remaining steps run). Post-hoc
+        refinement: ``warm_start`` = a finished chunk, ``shift=0``, a late ``start_index``, with guidance.
+        ``substeps``: K guided sub-steps per noise level (single-step solvers)."""
         tensors, batched = self.validate(obs)
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
-        kwargs = {"generator": generator}
+        kwargs = {"generator": generator, "substeps": substeps}
         if warm_start is not None:
             prev = torch.as_tensor(np.asarray(warm_start), device=self.device)
             prev = prev if batched else prev.unsqueeze(0)

@@ -150,3 +150,19 @@ def test_bad_deployment_config_fails_at_start(force_checkpoint):
         make_runtime(force_checkpoint, sampling={"n_action_steps": 40})
     with pytest.raises(ConfigError, match="unknown_key|unexpected"):
         deploy_config_from_dict({"timing": {"unknown_key": 1}})
+
+
+def test_aerial_guidance_runs_through_the_runtime(force_checkpoint):
+    rt = make_runtime(force_checkpoint, output="multidof", embodiment={"kind": "aerial"}, topics={"ee_pose": "/ee"},
+                      guidance={"strength": 1.0, "embodiment_weight": 1.0})
+    assert rt.embodiment is not None and rt.embodiment.name == "aerial"
+    rt.set_camera(small_intrinsics())
+    depth, _ = small_rgbd()
+    for t in range(0, 400 * MS, 10 * MS):
+        rt.add_ee_pose(t, np.array([0.0, 0.0, 0.3, 0, 0, 0, 1.0]))
+        rt.add_wrench(t, np.zeros(6))
+        rt.add_depth(t, depth)
+    res = rt.step(400 * MS)
+    assert res.status == "command" and np.isfinite(res.command.trajectory.values).all()
+    with pytest.raises(ConfigError, match="ee_pose"):
+        make_runtime(force_checkpoint, output="multidof", embodiment={"kind": "aerial"}, guidance={"strength": 1.0})

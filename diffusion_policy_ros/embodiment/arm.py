@@ -71,15 +71,17 @@ class ArmTracker:
     FK and the Jacobian), so the tracking cost's gradient reaches the proposed trajectory."""
 
     def __init__(self, kinematics: ArmKinematics, dt: float = 0.1, damping: float = 0.05, gain: float = 1.0,
-                 position_weight: float = 1.0, rotation_weight: float = 0.1):
+                 position_weight: float = 1.0, rotation_weight: float = 0.1, limits: Limits | None = None):
+        """``limits``: joint limits to track under (default: the URDF's), e.g. a tighter safety envelope."""
         if dt <= 0 or damping <= 0 or gain <= 0:
             raise ConfigError(f"embodiment.arm: expected dt, damping, gain > 0, got {dt}, {damping}, {gain}")
         self.kin, self.dt, self.damping, self.gain = kinematics, dt, damping, gain
         self.w_pos, self.w_rot = position_weight, rotation_weight
         k = kinematics
-        self._lo = torch.as_tensor(k.limits.lower, dtype=k.dtype, device=k.device)
-        self._hi = torch.as_tensor(k.limits.upper, dtype=k.dtype, device=k.device)
-        self._step = torch.as_tensor(k.limits.max_velocity * dt, dtype=k.dtype, device=k.device)
+        self.limits = lim = limits or k.limits
+        self._lo = torch.as_tensor(lim.lower, dtype=k.dtype, device=k.device)
+        self._hi = torch.as_tensor(lim.upper, dtype=k.dtype, device=k.device)
+        self._step = torch.as_tensor(lim.max_velocity * dt, dtype=k.dtype, device=k.device)
 
     def rollout(self, target: torch.Tensor, q0: torch.Tensor) -> torch.Tensor:
         """target (B, T, 9) poses (position + 6-D rotation), q0 (B, dof) → joint positions (B, T, dof)."""

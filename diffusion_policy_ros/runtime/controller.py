@@ -131,6 +131,21 @@ class PolicyRuntime:
             from ..embodiment.arm import ArmTracker
 
             self.tracker = ArmTracker(arm, dt=self.period / NS, damping=cfg.embodiment.ik_damping)
+        # The embodiment whose tracking cost guides sampling (embodiment/base.py protocol).
+        self.embodiment = None
+        g = cfg.guidance
+        if g.strength > 0 and g.embodiment_weight > 0 and not self.joint_repr:
+            from ..embodiment.base import AerialEmbodiment, ArmEmbodiment
+
+            if arm is not None:
+                self.embodiment = ArmEmbodiment(arm, dt=self.period / NS)
+            elif cfg.embodiment.kind == "aerial":
+                from ..embodiment.aerial import AerialConfig
+
+                if not self.state_from_pose:
+                    raise ConfigError("guidance: the aerial embodiment's cost needs the end-effector pose; set "
+                                      "topics.ee_pose")
+                self.embodiment = AerialEmbodiment(AerialConfig(dt=self.period / NS))
 
     # --- set-up checks -----------------------------------------------------------------------------
     def _check_state_dim(self) -> None:
@@ -370,12 +385,11 @@ class PolicyRuntime:
         if g.workspace_weight > 0 and not self.joint_repr:
             ws = workspace_cost(self.cfg.safety.workspace_min, self.cfg.safety.workspace_max)
             costs.append((g.workspace_weight, lambda traj: ws(traj[:, start:])))
-        if g.embodiment_weight > 0 and self.tracker is not None and not self.joint_repr:
-            q0 = torch.as_tensor(samples["joints"][-1, :self.arm.dof])[None]
-            n = self.n_action
-            costs.append((g.embodiment_weight,
-                          lambda traj: self.tracker.cost(traj[:, start:start + n, :C.EE_POSE_DIM], q0.expand(
-                              traj.shape[0], -1)).to(traj.dtype)))
+        if self.embodiment is not None:
+            joints = torch.as_tensor(samples["joints"][-1:, :self.arm.dof]) if self.arm is not None else None
+            pose = torch.as_tensor(samples["ee_pose"][-1:]) if "ee_pose" in samples else None
+            state, emb, n = self.embodiment.state(pose, joints), self.embodiment, self.n_action
+            costs.append((g.embodiment_weight, lambda traj: emb.cost(traj[:, start:start + n], state).to(traj.dtype)))
         if not costs:
             return None
         tensors, _ = self.policy.validate(obs)

@@ -1,0 +1,140 @@
+"""Does guidance make sampled trajectories trackable by a robot, and at what cost in fidelity and time?
+
+``guidance_effect`` samples the same observations with the same noise seeds, unguided and guided by
+an embodiment's tracking cost, then rolls both out through the embodiment and reports the mean
+tracking error (RMS end-effector position error of the rollout), the distance to the demonstration
+distribution (position RMSE to the nearest demonstration window) and the per-chunk latency.
+Used by the tests and bench/guidance.py.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..diffusion.guidance import CostGuidance, GuidanceConfig
+from .base import nearest_demo_rmse
+
+MODES = ("per_step", "substeps", "posthoc")
+
+
+@dataclass
+class GuidanceMode:
+    name: str = "per_step"  # per_step: every denoising step | substeps: K per step | posthoc: refine a finished chunk
+    strength: float = 1.0
+    substeps: int = 3  # for 'substeps'
+    refine_from: int = 6  # for 'posthoc': re-noise to inference step k of N and denoise guided
+    schedule: str = "alpha_bar"  # alpha_bar (strongest near the end) | constant
+
+
+def guidance_effect(policy, obs: dict[str, np.ndarray], embodiment, state: dict, demos: np.ndarray,
+                    mode: GuidanceMode, seed: int = 0, clip: float = 0.1) -> dict:
+    """obs: a batch (B, To, ...); state: the embodiment's state for that batch; demos (M, ≥n_action_steps, ≥3)
+    world-frame demonstration windows starting at the same instant as the executed part of the chunk.
+    Cost, tracking error and demo distance are over the executed part (n_action_steps waypoints)."""
+    start = policy.cfg.n_obs_steps - 1
+    end = start + policy.cfg.n_action_steps  # the executed part: what the robot will be asked to track
+    t0 = time.perf_counter()
+    plain = policy.predict(obs, seed=seed, full_horizon=True)
+    t_plain = time.perf_counter() - t0
+    tensors, _ = policy.validate(obs)
+    cost = lambda traj: embodiment.cost(traj[:, start:end], state).to(traj.dtype)  # noqa: E731
+    guide = CostGuidance(policy.model, {k: v.clone() for k, v in tensors.items()}, [(1.0, cost)],
+                         GuidanceConfig(strength=mode.strength, schedule=mode.schedule, clip_position=clip,
+                                       clip_rotation=clip))
+    t0 = time.perf_counter()
+    if mode.name == "per_step":
+        guided = policy.predict(obs, seed=seed, full_horizon=True, guidance=guide)
+    elif mode.name == "substeps":
+        guided = policy.predict(obs, seed=seed, full_horizon=True, guidance=guide, substeps=mode.substeps)
+    elif mode.name == "posthoc":
+        guided = policy.predict(obs, seed=seed, full_horizon=True, guidance=guide, warm_start=plain, shift=0,
+                                start_index=mode.refine_from)
+    else:
+        raise ValueError(f"guidance mode: expected one of {MODES}, got {mode.name!r}")
+    t_guided = time.perf_counter() - t0 + (t_plain if mode.name == "posthoc" else 0.0)
+    n = len(plain)
+    out = {}
+    for label, traj in (("unguided", plain), ("guided", guided)):
+        f = embodiment.feasibility(torch.as_tensor(traj[:, start:end]), state)
+        out[f"tracking_error_{label}_m"] = float(f["tracking_error"].mean())
+        out[f"limit_violations_{label}"] = float(f["limit_violations"].mean())
+        out[f"demo_rmse_{label}_m"] = float(nearest_demo_rmse(traj[:, start:end], demos[:, :end - start]).mean())
+    out["tracking_error_reduction"] = 1.0 - out["tracking_error_guided_m"] / out["tracking_error_unguided_m"]
+    out["samples"] = n
+    out["batched_ms_per_sample_unguided"] = t_plain * 1e3 / n
+    out["batched_ms_per_sample_guided"] = t_guided * 1e3 / n
+    # One robot: batch-1 chunk latency, median of 5, same mode.
+    one = {k: v[:1] for k, v in obs.items()}
+    one_state = {k: v[:1] for k, v in state.items()} if isinstance(state, dict) else state
+    out["latency_unguided_ms"], out["latency_guided_ms"] = (
+        float(np.median([_timed(policy, one, embodiment, one_state, mode, clip, start, end, guided=g)
+                         for _ in range(5)])) for g in (False, True))
+    out["overhead_ms"] = out["latency_guided_ms"] - out["latency_unguided_ms"]
+    return out
+
+
+def _timed(policy, obs, embodiment, state, mode, clip, start, end, guided: bool) -> float:
+    t0 = time.perf_counter()
+    if not guided:
+        policy.predict(obs, seed=0, full_horizon=True)
+        return (time.perf_counter() - t0) * 1e3
+    tensors, _ = policy.validate(obs)
+    guide = CostGuidance(policy.model, {k: v.clone() for k, v in tensors.items()},
+                         [(1.0, lambda traj: embodiment.cost(traj[:, start:end], state).to(traj.dtype))],
+                         GuidanceConfig(strength=mode.strength, schedule=mode.schedule, clip_position=clip,
+                                        clip_rotation=clip))
+    if mode.name == "posthoc":
+        plain = policy.predict(obs, seed=0, full_horizon=True)
+        policy.predict(obs, seed=0, full_horizon=True, guidance=guide, warm_start=plain, shift=0,
+                       start_index=mode.refine_from)
+    else:
+        policy.predict(obs, seed=0, full_horizon=True, guidance=guide,
+                       substeps=mode.substeps if mode.name == "substeps" else 1)
+    return (time.perf_counter() - t0) * 1e3
+
+
+# --- the two standard settings (tests and bench/guidance.py) ---------------------------------------
+def aerial_scene():
+    """Oracle (handheld) demonstrations faster than the aerial manipulator's base can follow: the
+    two-mode box scene traversed in 1.2 s with a 0.25 m detour."""
+    from ..data.synthetic import ObstacleScene
+
+    return ObstacleScene(steps=12, detour=0.25, num_points=64, image_size=64)
+
+
+def demo_windows(scene, n: int, length: int, seed: int = 0) -> np.ndarray:
+    """(n, length, 3) demonstration position windows from the episode start (both modes, ends held)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for side in np.tile([-1, 1], (n + 1) // 2)[:n]:
+        p = scene.trajectory(rng, int(side))
+        out.append(np.concatenate([p, np.repeat(p[-1:], max(0, length - len(p)), 0)])[:length])
+    return np.stack(out)
+
+
+ARM_BASE = (0.45, 0.3, 0.0)  # the arm's base in the scene's world frame
+
+
+def arm_near_limits(dt: float = 0.1, scene=None):
+    """The shipped UR5e-like arm beside the box scene, started at the scene's start pose, with a joint
+    envelope that the demonstrated detours exceed: shoulder pan may turn 0.6 rad one way, the elbow
+    only 0.25 rad further. → (ArmEmbodiment, q_start (1, 6))."""
+    from ..config import resolve_shipped
+    from ..data.synthetic import IDENTITY_ROT6D, ObstacleScene
+    from ..runtime.safety import Limits
+    from .arm import DEFAULT_URDF, ArmKinematics, ArmTracker
+    from .base import ArmEmbodiment
+
+    scene = scene or ObstacleScene()
+    kin = ArmKinematics(resolve_shipped("urdf", DEFAULT_URDF, "urdf"))
+    start = torch.as_tensor(np.concatenate((np.asarray(scene.start) - ARM_BASE, IDENTITY_ROT6D)), dtype=kin.dtype)
+    home = torch.tensor([[0.0, -1.2, 1.4, -1.77, -1.57, 0.0]], dtype=kin.dtype)
+    q_start = ArmTracker(kin, dt=dt).rollout(start.expand(1, 60, 9), home)[:, -1].detach()
+    lo, hi = kin.limits.lower.copy(), kin.limits.upper.copy()
+    lo[0] = float(q_start[0, 0]) - 0.6
+    hi[2] = float(q_start[0, 2]) + 0.25
+    limits = Limits(lo, hi, kin.limits.max_velocity)
+    return ArmEmbodiment(kin, dt=dt, limits=limits, base_position=ARM_BASE), q_start

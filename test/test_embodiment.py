@@ -1,0 +1,105 @@
+"""Embodiments: the aerial manipulator's differentiable rollout, the protocol's three implementations,
+config errors, and guidance by the aerial tracking cost on a policy trained on oracle demonstrations."""
+import numpy as np
+import pytest
+import torch
+
+from diffusion_policy_ros.config import EmbodimentConfig
+from diffusion_policy_ros.embodiment.aerial import AerialConfig, AerialManipulator
+from diffusion_policy_ros.embodiment.base import (AerialEmbodiment, ArmEmbodiment, OracleEmbodiment, make_embodiment,
+                                                  nearest_demo_rmse)
+from diffusion_policy_ros.errors import ConfigError
+
+
+def test_aerial_cost_gradient_matches_finite_differences():
+    model = AerialManipulator(AerialConfig(substeps=1))
+    target = (model.offset + torch.tensor([[[0.0, 0.0, 1.0]]], dtype=torch.float64)
+              + 0.05 * torch.randn(2, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    state = model.initial_state(target[:, 0] * 0 + model.offset + torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+    assert torch.autograd.gradcheck(lambda t: model.cost(t, state), (target.requires_grad_(True),), eps=1e-6,
+                                    atol=1e-5)
+
+
+def test_aerial_rollout_physics():
+    emb = AerialEmbodiment()
+    start = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
+    state = emb.state(start)
+    hold = start[:, None].expand(1, 10, 3)
+    assert emb.feasibility(hold, state)["tracking_error"].item() < 1e-4  # hovering in place is exact
+    errors = []
+    for duration in (3.0, 1.5, 0.6):  # the same 0.6 m sideways move, faster and faster
+        s = torch.clamp(torch.arange(1, 31, dtype=torch.float64) * 0.1 / duration, max=1.0)
+        traj = start[:, None] + torch.stack((torch.zeros_like(s), 0.6 * s, torch.zeros_like(s)), -1)[None]
+        errors.append(emb.feasibility(traj, state)["tracking_error"].item())
+    assert errors[0] < errors[1] < errors[2]  # the base cannot keep up with fast motions
+    r = emb.rollout(traj, state)
+    assert r["a_cmd"][..., :2].norm(dim=-1).max() < 100 and torch.isfinite(r["ee"]).all()
+    # The smooth tilt limit caps the achieved horizontal acceleration.
+    a = torch.diff(torch.diff(r["command"], dim=1), dim=1) / 0.1 ** 2
+    assert a[..., :2].norm(dim=-1).max() <= emb.model.a_h_max * 1.05
+
+
+def test_oracle_tracks_anything_and_arm_reports_limits():
+    traj = torch.randn(3, 5, 10, dtype=torch.float64)
+    oracle = OracleEmbodiment()
+    assert (oracle.cost(traj, {}) == 0).all() and (oracle.feasibility(traj, {})["tracking_error"] == 0).all()
+    arm = make_embodiment(EmbodimentConfig(kind="arm"))
+    assert isinstance(arm, ArmEmbodiment)
+    q = torch.tensor([[0.0, -1.2, 1.4, -1.77, -1.57, 0.0]], dtype=torch.float64)
+    reachable = arm.kin.fk(q)[:, None].expand(1, 4, 9)
+    far = reachable.clone()
+    far[..., 0] += 3.0  # 3 m away: beyond the arm's reach
+    f_ok, f_far = arm.feasibility(reachable, arm.state(None, q)), arm.feasibility(far, arm.state(None, q))
+    assert f_ok["tracking_error"].item() < 1e-3 and f_far["tracking_error"].item() > 1.5
+    assert isinstance(make_embodiment(EmbodimentConfig(kind="aerial")), AerialEmbodiment)
+    assert isinstance(make_embodiment(EmbodimentConfig(kind="oracle")), OracleEmbodiment)
+
+
+def test_bad_embodiment_configs_fail_with_the_field():
+    with pytest.raises(ConfigError, match="embodiment.kind"):
+        EmbodimentConfig(kind="hexapod")
+    with pytest.raises(ConfigError, match="embodiment.aerial"):
+        AerialConfig(max_tilt_deg=0.0)
+    with pytest.raises(ConfigError, match="embodiment.aerial"):
+        AerialConfig(thrust_to_weight=0.9)  # cannot hover
+    with pytest.raises(ConfigError, match="arm_rest"):
+        AerialManipulator(AerialConfig(arm_rest=(0.0, 1.0)))
+    with pytest.raises(ConfigError, match="embodiment.aerial.urdf"):
+        AerialManipulator(AerialConfig(urdf="missing_robot.urdf"))
+
+
+def test_nearest_demo_distance():
+    demos = np.zeros((2, 4, 3))
+    demos[1] += 1.0
+    samples = np.full((1, 4, 3), 0.9)
+    assert np.isclose(nearest_demo_rmse(samples, demos)[0], np.sqrt(3 * 0.01))
+
+
+@pytest.fixture(scope="module")
+def aerial_policy(tmp_path_factory):
+    """A state-only policy trained on fast oracle demonstrations (600 steps)."""
+    from diffusion_policy_ros.data.synthetic import make_obstacle_dataset
+    from diffusion_policy_ros.embodiment.evaluate import aerial_scene
+    from diffusion_policy_ros.policy import Policy
+    from diffusion_policy_ros.train import Trainer
+
+    from .factories import state_only_config
+
+    out = tmp_path_factory.mktemp("aerial")
+    data = make_obstacle_dataset(out / "d.zarr", n_episodes=60, seed=1, scene=aerial_scene(), progress=False)
+    return Policy.from_checkpoint(Trainer(state_only_config(), data, out / "run", progress=False).run())
+
+
+def test_aerial_guidance_lowers_tracking_error_and_stays_near_the_demonstrations(aerial_policy):
+    from diffusion_policy_ros.embodiment.evaluate import GuidanceMode, aerial_scene, demo_windows, guidance_effect
+
+    scene = aerial_scene()
+    obs = {k: np.repeat(v[None], 100, 0) for k, v in scene.policy_observation(aerial_policy.cfg).items()}
+    emb = AerialEmbodiment()
+    state = emb.state(torch.as_tensor(obs["agent_pos"][:1, -1]))
+    demos = demo_windows(scene, 100, 16, seed=5)
+    for mode in (GuidanceMode("per_step", 2.0, schedule="constant"), GuidanceMode("posthoc", 2.0, schedule="constant")):
+        r = guidance_effect(aerial_policy, obs, emb, state, demos, mode, clip=0.3)
+        assert r["samples"] == 100
+        assert r["tracking_error_reduction"] > 0.1, r
+        assert r["demo_rmse_guided_m"] < r["demo_rmse_unguided_m"] + 0.02, r  # still demonstration-like
