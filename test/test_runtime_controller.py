@@ -16,7 +16,7 @@ MS = 1_000_000
 def make_runtime(ckpt, **cfg):
     deploy = deploy_config_from_dict({"sampling": {"seed": 0}, **cfg})
     policy = Policy.from_checkpoint(ckpt)
-    return PolicyRuntime(policy, deploy, arm_from_config(deploy.embodiment))
+    return PolicyRuntime(policy, deploy, arm_from_config(deploy.embodiment) if deploy.embodiment.kind == "arm" else None)
 
 
 def feed(rt, t0_ns, t1_ns, camera=True, q=ARM_HOME):
