@@ -52,6 +52,7 @@ bench: setup
 	$(PY) bench/perception.py
 	$(PY) bench/solver_quality.py --train-demo
 	$(PY) bench/node_latency.py
+	$(PY) bench/guidance.py
 
 clean:
 	rm -rf $(VENV) demo_out bench_out *.egg-info

@@ -27,37 +27,23 @@ import torch
 
 from common import machine
 
-from diffusion_policy_ros.config import config_from_dict
-from diffusion_policy_ros.data.synthetic import ObstacleScene, make_obstacle_dataset
+from diffusion_policy_ros.data.synthetic import ObstacleScene, make_obstacle_dataset, state_policy_config
 from diffusion_policy_ros.embodiment.base import AerialEmbodiment
 from diffusion_policy_ros.embodiment.evaluate import (GuidanceMode, aerial_scene, arm_near_limits, demo_windows,
                                                       guidance_effect)
 from diffusion_policy_ros.policy import Policy
 from diffusion_policy_ros.train import Trainer
 
-MODES = {  # name → (mode, per-waypoint gradient clip)
-    "per_step": (GuidanceMode("per_step", strength=2.0, schedule="constant"), 0.3),
-    "substeps_2": (GuidanceMode("substeps", strength=2.0, substeps=2), 0.3),
-    "posthoc": (GuidanceMode("posthoc", strength=2.0, schedule="constant", refine_from=6), 0.3),
+MODES = {  # name → (mode, per-waypoint gradient clip); 10 small clipped gradient steps per denoising step
+    "per_step": (GuidanceMode("per_step", strength=8.0, schedule="constant", iterations=10), 0.3),
+    "substeps_2": (GuidanceMode("substeps", strength=8.0, schedule="constant", substeps=2, iterations=5), 0.3),
+    "posthoc": (GuidanceMode("posthoc", strength=8.0, schedule="constant", refine_from=6, iterations=10), 0.3),
+    "per_step_1_iter": (GuidanceMode("per_step", strength=2.0, schedule="constant"), 0.3),  # one step, for contrast
 }
-
-STATE_POLICY = {
-    "name": "bench_state",
-    "policy": {
-        "observations": {"agent_pos": {"type": "low_dim", "shape": [10], "dataset_key": "state"}},
-        "action": {"representation": "abs_ee", "dim": 10},
-        "encoders": {"state": {"hidden_dims": [64], "out_dim": 32}},
-        "denoiser": {"down_dims": [32, 64], "diffusion_step_embed_dim": 32},
-        "noise": {"prediction_type": "sample"},
-    },
-    "train": {"batch_size": 128, "max_steps": 600, "lr": 2e-3, "warmup_steps": 50, "checkpoint_every": 10000,
-              "val_every": 200, "log_every": 100},
-}
-
 
 def train_policy(scene, out: Path) -> Policy:
     data = make_obstacle_dataset(out / "demos.zarr", n_episodes=60, seed=1, scene=scene, progress=False)
-    return Policy.from_checkpoint(Trainer(config_from_dict(STATE_POLICY), data, out / "run", progress=True).run())
+    return Policy.from_checkpoint(Trainer(state_policy_config(), data, out / "run", progress=True).run())
 
 
 def main(argv=None) -> int:

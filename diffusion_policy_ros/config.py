@@ -528,11 +528,20 @@ class GuidanceDeployConfig:
     schedule: str = "alpha_bar"
     embodiment_weight: float = 1.0  # the embodiment's tracking cost
     workspace_weight: float = 0.0  # squared violation of the safety workspace box
+    joint_limit_weight: float = 0.0  # arm: barrier on joints within joint_limit_margin of their limits
+    joint_limit_margin: float = 0.1  # rad
+    clearance_weight: float = 0.0  # squared intrusion into clearance_margin around the current point cloud
+    clearance_margin: float = 0.03  # m
     clip_position: float = 0.1
     clip_rotation: float = 0.1
     substeps: int = 1  # K guided sub-steps with re-noising per noise level
+    iterations: int = 1  # small clipped gradient steps per denoising step (10: see bench/guidance.py)
 
     def __post_init__(self):
+        _require(self.iterations >= 1, "guidance.iterations", ">= 1", self.iterations)
+        _require(min(self.joint_limit_weight, self.clearance_weight, self.joint_limit_margin,
+                     self.clearance_margin) >= 0, "guidance.joint_limit_*/clearance_*", ">= 0",
+                 (self.joint_limit_weight, self.joint_limit_margin, self.clearance_weight, self.clearance_margin))
         _require(self.strength >= 0 and self.embodiment_weight >= 0 and self.workspace_weight >= 0,
                  "guidance.strength/embodiment_weight/workspace_weight", ">= 0",
                  (self.strength, self.embodiment_weight, self.workspace_weight))
@@ -543,6 +552,7 @@ class GuidanceDeployConfig:
 class DeployConfig:
     checkpoint: str = ""  # checkpoint folder written by `dpros train`
     device: str = "cpu"  # cpu | cuda | cuda:N
+    torch_threads: int = 0  # CPU inference threads; 0: torch's default (1 measured faster beside busy drivers)
     output: str = "joint_trajectory"  # joint_trajectory | pose | multidof | px4
     frame_id: str = "base_link"  # frame of end-effector outputs and of the point cloud
     start_enabled: bool = False  # otherwise call ~/enable (std_srvs/SetBool) first
@@ -557,6 +567,7 @@ class DeployConfig:
 
     def __post_init__(self):
         _require(self.output in OUTPUTS, "output", f"one of {OUTPUTS}", self.output)
+        _require(self.torch_threads >= 0, "torch_threads", ">= 0", self.torch_threads)
         _require(not (self.output == "joint_trajectory" and self.embodiment.kind != "arm"), "output",
                  "joint_trajectory only with embodiment.kind arm", (self.output, self.embodiment.kind))
 

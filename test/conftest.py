@@ -37,3 +37,15 @@ def force_checkpoint(obstacle_dataset, tmp_path_factory):
 
     cfg = shipped_small("dp3_force", max_steps=20, checkpoint_every=20, val_every=20)
     return Trainer(cfg, obstacle_dataset, tmp_path_factory.mktemp("force_run"), progress=False).run()
+
+
+@pytest.fixture(scope="session")
+def state_policy(obstacle_dataset, tmp_path_factory):
+    """The smallest real policy (end-effector state → actions), trained 600 steps on the two-mode scene."""
+    from diffusion_policy_ros.policy import Policy
+    from diffusion_policy_ros.train import Trainer
+
+    from .factories import state_only_config
+
+    run = tmp_path_factory.mktemp("state_run")
+    return Policy.from_checkpoint(Trainer(state_only_config(), obstacle_dataset, run, progress=False).run())

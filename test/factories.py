@@ -4,25 +4,14 @@ from __future__ import annotations
 import numpy as np
 
 from diffusion_policy_ros.config import Config, config_from_dict, config_to_dict, load_config
-from diffusion_policy_ros.data.synthetic import ObstacleScene
+from diffusion_policy_ros.data.synthetic import ObstacleScene, state_policy_config
 
 TEST_SCENE = ObstacleScene(num_points=64, image_size=64)
 
 
 def state_only_config(**train) -> Config:
     """The smallest real policy: end-effector state → end-effector actions (DP3-style sample prediction)."""
-    return config_from_dict({
-        "name": "test_state",
-        "policy": {
-            "observations": {"agent_pos": {"type": "low_dim", "shape": [10], "dataset_key": "state"}},
-            "action": {"representation": "abs_ee", "dim": 10},
-            "encoders": {"state": {"hidden_dims": [64], "out_dim": 32}},
-            "denoiser": {"down_dims": [32, 64], "diffusion_step_embed_dim": 32},
-            "noise": {"prediction_type": "sample"},
-        },
-        "train": {"batch_size": 128, "max_steps": 600, "lr": 2e-3, "warmup_steps": 50, "checkpoint_every": 10000,
-                  "val_every": 100, "log_every": 100, **train},
-    })
+    return state_policy_config(**train)
 
 
 def shipped_small(name: str, **train) -> Config:

@@ -166,3 +166,15 @@ def test_aerial_guidance_runs_through_the_runtime(force_checkpoint):
     assert res.status == "command" and np.isfinite(res.command.trajectory.values).all()
     with pytest.raises(ConfigError, match="ee_pose"):
         make_runtime(force_checkpoint, output="multidof", embodiment={"kind": "aerial"}, guidance={"strength": 1.0})
+
+
+def test_every_guidance_term_switches_on_from_config(force_checkpoint):
+    rt = make_runtime(force_checkpoint, guidance={"strength": 0.5, "embodiment_weight": 1.0, "workspace_weight": 1.0,
+                                                  "joint_limit_weight": 1.0, "clearance_weight": 1.0,
+                                                  "iterations": 2})
+    rt.set_camera(small_intrinsics())
+    feed(rt, 0, 500 * MS)
+    res = rt.step(500 * MS)
+    assert res.status == "command" and np.isfinite(res.command.trajectory.values).all()
+    with pytest.raises(ConfigError, match="guidance.iterations"):
+        deploy_config_from_dict({"guidance": {"iterations": 0}})

@@ -123,3 +123,22 @@ def make_obstacle_dataset(path: str | Path, n_episodes: int = 100, seed: int = 0
                 for side in tqdm(sides, desc="generating demonstrations", disable=not progress, leave=False)]
     buffer.add_episodes(episodes)
     return Path(path)
+
+
+def state_policy_config(**train):
+    """The smallest real policy for this scene: end-effector state → end-effector actions (DP3-style
+    sample prediction), 600 training steps (about 45 s on 2 CPU cores). Used by tests and benchmarks."""
+    from ..config import config_from_dict
+
+    return config_from_dict({
+        "name": "scene_state",
+        "policy": {
+            "observations": {"agent_pos": {"type": "low_dim", "shape": [10], "dataset_key": "state"}},
+            "action": {"representation": "abs_ee", "dim": 10},
+            "encoders": {"state": {"hidden_dims": [64], "out_dim": 32}},
+            "denoiser": {"down_dims": [32, 64], "diffusion_step_embed_dim": 32},
+            "noise": {"prediction_type": "sample"},
+        },
+        "train": {"batch_size": 128, "max_steps": 600, "lr": 2e-3, "warmup_steps": 50, "checkpoint_every": 10000,
+                  "val_every": 100, "log_every": 100, **train},
+    })

@@ -27,10 +27,13 @@ class GuidanceConfig:
     clip_position: float = 0.1  # per-waypoint gradient norm limit on position dims (normalised units)
     clip_rotation: float = 0.1  # ... on 6-D rotation dims
     clip_other: float = 0.1  # ... on anything else (gripper, joints)
+    iterations: int = 1  # clipped gradient steps per denoising step (re-evaluating the cost each time)
 
     def __post_init__(self):
         from ..errors import ConfigError
 
+        if self.iterations < 1:
+            raise ConfigError(f"guidance.iterations: expected >= 1, got {self.iterations}")
         if self.strength < 0 or self.schedule not in ("alpha_bar", "constant"):
             raise ConfigError(f"guidance: expected strength >= 0 and schedule alpha_bar|constant, got "
                               f"{self.strength}, {self.schedule!r}")
@@ -64,13 +67,18 @@ class CostGuidance:
         return sum(w * c(world) for w, c in self.costs)
 
     def __call__(self, ctx: GuidanceContext) -> torch.Tensor:
-        with torch.enable_grad():
-            x0 = ctx.pred_original.detach().requires_grad_(True)
-            cost = self.total_cost(self.model.to_world(x0, self.obs))
-            (grad,) = torch.autograd.grad(cost.sum(), x0)
-        self.last_cost = cost.detach()
         scale = self.cfg.strength * (ctx.alpha_bar if self.cfg.schedule == "alpha_bar" else 1.0)
-        return -scale * clip_per_waypoint(grad, self.groups)
+        step = scale / self.cfg.iterations
+        x0 = ctx.pred_original.detach()
+        total = torch.zeros_like(x0)
+        for _ in range(self.cfg.iterations):  # small steps re-evaluated: the rollout costs are not convex
+            with torch.enable_grad():
+                x = (x0 + total).requires_grad_(True)
+                cost = self.total_cost(self.model.to_world(x, self.obs))
+                (grad,) = torch.autograd.grad(cost.sum(), x)
+            self.last_cost = cost.detach()
+            total = total - step * clip_per_waypoint(grad, self.groups)
+        return total
 
 
 # --- composable cost terms (world frame; positions are the first three action dims) ----------------

@@ -89,6 +89,13 @@ class ArmEmbodiment:
         q = self.tracker.rollout(self._local(traj), self._q0(state, traj.shape[0]))
         return {"ee": self.kin.fk(q)[..., :3] + self.base, "command": q}
 
+    def joint_limit_cost(self, traj, state, margin: float = 0.1) -> torch.Tensor:
+        """Barrier: squared intrusion of the tracking rollout's joints into a margin inside the limits (B,)."""
+        q = self.tracker.rollout(self._local(traj), self._q0(state, traj.shape[0]))
+        lo = torch.as_tensor(self.tracker.limits.lower, dtype=q.dtype) + margin
+        hi = torch.as_tensor(self.tracker.limits.upper, dtype=q.dtype) - margin
+        return (torch.relu(q - hi) ** 2 + torch.relu(lo - q) ** 2).sum(-1).sum(-1)
+
     def feasibility(self, traj, state) -> dict:
         """Tracking error, and how many waypoints' IK solutions (unclamped) would leave the joint limits."""
         with torch.no_grad():

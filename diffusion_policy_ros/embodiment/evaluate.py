@@ -27,10 +27,11 @@ class GuidanceMode:
     substeps: int = 3  # for 'substeps'
     refine_from: int = 6  # for 'posthoc': re-noise to inference step k of N and denoise guided
     schedule: str = "alpha_bar"  # alpha_bar (strongest near the end) | constant
+    iterations: int = 1  # clipped gradient steps per denoising step
 
 
 def guidance_effect(policy, obs: dict[str, np.ndarray], embodiment, state: dict, demos: np.ndarray,
-                    mode: GuidanceMode, seed: int = 0, clip: float = 0.1) -> dict:
+                    mode: GuidanceMode, seed: int = 0, clip: float = 0.1, time_batch1: bool = True) -> dict:
     """obs: a batch (B, To, ...); state: the embodiment's state for that batch; demos (M, ≥n_action_steps, ≥3)
     world-frame demonstration windows starting at the same instant as the executed part of the chunk.
     Cost, tracking error and demo distance are over the executed part (n_action_steps waypoints)."""
@@ -42,7 +43,8 @@ def guidance_effect(policy, obs: dict[str, np.ndarray], embodiment, state: dict,
     tensors, _ = policy.validate(obs)
     cost = lambda traj: embodiment.cost(traj[:, start:end], state).to(traj.dtype)  # noqa: E731
     guide = CostGuidance(policy.model, {k: v.clone() for k, v in tensors.items()}, [(1.0, cost)],
-                         GuidanceConfig(strength=mode.strength, schedule=mode.schedule, clip_position=clip,
+                         GuidanceConfig(strength=mode.strength, schedule=mode.schedule, iterations=mode.iterations,
+                                       clip_position=clip,
                                        clip_rotation=clip))
     t0 = time.perf_counter()
     if mode.name == "per_step":
@@ -66,6 +68,8 @@ def guidance_effect(policy, obs: dict[str, np.ndarray], embodiment, state: dict,
     out["samples"] = n
     out["batched_ms_per_sample_unguided"] = t_plain * 1e3 / n
     out["batched_ms_per_sample_guided"] = t_guided * 1e3 / n
+    if not time_batch1:
+        return out
     # One robot: batch-1 chunk latency, median of 5, same mode.
     one = {k: v[:1] for k, v in obs.items()}
     one_state = {k: v[:1] for k, v in state.items()} if isinstance(state, dict) else state
@@ -84,7 +88,8 @@ def _timed(policy, obs, embodiment, state, mode, clip, start, end, guided: bool)
     tensors, _ = policy.validate(obs)
     guide = CostGuidance(policy.model, {k: v.clone() for k, v in tensors.items()},
                          [(1.0, lambda traj: embodiment.cost(traj[:, start:end], state).to(traj.dtype))],
-                         GuidanceConfig(strength=mode.strength, schedule=mode.schedule, clip_position=clip,
+                         GuidanceConfig(strength=mode.strength, schedule=mode.schedule, iterations=mode.iterations,
+                                       clip_position=clip,
                                         clip_rotation=clip))
     if mode.name == "posthoc":
         plain = policy.predict(obs, seed=0, full_horizon=True)

@@ -56,6 +56,10 @@ class PolicyNode(Node):
         """``policy``: an already loaded ``Policy`` (tests, sim); otherwise the ``checkpoint`` parameter is loaded."""
         super().__init__(NODE_NAME, **kwargs)
         self.cfg = cfg = self._read_parameters()
+        if cfg.torch_threads > 0:
+            import torch
+
+            torch.set_num_threads(cfg.torch_threads)
         if policy is None:
             if not cfg.checkpoint:
                 raise ConfigError("checkpoint: expected a checkpoint folder (written by `dpros train`), got ''")

@@ -24,7 +24,7 @@ import torch
 
 from .. import constants as C
 from ..config import DeployConfig
-from ..diffusion.guidance import CostGuidance, GuidanceConfig, workspace_cost
+from ..diffusion.guidance import CostGuidance, GuidanceConfig, clearance_cost, workspace_cost
 from ..errors import ConfigError, NonFiniteActionError, ObservationError
 from ..geometry import quat_xyzw_to_rot6d
 from ..perception.force import WrenchProcessor
@@ -134,7 +134,7 @@ class PolicyRuntime:
         # The embodiment whose tracking cost guides sampling (embodiment/base.py protocol).
         self.embodiment = None
         g = cfg.guidance
-        if g.strength > 0 and g.embodiment_weight > 0 and not self.joint_repr:
+        if g.strength > 0 and (g.embodiment_weight > 0 or g.joint_limit_weight > 0) and not self.joint_repr:
             from ..embodiment.base import AerialEmbodiment, ArmEmbodiment
 
             if arm is not None:
@@ -371,7 +371,7 @@ class PolicyRuntime:
                 kwargs.update(warm_start=self._prev[1], shift=shift, start_index=s.warm_start_index)
         guidance = self._guidance(obs, samples)
         if guidance is not None:
-            kwargs["guidance"] = guidance
+            kwargs.update(guidance=guidance, substeps=self.cfg.guidance.substeps)
         full = self.policy.predict(obs, **kwargs)
         start = pc.n_obs_steps - 1
         return full[start:start + self.n_action], full
@@ -385,16 +385,26 @@ class PolicyRuntime:
         if g.workspace_weight > 0 and not self.joint_repr:
             ws = workspace_cost(self.cfg.safety.workspace_min, self.cfg.safety.workspace_max)
             costs.append((g.workspace_weight, lambda traj: ws(traj[:, start:])))
+        n = self.n_action
         if self.embodiment is not None:
             joints = torch.as_tensor(samples["joints"][-1:, :self.arm.dof]) if self.arm is not None else None
             pose = torch.as_tensor(samples["ee_pose"][-1:]) if "ee_pose" in samples else None
-            state, emb, n = self.embodiment.state(pose, joints), self.embodiment, self.n_action
-            costs.append((g.embodiment_weight, lambda traj: emb.cost(traj[:, start:start + n], state).to(traj.dtype)))
+            state, emb = self.embodiment.state(pose, joints), self.embodiment
+            if g.embodiment_weight > 0:
+                costs.append((g.embodiment_weight,
+                              lambda traj: emb.cost(traj[:, start:start + n], state).to(traj.dtype)))
+            if g.joint_limit_weight > 0 and hasattr(emb, "joint_limit_cost"):
+                costs.append((g.joint_limit_weight, lambda traj: emb.joint_limit_cost(
+                    traj[:, start:start + n], state, g.joint_limit_margin).to(traj.dtype)))
+        if g.clearance_weight > 0 and self.keys[C.OBS_POINT_CLOUD] and not self.joint_repr:
+            cloud = torch.as_tensor(obs[self.keys[C.OBS_POINT_CLOUD][0]][-1, :, :3])
+            near = clearance_cost(cloud, g.clearance_margin)
+            costs.append((g.clearance_weight, lambda traj: near(traj[:, start:start + n])))
         if not costs:
             return None
         tensors, _ = self.policy.validate(obs)
         gcfg = GuidanceConfig(strength=g.strength, schedule=g.schedule, clip_position=g.clip_position,
-                              clip_rotation=g.clip_rotation)
+                              clip_rotation=g.clip_rotation, iterations=g.iterations)
         return CostGuidance(self.policy.model, {k: v.clone() for k, v in tensors.items()}, costs, gcfg)
 
     def _to_output(self, chunk: np.ndarray, samples) -> np.ndarray:
