@@ -43,6 +43,9 @@ SETTINGS = {  # name → node parameters
     "ddim_10 (default)": {},
     "dpmsolver++_5": {"sampling.solver": "dpmsolver++", "sampling.num_inference_steps": 5},
     "ddim_10 warm start 5": {"sampling.warm_start_index": 5},
+    "ddim_10 traced": {"sampling.trace": "true"},
+    "dpmsolver++_5 traced, 1 thread": {"sampling.solver": "dpmsolver++", "sampling.num_inference_steps": 5,
+                                       "sampling.trace": "true", "torch_threads": 1},
 }
 
 

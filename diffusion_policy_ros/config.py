@@ -169,6 +169,9 @@ class NoiseConfig:
 class InferenceConfig:
     solver: str = C.SOLVER_DDIM
     num_inference_steps: int = 10
+    # Run the denoiser as a TorchScript trace (one graph call per step instead of hundreds of Python
+    # module calls): faster on CPU and less exposed to other Python threads holding the GIL.
+    trace: bool = False
 
     def __post_init__(self):
         _require(self.solver in C.SOLVERS, "inference.solver", f"one of {C.SOLVERS}", self.solver)
@@ -477,6 +480,7 @@ class SamplingConfig:
     num_inference_steps: int = 0
     n_action_steps: int = 0  # steps executed per chunk before the next one replaces it (receding horizon)
     warm_start_index: int = 0  # > 0: start from the previous chunk, shifted, at this inference step
+    trace: bool = False  # TorchScript-trace the denoiser (inference.trace)
     seed: int = -1  # >= 0: a fixed noise seed per cycle (reproducible runs)
 
     def __post_init__(self):

@@ -9,6 +9,7 @@ in the world frame; ``Policy.from_checkpoint(path)`` needs nothing else.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ class DiffusionPolicy(nn.Module):
         self.noise_scheduler = noise_scheduler  # DDPM, used for training
         self.action_repr = ActionRepresentation(cfg.action)
         self._inference_schedulers: dict[str, object] = {}
+        self._traced: dict[tuple, torch.jit.ScriptModule] = {}
 
     @classmethod
     def build(cls, cfg: PolicyConfig) -> "DiffusionPolicy":
@@ -86,11 +88,27 @@ class DiffusionPolicy(nn.Module):
         """Conditioning (B, Dc) → normalised action trajectory (B, H, Da). ``initial`` + ``start_index``:
         warm start from a normalised guess (see diffusion.sampling.sample)."""
         shape = (cond.shape[0], self.cfg.horizon, self.cfg.action.dim)
-        x = sample(lambda x, t: self.denoiser(x, t, cond), self.inference_scheduler(solver), shape,
+        x = sample(self._denoise_fn(cond, shape), self.inference_scheduler(solver), shape,
                    num_inference_steps=num_inference_steps or self.cfg.inference.num_inference_steps,
                    generator=generator, device=cond.device, dtype=cond.dtype, guidance=guidance, initial=initial,
                    start_index=start_index, substeps=substeps)
         return x.clamp(-1.0, 1.0) if self.cfg.noise.clip_sample else x
+
+    def _denoise_fn(self, cond: torch.Tensor, shape: tuple[int, ...]):
+        """The conditioned denoiser call; a TorchScript trace per (shape, device, dtype) with inference.trace.
+        The trace shares the module's parameters, so loading new weights needs no re-trace."""
+        if not self.cfg.inference.trace:
+            return lambda x, t: self.denoiser(x, t, cond)
+        key = (shape, tuple(cond.shape), cond.device, cond.dtype)
+        if key not in self._traced:
+            example = (torch.zeros(shape, dtype=cond.dtype, device=cond.device),
+                       torch.zeros((), dtype=torch.long, device=cond.device), torch.zeros_like(cond))
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.simplefilter("ignore", FutureWarning)  # deprecated in 2.14, measured faster (README)
+                self._traced[key] = torch.jit.trace(self.denoiser.eval(), example, check_trace=False)
+        traced = self._traced[key]
+        return lambda x, t: traced(x, torch.as_tensor(t, device=x.device).long().reshape(()), cond)
 
     def to_world(self, x_normalised: torch.Tensor, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Normalised policy-space trajectory → world-frame actions (differentiable)."""

@@ -135,3 +135,24 @@ def test_warm_start_input_is_validated(dp3_policy):
     bad[0, 0] = np.nan
     with pytest.raises(ObservationError, match="warm_start"):
         dp3_policy.predict(obs, warm_start=bad, start_index=5)
+
+
+@pytest.mark.parametrize("solver,steps", [("ddim", 10), ("dpmsolver++", 5), ("ddpm", 20)])
+def test_traced_denoiser_gives_the_same_actions(solver, steps):
+    from diffusion_policy_ros.diffusion.guidance import CostGuidance, GuidanceConfig, goal_cost
+
+    cfg = state_only_config()
+    cfg.policy.inference.solver, cfg.policy.inference.num_inference_steps = solver, steps
+    torch.manual_seed(0)
+    policy = Policy(DiffusionPolicy.build(cfg.policy), cfg)
+    obs = start_obs(cfg, batch=4)
+    eager = policy.predict(obs, seed=0, full_horizon=True)
+    policy.cfg.inference.trace = True
+    traced = policy.predict(obs, seed=0, full_horizon=True)
+    np.testing.assert_allclose(traced, eager, atol=1e-5)
+    assert len(policy.model._traced) == 1
+    single = policy.predict({k: v[0] for k, v in obs.items()}, seed=0)  # another batch size: its own trace
+    assert single.shape == (cfg.policy.n_action_steps, 10) and len(policy.model._traced) == 2
+    tensors, _ = policy.validate(obs)
+    guide = CostGuidance(policy.model, tensors, [(1.0, goal_cost(torch.tensor([0.3, 0.3, 0.3])))], GuidanceConfig())
+    assert np.isfinite(policy.predict(obs, seed=0, guidance=guide)).all()

@@ -73,6 +73,8 @@ class PolicyRuntime:
         """policy: ``Policy``; arm: ``ArmKinematics`` (needed for joint outputs, FK state, arm guidance)."""
         self.policy, self.cfg, self.arm = policy, cfg, arm
         pc = policy.cfg
+        if cfg.sampling.trace:
+            pc.inference.trace = True
         self.period = int(round(NS / cfg.timing.control_rate_hz))
         self.n_action = cfg.sampling.n_action_steps or pc.n_action_steps
         if self.n_action > pc.horizon - pc.n_obs_steps + 1:
