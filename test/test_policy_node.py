@@ -55,7 +55,7 @@ class Robot:
         self.diagnostics: list = []
         self.got = threading.Condition()
         node.create_subscription(JointTrajectory, "/joint_trajectory_controller/joint_trajectory", self._on_traj, 10)
-        node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self.diagnostics.append(m), 10)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         node.create_timer(1 / 30, self._camera)
         node.create_timer(1 / 200, self._wrench)
         node.create_timer(1 / 100, self._joints)
@@ -64,9 +64,23 @@ class Robot:
     def now(self) -> int:
         return self.node.get_clock().now().nanoseconds
 
+    def _on_diagnostics(self, msg):
+        with self.got:
+            self.diagnostics.append(msg)
+            self.got.notify_all()
+
     def _camera(self):
-        if not self.camera_on.is_set():
-            return
+        with self.got:  # camera_on and camera_stamps change together (see stop_camera)
+            if self.camera_on.is_set():
+                self._publish_camera()
+
+    def stop_camera(self) -> int:
+        """Stop the camera; → the stamp of the last frame published."""
+        with self.got:
+            self.camera_on.clear()
+            return self.camera_stamps[-1]
+
+    def _publish_camera(self):
         t, M, ty = self.now(), self.M, self.types
         depth_mm = np.round(self.depth_m * 1000).astype(np.uint16)
         self.pub["info"].publish(M.encode_camera_info(ty, small_intrinsics(), t))
@@ -105,6 +119,13 @@ class Robot:
     def wait_for(self, predicate, timeout: float = 30.0):
         with self.got:
             assert self.got.wait_for(lambda: predicate(self.trajectories), timeout), "timed out waiting"
+
+    def fresh_status(self, timeout: float = 10.0) -> dict:
+        """The next /diagnostics message's key-values (published once a second)."""
+        with self.got:
+            n = len(self.diagnostics)
+            assert self.got.wait_for(lambda: len(self.diagnostics) > n, timeout), "no /diagnostics"
+            return {kv.key: kv.value for kv in self.diagnostics[-1].status[0].values}
 
 
 @pytest.fixture
@@ -175,11 +196,6 @@ def arm_limits():
     return arm_from_config(EmbodimentConfig()).limits
 
 
-def status(robot) -> dict:
-    assert robot.diagnostics, "no /diagnostics received"
-    return {kv.key: kv.value for kv in robot.diagnostics[-1].status[0].values}
-
-
 def check_valid(data, limits):
     assert data.joint_names == UR_JOINTS
     assert np.isfinite(data.positions).all()
@@ -191,7 +207,7 @@ def test_node_streams_trajectories_holds_on_stale_camera_and_stops_when_disabled
     robot, proc = running()
     limits = arm_limits()
     set_enabled(robot, True, proc, call=False)  # wait until the node is up
-    time.sleep(1.0)
+    time.sleep(1.0)  # a window in which nothing may arrive (absence has no event to wait on)
     assert robot.trajectories == []  # started disabled: nothing was commanded
     set_enabled(robot, True)
     robot.wait_for(lambda tr: len(tr) >= 4)
@@ -202,25 +218,22 @@ def test_node_streams_trajectories_holds_on_stale_camera_and_stops_when_disabled
         # that lagged most (the latest instant every stream had reached).
         assert any(((absolute[1:] - s) % PERIOD_NS == 0).all() for s in list(robot.stamps))
     # Stale camera → one single-point hold, detected within a period of the age limit, then silence.
-    robot.camera_on.clear()
-    time.sleep(0.05)
-    last_camera = robot.camera_stamps[-1]
+    last_camera = robot.stop_camera()
     robot.wait_for(lambda tr: len(tr[-1][1].time_from_start_ns) == 1)
     received, hold = robot.trajectories[-1]
     assert MAX_AGE_S * 1e9 < hold.stamp_ns - last_camera <= MAX_AGE_S * 1e9 + 2 * PERIOD_NS
     n = len(robot.trajectories)
-    time.sleep(0.6)
+    time.sleep(0.6)  # silence window: no further holds
     assert len(robot.trajectories) == n
     # Camera back → trajectories resume; disabled → at most one final hold, then nothing.
     robot.camera_on.set()
     robot.wait_for(lambda tr: len(tr) >= n + 2)
     set_enabled(robot, False)
-    time.sleep(0.3)
+    time.sleep(0.3)  # let a cycle already in flight and the final hold land
     n = len(robot.trajectories)
-    time.sleep(0.8)
+    time.sleep(0.8)  # silence window
     assert len(robot.trajectories) == n
-    time.sleep(1.2)
-    st = status(robot)
+    st = robot.fresh_status()
     assert st["enabled"] == "False" and float(st["inference_ms_p50"]) > 0
     assert "age_ms.depth" in st and float(st["rate_hz.joint_states"]) > 10
     assert proc.poll() is None
@@ -233,8 +246,7 @@ def test_malformed_messages_are_dropped_and_the_node_keeps_commanding(running):
     limits = arm_limits()
     for _, data in robot.trajectories:
         check_valid(data, limits)
-    time.sleep(1.2)
-    st = status(robot)
+    st = robot.fresh_status()
     # wrong encoding + truncated depth, NaN wrench, unknown joints and out-of-order stamps: all dropped
     assert int(st["dropped.depth"]) > 0 and int(st["dropped.wrench"]) > 0 and int(st["dropped.joint_states"]) > 0
     assert st["state"] == "command" and int(st["commands"]) >= 6

@@ -31,6 +31,16 @@ def feed(rt, t0_ns, t1_ns, camera=True, q=ARM_HOME):
             rt.add_color(t, rgb)
 
 
+def feed_pose(rt, ee_xyz, t1_ns=400 * MS):
+    """End-effector pose, wrench and depth every 10 ms over [0, t1): a robot without joint_states."""
+    rt.set_camera(small_intrinsics())
+    depth, _ = small_rgbd()
+    for t in range(0, t1_ns, 10 * MS):
+        rt.add_ee_pose(t, np.array([*ee_xyz, 0, 0, 0, 1.0]))
+        rt.add_wrench(t, np.zeros(6))
+        rt.add_depth(t, depth)
+
+
 @pytest.fixture
 def runtime(force_checkpoint):
     rt = make_runtime(force_checkpoint)
@@ -112,12 +122,7 @@ def test_unsynchronised_color_and_depth_are_not_paired(force_checkpoint):
 def test_pose_output_stays_in_the_workspace_box(force_checkpoint):
     rt = make_runtime(force_checkpoint, output="pose", embodiment={"kind": "oracle"}, topics={"ee_pose": "/ee"},
                       safety={"workspace_min": [-0.1, 0.0, 0.25], "workspace_max": [0.1, 0.2, 0.35]})
-    rt.set_camera(small_intrinsics())
-    depth, rgb = small_rgbd()
-    for t in range(0, 400 * MS, 10 * MS):
-        rt.add_ee_pose(t, np.array([0.0, 0.05, 0.3, 0, 0, 0, 1.0]))
-        rt.add_wrench(t, np.zeros(6))
-        rt.add_depth(t, depth)
+    feed_pose(rt, (0.0, 0.05, 0.3))
     res = rt.step(400 * MS)
     assert res.status == "command", res.reason
     v = res.command.trajectory.values
@@ -156,12 +161,7 @@ def test_aerial_guidance_runs_through_the_runtime(force_checkpoint):
     rt = make_runtime(force_checkpoint, output="multidof", embodiment={"kind": "aerial"}, topics={"ee_pose": "/ee"},
                       guidance={"strength": 1.0, "embodiment_weight": 1.0})
     assert rt.embodiment is not None and rt.embodiment.name == "aerial"
-    rt.set_camera(small_intrinsics())
-    depth, _ = small_rgbd()
-    for t in range(0, 400 * MS, 10 * MS):
-        rt.add_ee_pose(t, np.array([0.0, 0.0, 0.3, 0, 0, 0, 1.0]))
-        rt.add_wrench(t, np.zeros(6))
-        rt.add_depth(t, depth)
+    feed_pose(rt, (0.0, 0.0, 0.3))
     res = rt.step(400 * MS)
     assert res.status == "command" and np.isfinite(res.command.trajectory.values).all()
     with pytest.raises(ConfigError, match="ee_pose"):

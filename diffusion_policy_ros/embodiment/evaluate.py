@@ -30,6 +30,34 @@ class GuidanceMode:
     iterations: int = 1  # clipped gradient steps per denoising step
 
 
+def guided_predict(policy, obs: dict[str, np.ndarray], embodiment, state: dict, mode: GuidanceMode, clip: float,
+                   seed: int = 0, plain: np.ndarray | None = None) -> np.ndarray:
+    """Full-horizon chunks guided by the embodiment's cost on the executed part, in ``mode``. Post-hoc
+    refinement starts from ``plain`` (the unguided chunks), sampled here when not given."""
+    if mode.name not in MODES:
+        raise ValueError(f"guidance mode: expected one of {MODES}, got {mode.name!r}")
+    start = policy.cfg.n_obs_steps - 1
+    end = start + policy.cfg.n_action_steps
+    tensors, _ = policy.validate(obs)
+    guide = CostGuidance(policy.model, {k: v.clone() for k, v in tensors.items()},
+                         [(1.0, lambda traj: embodiment.cost(traj[:, start:end], state).to(traj.dtype))],
+                         GuidanceConfig(strength=mode.strength, schedule=mode.schedule, iterations=mode.iterations,
+                                        clip_position=clip, clip_rotation=clip))
+    if mode.name == "posthoc":
+        if plain is None:
+            plain = policy.predict(obs, seed=seed, full_horizon=True)
+        return policy.predict(obs, seed=seed, full_horizon=True, guidance=guide, warm_start=plain, shift=0,
+                              start_index=mode.refine_from)
+    return policy.predict(obs, seed=seed, full_horizon=True, guidance=guide,
+                          substeps=mode.substeps if mode.name == "substeps" else 1)
+
+
+def _ms(fn) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return (time.perf_counter() - t0) * 1e3, out
+
+
 def guidance_effect(policy, obs: dict[str, np.ndarray], embodiment, state: dict, demos: np.ndarray,
                     mode: GuidanceMode, seed: int = 0, clip: float = 0.1, time_batch1: bool = True) -> dict:
     """obs: a batch (B, To, ...); state: the embodiment's state for that batch; demos (M, ≥n_action_steps, ≥3)
@@ -37,26 +65,10 @@ def guidance_effect(policy, obs: dict[str, np.ndarray], embodiment, state: dict,
     Cost, tracking error and demo distance are over the executed part (n_action_steps waypoints)."""
     start = policy.cfg.n_obs_steps - 1
     end = start + policy.cfg.n_action_steps  # the executed part: what the robot will be asked to track
-    t0 = time.perf_counter()
-    plain = policy.predict(obs, seed=seed, full_horizon=True)
-    t_plain = time.perf_counter() - t0
-    tensors, _ = policy.validate(obs)
-    cost = lambda traj: embodiment.cost(traj[:, start:end], state).to(traj.dtype)  # noqa: E731
-    guide = CostGuidance(policy.model, {k: v.clone() for k, v in tensors.items()}, [(1.0, cost)],
-                         GuidanceConfig(strength=mode.strength, schedule=mode.schedule, iterations=mode.iterations,
-                                       clip_position=clip,
-                                       clip_rotation=clip))
-    t0 = time.perf_counter()
-    if mode.name == "per_step":
-        guided = policy.predict(obs, seed=seed, full_horizon=True, guidance=guide)
-    elif mode.name == "substeps":
-        guided = policy.predict(obs, seed=seed, full_horizon=True, guidance=guide, substeps=mode.substeps)
-    elif mode.name == "posthoc":
-        guided = policy.predict(obs, seed=seed, full_horizon=True, guidance=guide, warm_start=plain, shift=0,
-                                start_index=mode.refine_from)
-    else:
-        raise ValueError(f"guidance mode: expected one of {MODES}, got {mode.name!r}")
-    t_guided = time.perf_counter() - t0 + (t_plain if mode.name == "posthoc" else 0.0)
+    t_plain, plain = _ms(lambda: policy.predict(obs, seed=seed, full_horizon=True))
+    t_guided, guided = _ms(lambda: guided_predict(policy, obs, embodiment, state, mode, clip, seed, plain=plain))
+    if mode.name == "posthoc":  # refinement needs the plain chunk first
+        t_guided += t_plain
     n = len(plain)
     out = {}
     for label, traj in (("unguided", plain), ("guided", guided)):
@@ -66,39 +78,19 @@ def guidance_effect(policy, obs: dict[str, np.ndarray], embodiment, state: dict,
         out[f"demo_rmse_{label}_m"] = float(nearest_demo_rmse(traj[:, start:end], demos[:, :end - start]).mean())
     out["tracking_error_reduction"] = 1.0 - out["tracking_error_guided_m"] / out["tracking_error_unguided_m"]
     out["samples"] = n
-    out["batched_ms_per_sample_unguided"] = t_plain * 1e3 / n
-    out["batched_ms_per_sample_guided"] = t_guided * 1e3 / n
+    out["batched_ms_per_sample_unguided"] = t_plain / n
+    out["batched_ms_per_sample_guided"] = t_guided / n
     if not time_batch1:
         return out
     # One robot: batch-1 chunk latency, median of 5, same mode.
     one = {k: v[:1] for k, v in obs.items()}
-    one_state = {k: v[:1] for k, v in state.items()} if isinstance(state, dict) else state
-    out["latency_unguided_ms"], out["latency_guided_ms"] = (
-        float(np.median([_timed(policy, one, embodiment, one_state, mode, clip, start, end, guided=g)
-                         for _ in range(5)])) for g in (False, True))
+    one_state = {k: v[:1] for k, v in state.items()}
+    out["latency_unguided_ms"] = float(np.median(
+        [_ms(lambda: policy.predict(one, seed=0, full_horizon=True))[0] for _ in range(5)]))
+    out["latency_guided_ms"] = float(np.median(
+        [_ms(lambda: guided_predict(policy, one, embodiment, one_state, mode, clip))[0] for _ in range(5)]))
     out["overhead_ms"] = out["latency_guided_ms"] - out["latency_unguided_ms"]
     return out
-
-
-def _timed(policy, obs, embodiment, state, mode, clip, start, end, guided: bool) -> float:
-    t0 = time.perf_counter()
-    if not guided:
-        policy.predict(obs, seed=0, full_horizon=True)
-        return (time.perf_counter() - t0) * 1e3
-    tensors, _ = policy.validate(obs)
-    guide = CostGuidance(policy.model, {k: v.clone() for k, v in tensors.items()},
-                         [(1.0, lambda traj: embodiment.cost(traj[:, start:end], state).to(traj.dtype))],
-                         GuidanceConfig(strength=mode.strength, schedule=mode.schedule, iterations=mode.iterations,
-                                       clip_position=clip,
-                                        clip_rotation=clip))
-    if mode.name == "posthoc":
-        plain = policy.predict(obs, seed=0, full_horizon=True)
-        policy.predict(obs, seed=0, full_horizon=True, guidance=guide, warm_start=plain, shift=0,
-                       start_index=mode.refine_from)
-    else:
-        policy.predict(obs, seed=0, full_horizon=True, guidance=guide,
-                       substeps=mode.substeps if mode.name == "substeps" else 1)
-    return (time.perf_counter() - t0) * 1e3
 
 
 # --- the two standard settings (tests and bench/guidance.py) ---------------------------------------

@@ -15,6 +15,7 @@ inference runs outside it). No wall clock: ``now_ns`` comes from the driver.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,8 +26,11 @@ import torch
 from .. import constants as C
 from ..config import DeployConfig
 from ..diffusion.guidance import CostGuidance, GuidanceConfig, clearance_cost, workspace_cost
+from ..embodiment.aerial import AerialConfig
+from ..embodiment.arm import ArmTracker
+from ..embodiment.base import AerialEmbodiment, ArmEmbodiment
 from ..errors import ConfigError, NonFiniteActionError, ObservationError
-from ..geometry import quat_xyzw_to_rot6d
+from ..geometry import quat_xyzw_to_rot6d, rot6d_to_matrix
 from ..perception.force import WrenchProcessor
 from ..perception.image import prepare_rgb
 from ..perception.pointcloud import CameraModel, PointCloudPipeline
@@ -130,20 +134,14 @@ class PolicyRuntime:
         self.limits = self._limits() if not self.ee_output else None
         self.tracker = None
         if arm is not None:
-            from ..embodiment.arm import ArmTracker
-
             self.tracker = ArmTracker(arm, dt=self.period / NS, damping=cfg.embodiment.ik_damping)
         # The embodiment whose tracking cost guides sampling (embodiment/base.py protocol).
         self.embodiment = None
         g = cfg.guidance
         if g.strength > 0 and (g.embodiment_weight > 0 or g.joint_limit_weight > 0) and not self.joint_repr:
-            from ..embodiment.base import AerialEmbodiment, ArmEmbodiment
-
             if arm is not None:
                 self.embodiment = ArmEmbodiment(arm, dt=self.period / NS)
             elif cfg.embodiment.kind == "aerial":
-                from ..embodiment.aerial import AerialConfig
-
                 if not self.state_from_pose:
                     raise ConfigError("guidance: the aerial embodiment's cost needs the end-effector pose; set "
                                       "topics.ee_pose")
@@ -215,8 +213,6 @@ class PolicyRuntime:
         """camera_info of the depth image (aligned to colour); rebuilds the point-cloud pipeline on change."""
         cam = CameraModel.from_intrinsics(intrinsics)
         if self.camera is None or cam != self.camera:
-            import dataclasses
-
             pcfg = dataclasses.replace(self.cfg.point_cloud, num_points=self._num_points())
             with self._lock:
                 self.camera, self.cloud = cam, PointCloudPipeline(pcfg, cam)
@@ -258,12 +254,8 @@ class PolicyRuntime:
     def _sensor_orientation(self):
         """Wrist orientation (3x3, base frame) from the latest joints, for gravity compensation."""
         if "ee_pose" in self._latest:
-            from ..geometry import rot6d_to_matrix
-
             return rot6d_to_matrix(torch.as_tensor(self._latest["ee_pose"][1][3:9])).numpy()
         if "joints" in self._latest and self.arm is not None:
-            from ..geometry import rot6d_to_matrix
-
             pose = self.arm.fk(torch.as_tensor(self._latest["joints"][1][:self.arm.dof]))
             return rot6d_to_matrix(pose[3:9]).numpy()
         raise ObservationError("wrench: gravity compensation needs the wrist orientation (joint_states or "
