@@ -28,7 +28,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/urdf", glob("urdf/*")),
-    ],
+    ] + [(f"share/{PACKAGE}/{d}", glob(f"{d}/*")) for d in sorted(glob("checkpoints/*"))],
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.24",
@@ -52,6 +52,8 @@ setup(
         # RealSense cameras without realsense-ros, and open3d (reference pipeline in tests/benchmarks).
         # open3d-cpu and open3d install the same module; keep whichever you already have.
         "perception": ["pyrealsense2>=2.54", "open3d-cpu>=0.18"],
+        # MuJoCo simulator (sim-eval, collect, make demo) and rollout videos.
+        "sim": ["mujoco>=3.2", "imageio>=2.30", "imageio-ffmpeg>=0.5"],
         "test": ["pytest>=8", "pytest-timeout>=2.3"],
     },
     zip_safe=True,

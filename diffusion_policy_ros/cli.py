@@ -1,4 +1,4 @@
-"""`dpros` command line: train, make-dataset, demo, configs, info."""
+"""`dpros` command line: train, make-dataset, collect, sim-eval, demo, modes-demo, configs, info."""
 from __future__ import annotations
 
 import argparse
@@ -27,7 +27,91 @@ def _cmd_make_dataset(args) -> int:
     return 0
 
 
+def _parse_sets(items: list[str]) -> dict:
+    import yaml
+
+    from .errors import ConfigError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set: expected KEY=VALUE, got '{item}'")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _cmd_collect(args) -> int:
+    from .sim.loop import collect
+
+    summary = collect(args.task, args.episodes, args.out, seed=args.seed, num_points=args.num_points,
+                      embodiment=args.embodiment, progress=not args.no_progress, overwrite=args.overwrite)
+    print(json.dumps(summary, indent=2) if args.json else
+          f"dataset: {summary['dataset']} ({summary['episodes']} episodes, {summary['steps']} steps; "
+          f"expert failures left out: {summary['failed_seeds'] or 'none'})")
+    return 0
+
+
+def _sim_list() -> str:
+    from .config import share_dirs
+    from .sim.loop import SIM_CONFIGS
+    from .sim.tasks import TASKS
+
+    lines = ["tasks:"] + [f"  {n:<10} {t().embodiment:<6} {t().description}" for n, t in TASKS.items()]
+    lines += ["embodiments: " + ", ".join(SIM_CONFIGS), "shipped checkpoints:"]
+    for d in share_dirs("checkpoints"):
+        lines += [f"  {p}" for p in sorted(d.iterdir()) if (p / "checkpoint").is_dir() or p.is_dir()]
+    return "\n".join(lines)
+
+
+def _cmd_sim_eval(args) -> int:
+    from .config import resolve_shipped_checkpoint
+    from .sim.loop import evaluate
+    from .sim.report import results_table
+
+    if args.list:
+        print(_sim_list())
+        return 0
+    sets = _parse_sets(args.set)
+    if args.guidance is not None:
+        sets["guidance.strength"] = args.guidance
+    kwargs = dict(seed=args.seed, embodiment=args.embodiment, deploy_config=args.deploy_config, overrides=sets,
+                  out=args.out, videos=args.videos, progress=not args.no_progress)
+    checkpoint = str(resolve_shipped_checkpoint(args.checkpoint))
+    if args.ros:
+        from .sim.ros_eval import evaluate_ros
+
+        summary = evaluate_ros(args.task, checkpoint, args.episodes, real_time_factor=args.real_time_factor, **kwargs)
+    else:
+        summary = evaluate(args.task, checkpoint, args.episodes, **kwargs)
+    if args.json:
+        print(json.dumps({k: v for k, v in summary.items() if k != "per_episode"}, indent=2))
+    else:
+        print(results_table(summary))
+        for name, path in summary.get("files", {}).items():
+            print(f"{name}: {path}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
+    from .sim.loop import evaluate
+    from .sim.report import results_table
+    from .config import resolve_shipped_checkpoint
+
+    print(f"diffusion_policy_ros demo: the shipped DP3 checkpoint '{args.checkpoint}' pushes a cube in the MuJoCo "
+          f"arm simulator, {args.episodes} closed-loop episodes (seeds {args.seed}..{args.seed + args.episodes - 1}, "
+          "never used for its demonstrations), through the same runtime the ROS policy node runs.", flush=True)
+    summary = evaluate("push", str(resolve_shipped_checkpoint(args.checkpoint)), args.episodes, seed=args.seed,
+                       out=args.out, videos=args.videos)
+    print(results_table(summary))
+    for name, path in summary["files"].items():
+        print(f"{name}: {path}")
+    if args.json:
+        print(json.dumps({k: v for k, v in summary.items() if k != "per_episode"}, indent=2))
+    return 0
+
+
+def _cmd_modes_demo(args) -> int:
     from .demo import run_demo
 
     summary = run_demo(args.out, config=args.config, episodes=args.episodes, max_steps=args.max_steps,
@@ -81,15 +165,57 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--image-size", type=int, default=96)
     d.set_defaults(func=_cmd_make_dataset)
 
-    m = sub.add_parser("demo", help="end-to-end: generate demonstrations, train, sample, plot")
-    m.add_argument("--out", default="demo_out")
+    co = sub.add_parser("collect", help="record scripted demonstrations in the simulator (zarr, DP3 layout)")
+    co.add_argument("--task", default="push")
+    co.add_argument("--embodiment", default="arm")
+    co.add_argument("--episodes", type=int, default=100)
+    co.add_argument("--out", required=True, help="zarr store to create")
+    co.add_argument("--seed", type=int, default=1000, help="first seed (keep evaluation seeds apart)")
+    co.add_argument("--num-points", type=int, default=256, help="points per cloud (the policy config's)")
+    co.add_argument("--overwrite", action="store_true")
+    co.add_argument("--no-progress", action="store_true")
+    co.add_argument("--json", action="store_true")
+    co.set_defaults(func=_cmd_collect)
+
+    se = sub.add_parser("sim-eval", help="closed-loop episodes of a checkpoint in the simulator: success table")
+    se.add_argument("--task", default="push")
+    se.add_argument("--embodiment", default="arm")
+    se.add_argument("--checkpoint", default="push_dp3", help="checkpoint folder or a shipped name (--list)")
+    se.add_argument("--episodes", type=int, default=50)
+    se.add_argument("--seed", type=int, default=0, help="first seed (demonstrations use 1000 and up)")
+    se.add_argument("--guidance", type=float, default=None, help="guidance.strength (0: unguided)")
+    se.add_argument("--deploy-config", default=None, help="ROS parameter file (default: config/sim_<embodiment>.yaml)")
+    se.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                    help="override a node parameter, e.g. --set sampling.solver=dpmsolver++ (repeatable)")
+    se.add_argument("--out", default=None, help="folder for the video, plot and results table")
+    se.add_argument("--videos", type=int, default=2, help="episodes to record into the video")
+    se.add_argument("--ros", action="store_true",
+                    help="run the policy node as its own process over DDS (sim time), not the runtime in process")
+    se.add_argument("--real-time-factor", type=float, default=0.25,
+                    help="with --ros: sim seconds per wall second (the sim does not wait for the policy)")
+    se.add_argument("--list", action="store_true", help="list tasks, embodiments and shipped checkpoints")
+    se.add_argument("--no-progress", action="store_true")
+    se.add_argument("--json", action="store_true")
+    se.set_defaults(func=_cmd_sim_eval)
+
+    dm = sub.add_parser("demo", help="what `make demo` runs: the shipped checkpoint in the simulator, closed loop")
+    dm.add_argument("--out", default="demo_out")
+    dm.add_argument("--checkpoint", default="push_dp3")
+    dm.add_argument("--episodes", type=int, default=10)
+    dm.add_argument("--seed", type=int, default=0)
+    dm.add_argument("--videos", type=int, default=2)
+    dm.add_argument("--json", action="store_true")
+    dm.set_defaults(func=_cmd_demo)
+
+    m = sub.add_parser("modes-demo", help="train on generated two-mode demonstrations, check samples commit to a mode")
+    m.add_argument("--out", default="modes_demo_out")
     m.add_argument("--config", default="dp3")
     m.add_argument("--episodes", type=int, default=100)
     m.add_argument("--max-steps", type=int, default=None, help="training steps (default: the small variant's)")
     m.add_argument("--samples", type=int, default=64)
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--json", action="store_true")
-    m.set_defaults(func=_cmd_demo)
+    m.set_defaults(func=_cmd_modes_demo)
 
     c = sub.add_parser("configs", help="list shipped configs and their variants")
     c.set_defaults(func=_cmd_configs)

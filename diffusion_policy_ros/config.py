@@ -358,6 +358,21 @@ def resolve_shipped(sub: str, name_or_path: str | Path, field_name: str) -> Path
     raise ConfigError(f"{field_name}: expected a file, got '{name_or_path}' (not found, nor shipped in {sub}/)")
 
 
+def resolve_shipped_checkpoint(name_or_path: str | Path) -> Path:
+    """A checkpoint folder as given (or its ``checkpoint/`` sub-folder, as `dpros train` writes it), else
+    a checkpoint shipped under ``checkpoints/``."""
+    p = Path(name_or_path)
+    candidates = [p] + [d / p.name for d in share_dirs("checkpoints")]
+    for c in candidates:
+        if (c / "checkpoint").is_dir():
+            c = c / "checkpoint"
+        if c.is_dir() and any(c.iterdir()):
+            return c
+    shipped = sorted(x.name for d in share_dirs("checkpoints") for x in d.iterdir())
+    raise ConfigError(f"--checkpoint: expected a checkpoint folder or a shipped name {shipped}, got "
+                      f"'{name_or_path}' (not found)")
+
+
 def shipped_configs() -> list[str]:
     names = set()
     for d in config_dirs():
@@ -478,16 +493,19 @@ class SamplingConfig:
 
     solver: str = ""  # ddpm | ddim | dpmsolver++
     num_inference_steps: int = 0
-    n_action_steps: int = 0  # steps executed per chunk before the next one replaces it (receding horizon)
+    n_action_steps: int = 0  # waypoints sent per chunk (0: the checkpoint's)
+    # Periods between inferences: 1 replans every control period (hides inference latency on a real
+    # robot; cycles that overrun are skipped); 0 = n_action_steps (Diffusion Policy's execute-then-replan).
+    replan_steps: int = 1
     warm_start_index: int = 0  # > 0: start from the previous chunk, shifted, at this inference step
     trace: bool = False  # TorchScript-trace the denoiser (inference.trace)
     seed: int = -1  # >= 0: a fixed noise seed per cycle (reproducible runs)
 
     def __post_init__(self):
         _require(self.solver in ("",) + C.SOLVERS, "sampling.solver", f"empty or one of {C.SOLVERS}", self.solver)
-        _require(self.num_inference_steps >= 0 and self.n_action_steps >= 0 and self.warm_start_index >= 0,
-                 "sampling.num_inference_steps/n_action_steps/warm_start_index", ">= 0",
-                 (self.num_inference_steps, self.n_action_steps, self.warm_start_index))
+        _require(min(self.num_inference_steps, self.n_action_steps, self.warm_start_index, self.replan_steps) >= 0,
+                 "sampling.num_inference_steps/n_action_steps/warm_start_index/replan_steps", ">= 0",
+                 (self.num_inference_steps, self.n_action_steps, self.warm_start_index, self.replan_steps))
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""`make demo` until the simulator exists: generate two-mode demonstrations, train a small policy
-with `dpros train`'s trainer, sample many action chunks from the start state, plot and summarise.
+"""`dpros modes-demo`: generate two-mode demonstrations, train a small policy with `dpros train`'s
+trainer, sample many action chunks from the start state, plot and summarise (do the samples commit to
+one mode instead of averaging them?). `make demo` runs the simulator instead (`dpros demo`).
 """
 from __future__ import annotations
 
@@ -54,9 +55,8 @@ def run_demo(out: str | Path, config: str = "dp3", episodes: int = 100, max_step
              samples: int = 64, seed: int = 0) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    print("diffusion_policy_ros demo: the MuJoCo simulator is not built yet, so this trains a small "
-          f"'{config}' policy on generated two-mode demonstrations (pass the box left or right) and "
-          "checks that its samples commit to one mode instead of averaging them.")
+    print(f"diffusion_policy_ros modes demo: this trains a small '{config}' policy on generated two-mode "
+          "demonstrations (pass the box left or right) and checks that its samples commit to one mode instead of averaging them.")
     overrides = [f"train.max_steps={max_steps}"] if max_steps else []
     cfg = load_config(config, variant="small", overrides=overrides)
     n_points = cfg.policy.observations.get("point_cloud")

@@ -23,3 +23,7 @@ class CheckpointError(DiffusionPolicyRosError, ValueError):
 
 class NonFiniteActionError(DiffusionPolicyRosError, RuntimeError):
     """Sampling produced NaN or inf; the action is never returned."""
+
+
+class SimError(DiffusionPolicyRosError, RuntimeError):
+    """The simulation diverged or cannot run the requested task."""

@@ -24,9 +24,9 @@ def test_inference_bench_json_has_the_promised_fields():
     assert report["machine"]["device"] == "cpu"
 
 
-def test_demo_trains_samples_and_writes_its_plot(tmp_path):
+def test_modes_demo_trains_samples_and_writes_its_plot(tmp_path):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--episodes", "20", "--max-steps", "20", "--samples", "8",
+    assert main(["modes-demo", "--out", str(out), "--episodes", "20", "--max-steps", "20", "--samples", "8",
                  "--json"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["samples"] == 8 and summary["left"] + summary["right"] <= 8

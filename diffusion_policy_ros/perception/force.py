@@ -78,6 +78,10 @@ class WrenchProcessor:
         self._n += 1
         return x.copy()
 
+    def restart(self) -> None:
+        """Forget the history and filter state (time restarted: a new sim episode, a looped bag); keep the bias."""
+        self._n, self._zi = 0, None
+
     def tare(self) -> np.ndarray:
         """Zero the sensor: the bias becomes the mean of the last ``tare_samples`` compensated samples."""
         k = min(self.cfg.tare_samples, self._n, len(self._t))

@@ -284,7 +284,7 @@ class PolicyNode(Node):
             now = clock.now().nanoseconds
             if last is not None and now < last:  # time went backwards
                 last = None
-                self.runtime.reset()
+                self.runtime.reset(clear_observations=True)
             if last is None or now - last >= 0.9 * period:
                 last = now
                 if self.enabled.is_set():
@@ -302,7 +302,7 @@ class PolicyNode(Node):
             if now < deadline:
                 if (deadline - now).nanoseconds > 2 * self.runtime.period:  # time went backwards
                     deadline = now + period
-                    self.runtime.reset()
+                    self.runtime.reset(clear_observations=True)
                     continue
                 try:
                     clock.sleep_until(min(deadline, now + slice_), context=self.context)
@@ -382,8 +382,8 @@ class PolicyNode(Node):
     def _publish_diagnostics(self) -> None:
         values = self.status()
         s = DiagnosticStatus(name=f"{self.get_name()}: policy", hardware_id=self.cfg.checkpoint or "policy")
-        s.level = {"command": DiagnosticStatus.OK, "waiting": DiagnosticStatus.OK}.get(self.last_status,
-                                                                                      DiagnosticStatus.WARN)
+        ok = ("command", "running", "waiting")
+        s.level = DiagnosticStatus.OK if self.last_status in ok else DiagnosticStatus.WARN
         if not self.enabled.is_set():
             s.level, s.message = DiagnosticStatus.OK, "disabled"
         else:

@@ -54,7 +54,7 @@ class Command:
 
 @dataclass
 class CycleResult:
-    status: str  # "command" | "hold" | "waiting" (nothing to send)
+    status: str  # "command" | "hold" | "waiting" (nothing to send) | "running" (the current chunk continues)
     command: Command | None = None
     reason: str = ""
     inference_ms: float = 0.0
@@ -81,6 +81,11 @@ class PolicyRuntime:
             pc.inference.trace = True
         self.period = int(round(NS / cfg.timing.control_rate_hz))
         self.n_action = cfg.sampling.n_action_steps or pc.n_action_steps
+        self.replan = cfg.sampling.replan_steps or self.n_action
+        if self.replan > self.n_action:
+            raise ConfigError(f"sampling.replan_steps: expected <= n_action_steps = {self.n_action} (the chunk "
+                              f"would run out before the next one), got {self.replan}")
+        self._last_plan_ns: int | None = None
         if self.n_action > pc.horizon - pc.n_obs_steps + 1:
             raise ConfigError(f"sampling.n_action_steps: expected <= horizon - n_obs_steps + 1 = "
                               f"{pc.horizon - pc.n_obs_steps + 1}, got {self.n_action}")
@@ -270,10 +275,19 @@ class PolicyRuntime:
             return {k: (None if a is None else a / 1e6) for k, a in self.window.ages_ns(now_ns).items()}
 
     # --- one control cycle -----------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget the running trajectory (after disable): the next chunk starts fresh."""
+    def reset(self, clear_observations: bool = False) -> None:
+        """Forget the running trajectory (after disable): the next chunk starts fresh. With
+        ``clear_observations`` also the buffered samples, for when time restarts (a new sim episode, a
+        looped bag, a clock that jumped back): older stamps would otherwise be rejected as out of order."""
         self.scheduler.reset()
-        self._prev, self._commanding = None, False
+        self._prev, self._commanding, self._last_plan_ns = None, False, None
+        if clear_observations:
+            with self._lock:
+                self.window.clear()
+                self._latest.clear()
+                self._cloud_cache.clear()
+                if self.wrench is not None:
+                    self.wrench.restart()
 
     def step(self, now_ns: int) -> CycleResult:
         self.stats.cycles += 1
@@ -286,6 +300,9 @@ class PolicyRuntime:
             if self.keys[C.OBS_POINT_CLOUD] and self.cloud is None:
                 return self.hold(now_ns, "camera_info: none received yet")
             cloud_pipe = self.cloud
+        if (self._commanding and self._last_plan_ns is not None
+                and now_ns - self._last_plan_ns < (self.replan - 0.5) * self.period):
+            return CycleResult("running", reason="executing the current chunk")
         if "color" in stamps and "depth" in stamps:
             gap = int(np.max(np.abs(stamps["color"] - stamps["depth"])))
             if gap > self.cfg.timing.sync_slop_s * NS:
@@ -309,7 +326,7 @@ class PolicyRuntime:
         except (NonFiniteActionError, UnsafeCommandError, ObservationError) as e:
             self.scheduler.reset()
             return self.hold(now_ns, str(e))
-        self._prev = (t_obs, full)
+        self._prev, self._last_plan_ns = (t_obs, full), int(now_ns)
         self.scheduler.current = traj
         self._commanding = True
         self.stats.commands += 1

@@ -83,6 +83,12 @@ class ObservationWindow:
             raise ObservationError(f"observation window: unknown stream '{name}', expected one of {sorted(self.buffers)}")
         self.buffers[name].add(stamp_ns, value)
 
+    def clear(self) -> None:
+        for b in self.buffers.values():
+            b.stamps.clear()
+            b.values.clear()
+        self.last_stamps = {}
+
     def ages_ns(self, now_ns: int) -> dict[str, int | None]:
         """Age of each stream's newest sample at now (latency-corrected); None when it has none."""
         return {n: (None if b.newest is None else int(now_ns) - b.newest) for n, b in self.buffers.items()}

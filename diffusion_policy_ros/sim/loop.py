@@ -1,0 +1,235 @@
+"""Closed loops on the simulator: scripted demonstrations into a zarr dataset, and policy episodes
+through ``PolicyRuntime`` (the same runtime the ROS node runs) with a success table.
+
+Time is the simulator's: each control period the camera renders, the runtime gets the frame and the
+joints stamped with sim time, ``step`` runs (inference takes no sim time here: lockstep), and the
+commanded trajectory drives the joint_trajectory_controller-style follower until the next period.
+``dpros sim-eval --ros`` runs the same episodes through the policy node over DDS instead, where the
+sim keeps running while the node thinks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..config import DeployConfig, load_deploy_config, resolve_shipped
+from ..embodiment.arm import ArmTracker, arm_from_config
+from ..errors import ConfigError
+from ..perception.pointcloud import PointCloudPipeline
+from ..runtime.schedule import TimedTrajectory
+from .scene import NS, ArmSim
+from .tasks import ROT6D_DOWN, make_task
+
+SIM_CONFIGS = {"arm": "sim_arm.yaml"}
+
+
+def sim_deploy_config(embodiment: str = "arm", path: str | None = None) -> DeployConfig:
+    if embodiment not in SIM_CONFIGS:
+        raise ConfigError(f"--embodiment: expected one of {sorted(SIM_CONFIGS)}, got '{embodiment}'")
+    return load_deploy_config(path or resolve_shipped("config", SIM_CONFIGS[embodiment], "--deploy-config"))
+
+
+class SimEnv:
+    """A task on its scene, with the kinematics the runtime uses."""
+
+    def __init__(self, task: str, cfg: DeployConfig):
+        self.task = make_task(task)
+        self.cfg = cfg
+        self.kin = arm_from_config(cfg.embodiment)
+        self.sim = ArmSim(self.task.scene_config(), self.kin.joint_names)
+        self.period = int(round(NS / cfg.timing.control_rate_hz))
+        self.steps = int(round(self.task.duration_s * cfg.timing.control_rate_hz))
+
+    def ee_state(self, q: np.ndarray) -> np.ndarray:
+        """The policy's state: flange pose (position + 6-D rotation) + gripper (none here: 0)."""
+        pose = self.kin.fk(torch.as_tensor(q)).numpy()
+        return np.concatenate((pose, [0.0]))
+
+    def close(self):
+        self.sim.close()
+
+
+@dataclass
+class Episode:
+    seed: int
+    success: bool
+    steps: int
+    initial: dict
+    frames: list = field(default_factory=list)
+    cube_path: list = field(default_factory=list)
+    tip_path: list = field(default_factory=list)
+    inference_ms: list = field(default_factory=list)
+    holds: int = 0
+
+
+def expert_episode(env: SimEnv, seed: int, num_points: int, frames: bool = False) -> tuple[Episode, dict]:
+    """One scripted demonstration; returns the episode and its data (DP3 keys: point_cloud, state, action)."""
+    sim, task = env.sim, env.task
+    initial = task.reset(sim, env.kin, seed)
+    expert = task.expert(sim)
+    tracker = ArmTracker(env.kin, dt=env.period / NS, damping=env.cfg.embodiment.ik_damping)
+    pcfg = dataclasses.replace(env.cfg.point_cloud, num_points=num_points)
+    cloud = PointCloudPipeline(pcfg, sim.camera)
+    ref = sim.flange_pose()[:3]
+    q_cmd = torch.as_tensor(sim.joints())[None]
+    data = {"point_cloud": [], "state": [], "action": []}
+    ep = Episode(seed, False, 0, initial)
+    after_done = 0
+    for k in range(env.steps):
+        t = k * env.period
+        rgb, depth = sim.render()
+        data["point_cloud"].append(cloud(depth.astype(np.float32) * np.float32(0.001), seed=0).astype(np.float32))
+        data["state"].append(env.ee_state(sim.joints()).astype(np.float32))
+        data["action"].append(np.concatenate((ref, ROT6D_DOWN, [0.0])).astype(np.float32))
+        _record(ep, env, rgb, frames)
+        if expert.phase == "done":
+            after_done += 1
+            if after_done > 3:
+                break
+        ref = expert.next_target(ref)
+        target = torch.as_tensor(np.concatenate((ref, ROT6D_DOWN)))[None, None]
+        with torch.no_grad():
+            q_cmd = tracker.rollout(target, q_cmd)[:, -1]
+        sim.follower.set(TimedTrajectory(np.array([t + env.period], np.int64), q_cmd.numpy()), t)
+        sim.advance(t + env.period)
+    ep.success, ep.steps = task.success(sim), len(data["action"])
+    return ep, {k: np.stack(v) for k, v in data.items()}
+
+
+def _record(ep: Episode, env: SimEnv, rgb: np.ndarray, frames: bool) -> None:
+    ep.cube_path.append(env.task.cube(env.sim)[:2].tolist())
+    ep.tip_path.append(env.sim.tip_position()[:2].tolist())
+    if frames:
+        ep.frames.append(rgb)
+
+
+def policy_episode(env: SimEnv, runtime, seed: int, frames: bool = False) -> Episode:
+    """One closed-loop episode of ``runtime`` (a PolicyRuntime on env.cfg); ends at success or time-out."""
+    sim, task = env.sim, env.task
+    ep = Episode(seed, False, 0, task.reset(sim, env.kin, seed))
+    runtime.reset(clear_observations=True)  # sim time restarts at 0
+    runtime.set_camera(sim.camera)
+    for k in range(env.steps):
+        t = k * env.period
+        rgb, depth = sim.render()
+        _record(ep, env, rgb, frames)
+        if "color" in runtime.window.buffers:
+            runtime.add_color(t, rgb)
+        runtime.add_depth(t, depth.astype(np.float32) * np.float32(0.001))
+        runtime.add_wrench(t, sim.wrench())
+        runtime.add_joints(t, sim.joints())
+        result = runtime.step(t)
+        if result.command is not None:
+            sim.follower.set(result.command.trajectory, t)
+            if result.status == "command":
+                ep.inference_ms.append(result.inference_ms + result.perception_ms)
+            else:
+                ep.holds += 1
+        sim.advance(t + env.period)
+        ep.steps = k + 1
+        if task.success(sim):
+            ep.success = True
+            break
+    return ep
+
+
+def wilson_ci95(successes: int, n: int) -> tuple[float, float]:
+    """95 % Wilson score interval of a success rate (sensible at 0 % and 100 %, unlike mean ± 1.96·se)."""
+    if n == 0:
+        return 0.0, 1.0
+    z, p = 1.959964, successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if successes == 0 else lo), (1.0 if successes == n else hi)
+
+
+def collect(task: str, episodes: int, out: str | Path, seed: int = 1000, num_points: int = 256,
+            embodiment: str = "arm", progress: bool = True, overwrite: bool = False) -> dict:
+    """Scripted demonstrations (seeds seed, seed+1, …) into a zarr dataset; failed ones are left out."""
+    from ..data import ReplayBuffer
+
+    env = SimEnv(task, sim_deploy_config(embodiment))
+    buf = ReplayBuffer.create(out, overwrite=overwrite)
+    kept, failed, steps = 0, [], 0
+    try:
+        for s in tqdm(range(seed, seed + episodes), desc=f"collect {task}", disable=not progress):
+            ep, data = expert_episode(env, s, num_points)
+            if not ep.success:
+                failed.append(s)
+                continue
+            buf.add_episode(data)
+            kept, steps = kept + 1, steps + ep.steps
+    finally:
+        env.close()
+    return {"dataset": str(out), "task": task, "episodes": kept, "failed_seeds": failed, "steps": steps,
+            "seeds": [seed, seed + episodes - 1]}
+
+
+def eval_config(task: str, checkpoint, embodiment: str, deploy_config: str | None, overrides: dict | None
+                ) -> DeployConfig:
+    """The sim deploy config with ``--set`` overrides; unknown tasks, parameters or checkpoints fail here."""
+    from ..config import deploy_config_from_dict, flatten_params, unflatten_params
+
+    make_task(task)
+    cfg = sim_deploy_config(embodiment, deploy_config)
+    if overrides:
+        flat = flatten_params(cfg)
+        unknown = sorted(set(overrides) - set(flat))
+        if unknown:
+            raise ConfigError(f"--set: unknown parameters {unknown}, expected names like {sorted(flat)[:4]}")
+        flat.update(overrides)
+        cfg = deploy_config_from_dict(unflatten_params(flat), "--set")
+    if not Path(checkpoint).exists():
+        raise ConfigError(f"--checkpoint: expected a checkpoint folder (dpros train's DIR/checkpoint), got "
+                          f"'{checkpoint}' (not found)")
+    return cfg
+
+
+def evaluate(task: str, checkpoint: str, episodes: int, seed: int = 0, embodiment: str = "arm",
+             deploy_config: str | None = None, overrides: dict | None = None, out: str | Path | None = None,
+             videos: int = 2, progress: bool = True) -> dict:
+    """Closed-loop success over seeds seed … seed+episodes-1 (keep them apart from the training seeds)."""
+    from ..policy import Policy
+    from ..runtime.controller import PolicyRuntime
+
+    cfg = eval_config(task, checkpoint, embodiment, deploy_config, overrides)
+    policy = Policy.from_checkpoint(checkpoint, solver=cfg.sampling.solver or None,
+                                    num_inference_steps=cfg.sampling.num_inference_steps or None)
+    env = SimEnv(task, cfg)
+    runtime = PolicyRuntime(policy, cfg, env.kin)
+    eps = []
+    t0 = time.perf_counter()
+    try:
+        bar = tqdm(range(seed, seed + episodes), desc=f"sim-eval {task}", disable=not progress)
+        for s in bar:
+            eps.append(policy_episode(env, runtime, s, frames=len(eps) < videos and out is not None))
+            bar.set_postfix(success=f"{sum(e.success for e in eps)}/{len(eps)}")
+    finally:
+        env.close()
+    return summarize(env.task, embodiment, checkpoint, eps, seed, [m for e in eps for m in e.inference_ms],
+                     time.perf_counter() - t0, out)
+
+
+def summarize(task, embodiment: str, checkpoint, eps: list[Episode], seed: int, latencies_ms: list[float],
+              wall_s: float, out: str | Path | None, **extra) -> dict:
+    wins = sum(e.success for e in eps)
+    lat = np.asarray(latencies_ms if latencies_ms else [np.nan])
+    summary = {"task": task.name, "embodiment": embodiment, "checkpoint": str(checkpoint), "episodes": len(eps),
+               "seeds": [seed, seed + len(eps) - 1], "successes": wins, "success_rate": wins / max(1, len(eps)),
+               "ci95": list(wilson_ci95(wins, len(eps))), "p50_latency_ms": float(np.percentile(lat, 50)),
+               "p99_latency_ms": float(np.percentile(lat, 99)), "holds": sum(e.holds for e in eps),
+               "wall_s": wall_s, **extra,
+               "per_episode": [{"seed": e.seed, "success": e.success, "steps": e.steps} for e in eps]}
+    if out is not None:
+        from .report import write_report
+
+        summary["files"] = write_report(Path(out), task, eps, summary)
+    return summary

@@ -1,0 +1,151 @@
+"""The MuJoCo simulator: scene from the URDF, camera geometry, JTC-style following, wrist F/T, the push
+task's expert, dataset collection and closed-loop evaluation through PolicyRuntime."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from diffusion_policy_ros.cli import main
+from diffusion_policy_ros.config import resolve_shipped_checkpoint
+from diffusion_policy_ros.data import ReplayBuffer
+from diffusion_policy_ros.errors import ConfigError, SimError
+from diffusion_policy_ros.perception.pointcloud import PointCloudPipeline
+from diffusion_policy_ros.runtime.schedule import TimedTrajectory
+from diffusion_policy_ros.sim.loop import SimEnv, collect, evaluate, expert_episode, sim_deploy_config, wilson_ci95
+from diffusion_policy_ros.sim.scene import NS, CameraSpec, TrajectoryFollower
+from diffusion_policy_ros.sim.tasks import HOME_Q, R_DOWN, solve_ik
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = SimEnv("push", sim_deploy_config())
+    yield e
+    e.close()
+
+
+def test_sim_config_extrinsic_is_the_scene_camera():
+    cfg = sim_deploy_config()
+    np.testing.assert_allclose(cfg.point_cloud.extrinsic, CameraSpec().extrinsic(), atol=1e-5)
+
+
+def test_point_cloud_from_rendered_depth_finds_the_cube_where_physics_has_it(env):
+    """Intrinsics, depth units and the extrinsic together: the points above the table near the cube
+    sit on the cube's faces."""
+    cube = np.array([0.47, -0.05, env.task.cube_half])
+    env.sim.reset(solve_ik(env.kin, np.array([0.3, 0.25, 0.3])), {"cube": (cube, 0.0)})  # the tool far away
+    rgb, depth = env.sim.render()
+    assert rgb.dtype == np.uint8 and rgb.shape == (240, 320, 3) and depth.dtype == np.uint16
+    cloud = PointCloudPipeline(env.cfg.point_cloud, env.sim.camera)(depth.astype(np.float32) * 0.001)
+    near = cloud[np.linalg.norm(cloud[:, :2] - cube[:2], axis=1) < 0.06]
+    assert len(near) > 20
+    h = env.task.cube_half
+    assert np.all(np.abs(near[:, :2] - cube[:2]) < h + 0.008)  # inside the footprint (+ depth quantisation)
+    assert near[:, 2].max() == pytest.approx(2 * h, abs=0.006)  # the top face
+
+
+def test_flange_pose_matches_the_urdf_kinematics(env):
+    q = solve_ik(env.kin, np.array([0.4, 0.1, 0.2]))
+    env.sim.reset(q, {"cube": (np.array([0.45, 0.0, 0.025]), 0.0)})
+    pose = env.kin.fk(torch.as_tensor(q)).numpy()
+    np.testing.assert_allclose(env.sim.flange_pose()[:3], [0.4, 0.1, 0.2], atol=1e-6)
+    np.testing.assert_allclose(pose[:3], [0.4, 0.1, 0.2], atol=1e-3)
+    from scipy.spatial.transform import Rotation
+
+    np.testing.assert_allclose(Rotation.from_quat(env.sim.flange_pose()[3:]).as_matrix(), R_DOWN, atol=1e-3)
+
+
+def test_follower_interpolates_and_splices_like_jtc():
+    f = TrajectoryFollower(np.zeros(2))
+    f.set(TimedTrajectory(np.array([100, 200], np.int64), np.array([[1.0, 2.0], [2.0, 4.0]])), now_ns=0)
+    np.testing.assert_allclose(f.command(50), [0.5, 1.0])
+    np.testing.assert_allclose(f.command(150), [1.5, 3.0])
+    np.testing.assert_allclose(f.command(500), [2.0, 4.0])  # the last point is held
+    # A new trajectory at t=150 whose first point is in the past: starts from the running command.
+    f.set(TimedTrajectory(np.array([120, 250], np.int64), np.array([[9.0, 9.0], [0.0, 0.0]])), now_ns=150)
+    np.testing.assert_allclose(f.command(150), [1.5, 3.0])
+    np.testing.assert_allclose(f.command(250), [0.0, 0.0])
+    with pytest.raises(ConfigError, match="finite"):
+        f.set(TimedTrajectory(np.array([300], np.int64), np.array([[np.nan, 0.0]])), now_ns=250)
+
+
+def test_joints_track_a_commanded_trajectory(env):
+    env.sim.reset(HOME_Q, {"cube": (np.array([0.45, 0.0, 0.025]), 0.0)})
+    goal = HOME_Q + np.array([0.2, -0.1, 0.15, 0.1, -0.1, 0.3])
+    env.sim.follower.set(TimedTrajectory(np.array([NS], np.int64), goal[None]), 0)
+    env.sim.advance(NS // 2)
+    np.testing.assert_allclose(env.sim.joints(), (HOME_Q + goal) / 2, atol=0.02)
+    env.sim.advance(2 * NS)
+    np.testing.assert_allclose(env.sim.joints(), goal, atol=2e-3)
+
+
+def test_wrist_sensor_reads_the_tool_weight_then_the_table_pushing_back(env):
+    start = np.array([0.35, -0.2, 0.2])
+    q = solve_ik(env.kin, start)
+    env.sim.reset(q, {"cube": (np.array([0.45, 0.1, 0.025]), 0.0)})
+    env.sim.advance(NS // 2)
+    w = env.sim.wrench()
+    tool_weight = env.sim.cfg.tool_mass * 9.81
+    assert np.linalg.norm(w[:3]) == pytest.approx(tool_weight, rel=0.05)
+    # Press the paddle 1 cm into the table: the sensor sees a large force along the flange axis.
+    low = solve_ik(env.kin, np.array([0.35, -0.2, env.sim.cfg.tool_length + env.sim.cfg.tip_half[2] - 0.01]), q)
+    env.sim.follower.set(TimedTrajectory(np.array([NS], np.int64), low[None]), env.sim.time_ns)
+    env.sim.advance(2 * NS)
+    assert abs(env.sim.wrench()[2]) > 10 * tool_weight
+
+
+def test_same_seed_same_start_and_the_expert_pushes_the_cube_over_the_line(env):
+    a, b = env.task.reset(env.sim, env.kin, 7), env.task.reset(env.sim, env.kin, 7)
+    assert a == b and env.task.reset(env.sim, env.kin, 8) != a
+    ep, data = expert_episode(env, 7, num_points=128)
+    assert ep.success
+    assert data["point_cloud"].shape == (ep.steps, 128, 3)
+    assert data["state"].shape == data["action"].shape == (ep.steps, 10)
+    # The commanded path starts where the flange is and moves at most 0.15 m/s · 0.1 s per step.
+    np.testing.assert_allclose(data["action"][0, :3], data["state"][0, :3], atol=1e-3)
+    assert np.linalg.norm(np.diff(data["action"][:, :3], axis=0), axis=1).max() <= 0.015 + 1e-6
+
+
+def test_a_diverging_sim_ends_with_a_clear_error(env):
+    env.task.reset(env.sim, env.kin, 0)
+    env.sim.data.qvel[:] = np.inf
+    with pytest.raises(SimError, match="diverged"):
+        env.sim.advance(env.sim.time_ns + NS // 10)
+
+
+def test_collect_writes_dp3_episodes(tmp_path):
+    out = tmp_path / "push.zarr"
+    summary = collect("push", 2, out, seed=1000, num_points=64, progress=False)
+    assert summary["episodes"] == 2 and summary["failed_seeds"] == []
+    buf = ReplayBuffer.open(out)
+    assert buf.n_episodes == 2 and set(buf.keys) == {"point_cloud", "state", "action"}
+    assert buf.array("point_cloud").shape[1:] == (64, 3)
+
+
+def test_wilson_interval():
+    assert wilson_ci95(0, 10)[0] == 0.0 and wilson_ci95(10, 10)[1] == 1.0
+    lo, hi = wilson_ci95(45, 50)
+    assert 0.78 < lo < 0.9 < hi < 0.97
+
+
+def test_shipped_checkpoint_pushes_in_closed_loop_and_writes_its_report(tmp_path):
+    """The shipped DP3 checkpoint through the runtime the node uses, on seeds it never saw."""
+    summary = evaluate("push", str(resolve_shipped_checkpoint("push_dp3")), episodes=3, seed=0, out=tmp_path,
+                       videos=1, progress=False)
+    assert summary["successes"] >= 2, summary["per_episode"]
+    assert summary["p99_latency_ms"] > 0
+    files = summary["files"]
+    assert (tmp_path / "results.md").read_text().startswith("| task |")
+    assert json.loads((tmp_path / "results.json").read_text())["episodes"] == 3
+    assert (tmp_path / "paths.png").stat().st_size > 5000
+    assert files["video"].endswith((".mp4", ".gif"))
+
+
+def test_sim_eval_cli_errors_are_clear(capsys, tmp_path):
+    assert main(["sim-eval", "--checkpoint", str(tmp_path / "missing"), "--episodes", "1"]) == 2
+    assert "--checkpoint: expected a checkpoint folder" in capsys.readouterr().err
+    assert main(["sim-eval", "--task", "juggle", "--episodes", "1"]) == 2
+    assert "--task: expected one of" in capsys.readouterr().err
+    assert main(["sim-eval", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "push" in out and "push_dp3" in out
