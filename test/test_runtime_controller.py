@@ -178,3 +178,31 @@ def test_every_guidance_term_switches_on_from_config(force_checkpoint):
     assert res.status == "command" and np.isfinite(res.command.trajectory.values).all()
     with pytest.raises(ConfigError, match="guidance.iterations"):
         deploy_config_from_dict({"guidance": {"iterations": 0}})
+
+
+def test_replan_steps_executes_the_chunk_but_still_watches_for_stale_data(force_checkpoint):
+    rt = make_runtime(force_checkpoint, sampling={"seed": 0, "replan_steps": 0})  # 0: n_action_steps (8)
+    rt.set_camera(small_intrinsics())
+    feed(rt, 0, 500 * MS)
+    assert rt.step(500 * MS).status == "command"
+    period = rt.period
+    statuses = []
+    for k in range(1, 9):
+        feed(rt, 500 * MS + (k - 1) * period, 500 * MS + k * period)
+        statuses.append(rt.step(500 * MS + k * period).status)
+    assert statuses == ["running"] * 7 + ["command"]  # a new chunk once 8 periods have passed
+    now = 500 * MS + 8 * period
+    feed(rt, now, now + 2 * period, camera=False)
+    assert rt.step(now + 2 * period + rt.cfg.timing.max_observation_age_s * 1e9).status == "hold"
+    with pytest.raises(ConfigError, match="replan_steps"):
+        make_runtime(force_checkpoint, sampling={"replan_steps": 9})
+
+
+def test_reset_with_clear_observations_accepts_time_starting_over(runtime):
+    feed(runtime, 0, 500 * MS)
+    assert runtime.step(500 * MS).status == "command"
+    with pytest.raises(ObservationError, match="increasing"):
+        runtime.add_joints(100 * MS, ARM_HOME)
+    runtime.reset(clear_observations=True)
+    feed(runtime, 0, 400 * MS)  # a new sim episode / a looped bag: the clock starts again
+    assert runtime.step(400 * MS).status == "command"
