@@ -52,8 +52,9 @@ setup(
         # RealSense cameras without realsense-ros, and open3d (reference pipeline in tests/benchmarks).
         # open3d-cpu and open3d install the same module; keep whichever you already have.
         "perception": ["pyrealsense2>=2.54", "open3d-cpu>=0.18"],
-        # MuJoCo simulator (sim-eval, collect, make demo) and rollout videos.
-        "sim": ["mujoco>=3.2", "imageio>=2.30", "imageio-ffmpeg>=0.5"],
+        # MuJoCo simulator (sim-eval, collect, make demo) and rollout videos. mujoco 4.0's offscreen
+        # OSMesa context fails here ("gladLoadGL error"); 3.14 renders on CPU.
+        "sim": ["mujoco>=3.2,<4", "imageio>=2.30", "imageio-ffmpeg>=0.5"],
         "test": ["pytest>=8", "pytest-timeout>=2.3"],
     },
     zip_safe=True,

@@ -81,7 +81,8 @@ class SimNode(Node):
         self.episode_start(self.seed)
         self._stop = threading.Event()
         self._paused = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: str | None = None  # set when the sim loop stopped on an unexpected error
+        self._thread = threading.Thread(target=self._guarded_run, daemon=True)
         self._thread.start()
 
     @staticmethod
@@ -133,6 +134,13 @@ class SimNode(Node):
             self.latency_ms.append((arrived - sent) * 1e3)
 
     # --- the sim loop ----------------------------------------------------------------------------------
+    def _guarded_run(self) -> None:
+        try:
+            self._run()
+        except Exception as e:  # noqa: BLE001 - report any failure (e.g. no OpenGL for rendering), never hang
+            self.error = f"sim loop stopped: {e!r}"
+            self.get_logger().fatal(self.error)
+
     def _run(self) -> None:
         sim, p = self.env.sim, self.p
         dt = int(round(NS / p["state_rate_hz"]))

@@ -63,6 +63,8 @@ def evaluate_ros(task: str, checkpoint: str, episodes: int, seed: int = 0, embod
     t0 = time.perf_counter()
 
     def check_alive():
+        if node.error:
+            raise SimError(node.error)
         if proc.poll() is not None:
             log.flush()
             tail = Path(log.name).read_text()[-1500:]
