@@ -79,7 +79,7 @@ def _cmd_sim_eval(args) -> int:
                   out=args.out, videos=args.videos, progress=not args.no_progress)
     checkpoint = str(resolve_shipped_checkpoint(args.checkpoint))
     if args.ros:
-        from .sim.ros_eval import evaluate_ros
+        from .ros.sim_eval import evaluate_ros
 
         summary = evaluate_ros(args.task, checkpoint, args.episodes, real_time_factor=args.real_time_factor, **kwargs)
     else:

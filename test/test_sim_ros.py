@@ -52,7 +52,7 @@ def test_sim_node_follows_trajectories_like_jtc_and_drops_bad_ones(ros_context):
 
 
 def test_sim_eval_over_ros_runs_the_policy_node_closed_loop(ros_env, tmp_path):
-    from diffusion_policy_ros.sim.ros_eval import evaluate_ros
+    from diffusion_policy_ros.ros.sim_eval import evaluate_ros
 
     summary = evaluate_ros("push", str(resolve_shipped_checkpoint("push_dp3")), episodes=2, seed=0,
                            out=tmp_path, videos=1, real_time_factor=0.25, progress=False)

@@ -30,7 +30,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from ..errors import ConfigError, DiffusionPolicyRosError
 from ..runtime.schedule import TimedTrajectory
-from ..sim.loop import SimEnv, sim_deploy_config
+from ..sim.loop import SimEnv, record_step, sim_deploy_config
 from ..sim.scene import NS
 from . import msgs as M
 from .entry import run_node
@@ -77,7 +77,8 @@ class SimNode(Node):
         self.recording = None  # a sim.loop.Episode to append camera frames and paths to (sim-eval --ros)
         self.record_frames = False
         self.latency_ms: list[float] = []  # wall time from a cycle's sim time to its trajectory's arrival
-        self._wall_at: dict[int, float] = {}
+        self._wall_at: dict[int, float] = {}  # sim stamp → wall time it was published (insertion = time order)
+        self.initial: dict | None = None
         self.episode_start(self.seed)
         self._stop = threading.Event()
         self._paused = threading.Event()
@@ -97,7 +98,8 @@ class SimNode(Node):
 
     def episode_start(self, seed: int) -> dict:
         with self.lock:
-            self.offset = self.now_ns() + NS // 10 if hasattr(self, "initial") else self.offset
+            if self.initial is not None:  # not the first episode: continue sim time
+                self.offset = self.now_ns() + NS // 10
             self.seed = seed
             self.initial = self.env.task.reset(self.env.sim, self.env.kin, seed)
             self.success = False
@@ -158,9 +160,7 @@ class SimNode(Node):
                     frame = sim.render() if k % cam_every == 0 else None
                     self.success = self.success or self.env.task.success(sim)
                     if frame is not None and self.recording is not None:
-                        from ..sim.loop import _record
-
-                        _record(self.recording, self.env, frame[0], self.record_frames)
+                        record_step(self.recording, self.env, frame[0], self.record_frames)
                         self.recording.steps += 1
                     joints, wrench, pose = sim.joints(), sim.wrench(), sim.flange_pose()
             except DiffusionPolicyRosError as e:
@@ -169,7 +169,7 @@ class SimNode(Node):
                 continue
             self._wall_at[now] = time.monotonic()
             if len(self._wall_at) > 1000:
-                for key in sorted(self._wall_at)[:500]:
+                for key in list(self._wall_at)[:500]:
                     del self._wall_at[key]
             self._publish(now, joints, wrench, pose, frame)
             k += 1

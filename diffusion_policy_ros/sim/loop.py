@@ -4,7 +4,7 @@ through ``PolicyRuntime`` (the same runtime the ROS node runs) with a success ta
 Time is the simulator's: each control period the camera renders, the runtime gets the frame and the
 joints stamped with sim time, ``step`` runs (inference takes no sim time here: lockstep), and the
 commanded trajectory drives the joint_trajectory_controller-style follower until the next period.
-``dpros sim-eval --ros`` runs the same episodes through the policy node over DDS instead, where the
+``dpros sim-eval --ros`` (``ros/sim_eval.py``) runs the same episodes through the policy node over DDS instead, where the
 sim keeps running while the node thinks.
 """
 from __future__ import annotations
@@ -30,10 +30,15 @@ from .tasks import ROT6D_DOWN, make_task
 SIM_CONFIGS = {"arm": "sim_arm.yaml"}
 
 
-def sim_deploy_config(embodiment: str = "arm", path: str | None = None) -> DeployConfig:
+def sim_config_path(embodiment: str = "arm", path: str | None = None):
+    """The policy node's parameter file for a sim embodiment (``path`` if given)."""
     if embodiment not in SIM_CONFIGS:
         raise ConfigError(f"--embodiment: expected one of {sorted(SIM_CONFIGS)}, got '{embodiment}'")
-    return load_deploy_config(path or resolve_shipped("config", SIM_CONFIGS[embodiment], "--deploy-config"))
+    return path or resolve_shipped("config", SIM_CONFIGS[embodiment], "--deploy-config")
+
+
+def sim_deploy_config(embodiment: str = "arm", path: str | None = None) -> DeployConfig:
+    return load_deploy_config(sim_config_path(embodiment, path))
 
 
 class SimEnv:
@@ -88,7 +93,7 @@ def expert_episode(env: SimEnv, seed: int, num_points: int, frames: bool = False
         data["point_cloud"].append(cloud(depth.astype(np.float32) * np.float32(0.001), seed=0).astype(np.float32))
         data["state"].append(env.ee_state(sim.joints()).astype(np.float32))
         data["action"].append(np.concatenate((ref, ROT6D_DOWN, [0.0])).astype(np.float32))
-        _record(ep, env, rgb, frames)
+        record_step(ep, env, rgb, frames)
         if expert.phase == "done":
             after_done += 1
             if after_done > 3:
@@ -103,7 +108,8 @@ def expert_episode(env: SimEnv, seed: int, num_points: int, frames: bool = False
     return ep, {k: np.stack(v) for k, v in data.items()}
 
 
-def _record(ep: Episode, env: SimEnv, rgb: np.ndarray, frames: bool) -> None:
+def record_step(ep: Episode, env: SimEnv, rgb: np.ndarray, frames: bool) -> None:
+    """Append the cube and tool positions (and the frame, if ``frames``) to the episode."""
     ep.cube_path.append(env.task.cube(env.sim)[:2].tolist())
     ep.tip_path.append(env.sim.tip_position()[:2].tolist())
     if frames:
@@ -119,7 +125,7 @@ def policy_episode(env: SimEnv, runtime, seed: int, frames: bool = False) -> Epi
     for k in range(env.steps):
         t = k * env.period
         rgb, depth = sim.render()
-        _record(ep, env, rgb, frames)
+        record_step(ep, env, rgb, frames)
         if "color" in runtime.window.buffers:
             runtime.add_color(t, rgb)
         runtime.add_depth(t, depth.astype(np.float32) * np.float32(0.001))

@@ -16,11 +16,15 @@ import threading
 import time
 from pathlib import Path
 
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from std_srvs.srv import SetBool
 from tqdm import tqdm
 
-from ..config import resolve_shipped
 from ..errors import SimError
-from .loop import SIM_CONFIGS, Episode, SimEnv, eval_config, summarize
+from ..sim.loop import Episode, SimEnv, eval_config, sim_config_path, summarize
+from .sim_node import SimNode
 
 POLICY_NODE = "/policy_node"
 
@@ -36,15 +40,8 @@ def _ros_value(v) -> str:
 def evaluate_ros(task: str, checkpoint: str, episodes: int, seed: int = 0, embodiment: str = "arm",
                  deploy_config: str | None = None, overrides: dict | None = None, out=None, videos: int = 2,
                  real_time_factor: float = 0.25, progress: bool = True, startup_timeout_s: float = 120.0) -> dict:
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-    from rclpy.parameter import Parameter
-    from std_srvs.srv import SetBool
-
-    from ..ros.sim_node import SimNode
-
     cfg = eval_config(task, checkpoint, embodiment, deploy_config, overrides)
-    params_file = str(deploy_config or resolve_shipped("config", SIM_CONFIGS[embodiment], "--deploy-config"))
+    params_file = str(sim_config_path(embodiment, deploy_config))
     args = ["-p", f"checkpoint:={checkpoint}", "-p", "use_sim_time:=true", "-p", "start_enabled:=false"]
     for k, v in (overrides or {}).items():
         args += ["-p", f"{k}:={_ros_value(v)}"]
