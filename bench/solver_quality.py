@@ -6,7 +6,9 @@ Observations are dataset windows. For each, R reference chunks are sampled with 
 candidate chunk's error is its position RMSE (metres, executed steps) to the *nearest* reference,
 since a multimodal policy may rightly pick another mode. Warm start resumes from the previous
 cycle's prediction (the window n_action_steps earlier in the same episode, sampled cold with
-DDIM-10), advanced by the executed steps, at inference step k of 10.
+DDIM-10), advanced by the executed steps, at inference step k of 10. ``ddim_10`` is the plain
+(eager) loop, the reference; ``default`` is the checkpoint's own inference settings with the
+default hot path (traced denoiser).
 
     python bench/solver_quality.py --checkpoint C --dataset D [--windows 24] [--json]
     python bench/solver_quality.py --train-demo      # trains dp3:small on generated data first
@@ -25,8 +27,11 @@ from common import machine, time_ms
 from diffusion_policy_ros.data import PolicyDataset
 from diffusion_policy_ros.policy import Policy
 
-CANDIDATES = [("ddim", 10, None), ("ddim", 5, None), ("dpmsolver++", 10, None), ("dpmsolver++", 5, None),
-              ("dpmsolver++", 4, None), ("ddim", 10, 5), ("ddim", 10, 7)]  # (solver, steps, warm start_index)
+# name → (solver, steps, warm start index or 0, traced denoiser); None: the checkpoint's setting
+CANDIDATES = {"ddim_10": ("ddim", 10, 0, False), "ddim_5": ("ddim", 5, 0, False),
+              "dpmsolver++_10": ("dpmsolver++", 10, 0, False), "dpmsolver++_5": ("dpmsolver++", 5, 0, False),
+              "dpmsolver++_4": ("dpmsolver++", 4, 0, False), "ddim_10_warm5": ("ddim", 10, 5, False),
+              "ddim_10_warm7": ("ddim", 10, 7, False), "default": (None, None, 0, None)}
 
 
 def window_pairs(ds: PolicyDataset, shift: int, count: int, seed: int) -> list[tuple[int, int]]:
@@ -49,44 +54,50 @@ def nearest_rmse(cands: np.ndarray, refs: np.ndarray, sl: slice) -> float:
     return float(np.sqrt((d ** 2).sum(-1).mean(-1)).min(axis=1).mean())
 
 
-def run(checkpoint: Path, dataset: Path, windows: int, refs: int, runs: int, seed: int) -> dict:
+def run(checkpoint: Path, dataset: Path, windows: int, refs: int, runs: int, seed: int,
+        candidates: dict = CANDIDATES) -> dict:
     policy = Policy.from_checkpoint(checkpoint)
     cfg = policy.cfg
+    own = cfg.inference.solver, cfg.inference.num_inference_steps, cfg.inference.trace
+    candidates = {name: (c[0] or own[0], c[1] or own[1], c[2], own[2] if c[3] is None else c[3])
+                  for name, c in candidates.items()}
     ds = PolicyDataset.from_path(dataset, cfg)
     shift = cfg.n_action_steps
     sl = slice(cfg.n_obs_steps - 1, cfg.n_obs_steps - 1 + cfg.n_action_steps)
     pairs = window_pairs(ds, shift, windows, seed)
 
-    def predict(i, solver, steps, start_index, prev=None, s=seed, batch=refs):
-        policy.cfg.inference.solver, policy.cfg.inference.num_inference_steps = solver, steps
+    def predict(i, solver, steps, start_index, prev=None, s=seed, batch=refs, trace=False):
+        inf = policy.cfg.inference
+        inf.solver, inf.num_inference_steps, inf.trace = solver, steps, trace
         kw = dict(warm_start=prev, shift=shift, start_index=start_index) if start_index else {}
         return policy.predict(obs_of(ds, i, batch), seed=s, full_horizon=True, **kw)
 
-    errors = {f"{s}_{n}" + (f"_warm{k}" if k else ""): [] for s, n, k in CANDIDATES}
+    errors = {name: [] for name in candidates}
     for prev_i, cur_i in pairs:
         ref = predict(cur_i, "ddpm", 100, None)
         prev = predict(prev_i, "ddim", 10, None, s=seed + 7)
-        for solver, steps, k in CANDIDATES:
-            cand = predict(cur_i, solver, steps, k, prev=prev if k else None, s=seed + 1)
-            errors[f"{solver}_{steps}" + (f"_warm{k}" if k else "")].append(nearest_rmse(cand, ref, sl))
+        for name, (solver, steps, k, trace) in candidates.items():
+            cand = predict(cur_i, solver, steps, k, prev=prev if k else None, s=seed + 1, trace=trace)
+            errors[name].append(nearest_rmse(cand, ref, sl))
     # DDPM-100 against itself (another seed): the floor any solver can reach.
     floor = [nearest_rmse(predict(c, "ddpm", 100, None, s=seed + 1), predict(c, "ddpm", 100, None), sl)
              for _, c in pairs[: max(1, len(pairs) // 3)]]
 
     prev1 = predict(pairs[0][0], "ddim", 10, None, batch=1)
     out = {}
-    for solver, steps, k in CANDIDATES:
-        name = f"{solver}_{steps}" + (f"_warm{k}" if k else "")
-        lat = time_ms(lambda: predict(pairs[0][1], solver, steps, k, prev=prev1 if k else None, batch=1), runs)
-        out[name] = {"action_error_m": round(float(np.mean(errors[name])), 5),
+    for name, (solver, steps, k, trace) in candidates.items():
+        lat = time_ms(lambda: predict(pairs[0][1], solver, steps, k, prev=prev1 if k else None, batch=1,
+                                      trace=trace), runs)
+        out[name] = {"action_error_m": round(float(np.mean(errors[name])), 8),
                      "median_ms": round(float(np.median(lat)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
-                     "denoiser_calls": steps - (k or 0)}
+                     "denoiser_calls": steps - k, "solver": solver, "steps": steps, "warm_start_index": k,
+                     "trace": trace}
     ddpm_lat = time_ms(lambda: predict(pairs[0][1], "ddpm", 100, None, batch=1), max(5, runs // 5))
     base = out["ddim_10"]["action_error_m"]
     for r in out.values():
-        r["error_vs_ddim10"] = round(r["action_error_m"] / base, 3)
+        r["error_vs_ddim10"] = round(r["action_error_m"] / max(base, 1e-12), 3)
     return {"checkpoint": str(checkpoint), "windows": len(pairs), "references": refs,
-            "ddpm100_self_error_m": round(float(np.mean(floor)), 5),
+            "ddpm100_self_error_m": round(float(np.mean(floor)), 8),
             "ddpm100_median_ms": round(float(np.median(ddpm_lat)), 2), "solvers": out, "machine": machine(device="cpu")}
 
 

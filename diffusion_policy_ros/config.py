@@ -65,8 +65,16 @@ class ActionConfig:
     # Observation key whose first 9 values are the current end-effector pose (position + 6D
     # rotation); needed by rel_ee to express actions in the current end-effector frame.
     pose_key: str | None = None
+    # Discrete channels (e.g. [9], the gripper of a 10-D end-effector action) are normalised to
+    # [-discrete_scale, discrete_scale] instead of [-1, 1] (RTI-DP's scaling): a warm-started chunk
+    # re-denoised for a few steps can then still flip them. Set before training; 1 = off.
+    discrete_dims: tuple[int, ...] = ()
+    discrete_scale: float = 1.0
 
     def __post_init__(self):
+        _require(all(0 <= i < self.dim for i in self.discrete_dims), "action.discrete_dims",
+                 f"channel indices in [0, {self.dim})", self.discrete_dims)
+        _require(0.0 < self.discrete_scale <= 1.0, "action.discrete_scale", "in (0, 1]", self.discrete_scale)
         _require(self.representation in C.ACTION_REPRESENTATIONS, "action.representation",
                  f"one of {C.ACTION_REPRESENTATIONS}", self.representation)
         _require(self.dim > 0, "action.dim", "> 0", self.dim)
@@ -170,8 +178,9 @@ class InferenceConfig:
     solver: str = C.SOLVER_DDIM
     num_inference_steps: int = 10
     # Run the denoiser as a TorchScript trace (one graph call per step instead of hundreds of Python
-    # module calls): faster on CPU and less exposed to other Python threads holding the GIL.
-    trace: bool = False
+    # module calls): 20-40 % faster per chunk on CPU (bench/inference.py) and less exposed to other
+    # Python threads holding the GIL. Gradients (guidance) flow through the trace.
+    trace: bool = True
 
     def __post_init__(self):
         _require(self.solver in C.SOLVERS, "inference.solver", f"one of {C.SOLVERS}", self.solver)
@@ -498,7 +507,7 @@ class SamplingConfig:
     # robot; cycles that overrun are skipped); 0 = n_action_steps (Diffusion Policy's execute-then-replan).
     replan_steps: int = 1
     warm_start_index: int = 0  # > 0: start from the previous chunk, shifted, at this inference step
-    trace: bool = False  # TorchScript-trace the denoiser (inference.trace)
+    trace: bool = True  # TorchScript-trace the denoiser (sets the checkpoint's inference.trace)
     seed: int = -1  # >= 0: a fixed noise seed per cycle (reproducible runs)
 
     def __post_init__(self):

@@ -9,11 +9,20 @@ from diffusion_policy_ros.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_inference_bench_json_has_the_promised_fields():
+def test_inference_bench_json_has_the_promised_fields(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "inference.py"), "--quick", "--json",
-                           "--configs", "dp3", "dp_image"], capture_output=True, text=True, timeout=600)
+                           "--configs", "dp3", "dp_image", "--windows", "2", "--references", "2",
+                           "--episodes", "1", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
+    # Headline: the default sampler against Diffusion Policy's DDPM-100 loop, errors on push_dp3.
+    rows = report["headline"]["rows"]
+    assert set(rows) == {"baseline_ddpm_100", "ddim_10", "dpmsolver++_5", "dpmsolver++_4", "ddim_10_warm5",
+                         "ddim_10_warm7", "default"}
+    assert report["default_speedup_vs_baseline"] == rows["default"]["speedup_vs_baseline"] > 1
+    assert report["default_action_error_vs_ddim10"] == rows["default"]["error_vs_ddim10"] > 0
+    assert rows["ddim_10"]["error_vs_ddim10"] == 1.0 and rows["ddim_10_warm7"]["denoiser_calls"] == 3
+    assert all(r["action_error_m"] >= 0 and 0 < r["median_ms"] <= r["p99_ms"] for r in rows.values())
     assert set(report["results"]) == {"dp3", "dp_image"}
     for solvers in report["results"].values():
         assert set(solvers) == {"ddim_10", "dpmsolver++_5"}

@@ -40,6 +40,8 @@ def test_override_sets_nested_values():
     ("policy.observations.point_cloud.shape=[1024, 4]", "point_cloud"),
     ("train.lr=-1", "train.lr"),
     ("policy.denoiser.down_dims=[30, 64]", "denoiser.down_dims"),
+    ("policy.action.discrete_dims=[10]", "action.discrete_dims"),
+    ("policy.action.discrete_scale=0", "action.discrete_scale"),
 ])
 def test_bad_values_name_the_field(override, field):
     with pytest.raises(ConfigError) as e:

@@ -17,6 +17,16 @@ def test_limits_maps_range_to_minus_one_one_and_inverts():
     assert torch.allclose(n.unnormalize("a", y), torch.from_numpy(x), atol=1e-5)
 
 
+def test_gain_shrinks_a_discrete_channel_and_still_inverts():
+    x = np.stack([np.linspace(-2, 2, 50), np.repeat([0.0, 1.0], 25)], axis=1)  # position, gripper
+    n = Normalizer({"action": 2}, {"action": "limits"})
+    n.fit("action", x, gain={1: 0.25})
+    y = n.normalize("action", torch.from_numpy(x).float())
+    assert torch.allclose(y[:, 0].min(), torch.tensor(-1.0)) and torch.allclose(y[:, 0].max(), torch.tensor(1.0))
+    assert set(np.round(y[:, 1].numpy(), 5)) == {-0.25, 0.25}
+    assert torch.allclose(n.unnormalize("action", y).double(), torch.from_numpy(x), atol=1e-5)
+
+
 def test_gaussian_and_identity():
     x = np.random.default_rng(1).normal(3.0, 2.0, size=(5000, 2, 6))
     n = Normalizer({"g": 6, "i": 6}, {"g": "gaussian", "i": "identity"})

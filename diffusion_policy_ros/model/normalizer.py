@@ -32,8 +32,9 @@ class Normalizer(nn.Module):
         super().__init__()
         self.fields = nn.ModuleDict({k: _Field(dims[k], modes[k]) for k in dims})
 
-    def fit(self, key: str, data: np.ndarray | torch.Tensor) -> None:
-        """Fit one key from samples whose last dimension is the channel dimension."""
+    def fit(self, key: str, data: np.ndarray | torch.Tensor, gain: dict[int, float] | None = None) -> None:
+        """Fit one key from samples whose last dimension is the channel dimension. ``gain``: channel →
+        factor applied to the normalised value (e.g. {9: 0.5}: that channel spans [-0.5, 0.5])."""
         f = self.fields[key]
         x = torch.as_tensor(np.asarray(data), dtype=torch.float64).reshape(-1, f.scale.shape[0])
         if f.mode == "limits":
@@ -48,6 +49,8 @@ class Normalizer(nn.Module):
             offset = -mean * scale
         else:
             return
+        for i, g in (gain or {}).items():
+            scale[i], offset[i] = scale[i] * g, offset[i] * g
         f.scale.copy_(scale.to(f.scale.dtype))
         f.offset.copy_(offset.to(f.offset.dtype))
 

@@ -144,8 +144,10 @@ class Trainer:
 
         train, val = self._datasets()
         model = DiffusionPolicy.build(self.config.policy)
+        act = self.config.policy.action
         for key, data in train.normalizer_samples().items():
-            model.normalizer.fit(key, data)
+            gain = {i: act.discrete_scale for i in act.discrete_dims} if key == C.ACTION else None
+            model.normalizer.fit(key, data, gain=gain)
         model.to(device)
         ema_model = DiffusionPolicy.build(self.config.policy).to(device) if self.tcfg.use_ema else None
 
