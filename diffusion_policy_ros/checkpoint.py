@@ -67,6 +67,11 @@ def read_checkpoint_meta(path: str | Path) -> dict:
     return meta
 
 
+def checkpoint_config(path: str | Path) -> Config:
+    """The training config a checkpoint was made with (to convert more data for it, or retrain)."""
+    return config_from_dict(read_checkpoint_meta(path)["config"], source=f"{path}/{C.CKPT_CONFIG}")
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"):
     """→ (Config, DiffusionPolicy in eval mode with the checkpoint's inference weights)."""
     from .policy import DiffusionPolicy

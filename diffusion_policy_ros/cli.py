@@ -1,4 +1,4 @@
-"""`dpros` command line: train, make-dataset, collect, sim-eval, demo, modes-demo, configs, info."""
+"""`dpros` command line: train, make-dataset, collect, convert, replay, sim-eval, demo, modes-demo, configs, info."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +42,16 @@ def _parse_sets(items: list[str]) -> dict:
 
 
 def _cmd_collect(args) -> int:
+    if args.format == "bags":
+        from .sim.record import BagOptions, collect_bags
+
+        opts = BagOptions(storage=args.storage, typestore=args.typestore, compressed_color=args.compressed_color)
+        summary = collect_bags(args.task, args.episodes, args.out, seed=args.seed, opts=opts,
+                               progress=not args.no_progress)
+        print(json.dumps(summary, indent=2) if args.json else
+              f"bags: {args.out} ({summary['episodes']} episodes; expert failures (episode.json success false): "
+              f"{summary['failed_seeds'] or 'none'})")
+        return 0
     from .sim.loop import collect
 
     summary = collect(args.task, args.episodes, args.out, seed=args.seed, num_points=args.num_points,
@@ -49,6 +59,90 @@ def _cmd_collect(args) -> int:
     print(json.dumps(summary, indent=2) if args.json else
           f"dataset: {summary['dataset']} ({summary['episodes']} episodes, {summary['steps']} steps; "
           f"expert failures left out: {summary['failed_seeds'] or 'none'})")
+    return 0
+
+
+def _bag_paths(items: list[str], include_failed: bool) -> list:
+    """Bag folders/files; a folder without metadata.yaml → the bags inside it, in name order. Partial
+    recordings (``*.partial``) and failed episodes (episode.json success false) are left out."""
+    from pathlib import Path
+
+    from .errors import BagError
+
+    out = []
+    for item in items:
+        p = Path(item)
+        if not p.exists():
+            raise BagError(f"bag: expected a rosbag2 folder, a bag file or a folder of bags, got '{p}' (not found)")
+        found = [p] if p.is_file() or (p / "metadata.yaml").exists() else sorted(
+            c for c in p.iterdir() if c.is_dir() and ((c / "metadata.yaml").exists() or c.suffix == ".partial"))
+        if not found:
+            raise BagError(f"bag: no rosbag2 folders (with metadata.yaml) in '{p}'")
+        for b in found:
+            if b.suffix == ".partial":
+                print(f"skipped {b}: partial recording (the recorder stopped before closing it)", file=sys.stderr)
+                continue
+            meta = b / "episode.json"
+            if not include_failed and meta.exists() and json.loads(meta.read_text()).get("success") is False:
+                print(f"skipped {b}: episode marked unsuccessful (--include-failed to keep it)", file=sys.stderr)
+                continue
+            out.append(b)
+    return out
+
+
+def _deploy(path: str | None, params: list[str], default: str = "arm.yaml"):
+    from .config import load_deploy_config, resolve_shipped
+
+    return load_deploy_config(path or resolve_shipped("config", default, "--deploy-config"),
+                              overrides=_parse_sets(params))
+
+
+def _cmd_convert(args) -> int:
+    from pathlib import Path
+
+    from .checkpoint import checkpoint_config
+    from .config import load_config
+    from .data.convert import convert_bags
+
+    if Path(args.config).is_dir():  # a checkpoint folder: the config it was trained with
+        cfg = checkpoint_config(args.config)
+    else:
+        cfg = load_config(args.config, variant=args.variant, overrides=args.set)
+    summary = convert_bags(_bag_paths(args.bags, args.include_failed), cfg, _deploy(args.deploy_config, args.param),
+                           args.out, action=args.action, command_topic=args.command_topic,
+                           typestore=args.typestore, overwrite=args.overwrite, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2) if args.json else
+          f"dataset: {summary['dataset']}: +{summary['episodes']} episodes ({summary['steps']} steps), "
+          f"{summary['total_episodes']} in all; skipped: {len(summary['skipped'])}; "
+          f"messages dropped: {sum(summary['dropped_messages'].values())}")
+    return 0 if summary["episodes"] else 1
+
+
+def _cmd_replay(args) -> int:
+    from .config import resolve_shipped_checkpoint
+    from .policy import Policy
+    from .ros.replay import replay
+
+    deploy = _deploy(args.deploy_config, args.param)
+    policy = Policy.from_checkpoint(resolve_shipped_checkpoint(args.checkpoint), device=deploy.device,
+                                    solver=deploy.sampling.solver or None,
+                                    num_inference_steps=deploy.sampling.num_inference_steps or None)
+    arm = None
+    if deploy.embodiment.kind == "arm":
+        from .embodiment.arm import arm_from_config
+
+        arm = arm_from_config(deploy.embodiment)
+    s = replay(args.bag, policy, deploy, args.out, arm=arm, rate=args.rate, typestore=args.typestore,
+               progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    err = f"action RMSE {s['action_rmse']:.4f} (per dim {s['action_rmse_per_dim']})" if "action_rmse" in s else \
+        "no action error (too few recorded states)"
+    print(f"{s['bag']}: {s['cycles']} cycles, {s['commands']} trajectories, {s['holds']} holds {s['hold_reasons']}, "
+          f"{s['overrun_cycles']} overrun; {err}; cycle p50/p99 {s.get('cycle_p50_ms', 0):.1f}/"
+          f"{s.get('cycle_p99_ms', 0):.1f} ms\nwritten: {s['bag_out']}, {args.out}/summary.json"
+          + (f", {s['plot']}" if "plot" in s else ""))
     return 0
 
 
@@ -175,7 +269,47 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--overwrite", action="store_true")
     co.add_argument("--no-progress", action="store_true")
     co.add_argument("--json", action="store_true")
+    co.add_argument("--format", choices=("zarr", "bags"), default="zarr",
+                    help="bags: one rosbag2 per episode with the robot's topics (then dpros convert / replay)")
+    co.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="with --format bags")
+    co.add_argument("--typestore", default="jazzy", help="with --format bags: message definitions (jazzy, humble)")
+    co.add_argument("--compressed-color", action="store_true", help="with --format bags: jpeg CompressedImage")
     co.set_defaults(func=_cmd_collect)
+
+    cv = sub.add_parser("convert", help="recorded rosbags (one episode each) → zarr training dataset")
+    cv.add_argument("bags", nargs="+", help="rosbag2 folders, or folders holding them")
+    cv.add_argument("--config", required=True,
+                    help="training config (name or .yaml), or a checkpoint folder: observations, action")
+    cv.add_argument("--variant", help="a named variant of the config, e.g. small")
+    cv.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training config override")
+    cv.add_argument("--out", required=True, help="zarr store (episodes are appended if it exists)")
+    cv.add_argument("--deploy-config", default=None,
+                    help="ROS parameter file with the topics, rates and camera extrinsic (default: config/arm.yaml)")
+    cv.add_argument("--param", action="append", default=[], metavar="PARAM=VALUE",
+                    help="override a node parameter, e.g. --param topics.color=/cam/color (repeatable)")
+    cv.add_argument("--action", choices=("measured", "commanded"), default="measured",
+                    help="measured: the robot's state one period later; commanded: the command topic")
+    cv.add_argument("--command-topic", default="", help="default: the deploy config's topics.command")
+    cv.add_argument("--typestore", default="jazzy", help="for bags without message definitions (humble sqlite3)")
+    cv.add_argument("--include-failed", action="store_true", help="keep episodes marked success: false")
+    cv.add_argument("--overwrite", action="store_true", help="replace OUT instead of appending")
+    cv.add_argument("--no-progress", action="store_true")
+    cv.add_argument("--json", action="store_true")
+    cv.set_defaults(func=_cmd_convert)
+
+    rp = sub.add_parser("replay", help="a recorded bag through the policy node's runtime: action error, plots, bag")
+    rp.add_argument("bag", help="rosbag2 folder (MCAP or sqlite3)")
+    rp.add_argument("--checkpoint", required=True, help="checkpoint folder or a shipped name")
+    rp.add_argument("--out", required=True, help="output folder (replay/ bag, summary.json, PNG)")
+    rp.add_argument("--deploy-config", default=None, help="ROS parameter file (default: config/arm.yaml)")
+    rp.add_argument("--param", action="append", default=[], metavar="PARAM=VALUE",
+                    help="override a node parameter (repeatable)")
+    rp.add_argument("--rate", type=float, default=0.0,
+                    help="play at this multiple of real time, inference in real time (0: as fast as possible)")
+    rp.add_argument("--typestore", default="jazzy", help="for bags without message definitions (humble sqlite3)")
+    rp.add_argument("--no-progress", action="store_true")
+    rp.add_argument("--json", action="store_true")
+    rp.set_defaults(func=_cmd_replay)
 
     se = sub.add_parser("sim-eval", help="closed-loop episodes of a checkpoint in the simulator: success table")
     se.add_argument("--task", default="push")

@@ -27,3 +27,7 @@ class NonFiniteActionError(DiffusionPolicyRosError, RuntimeError):
 
 class SimError(DiffusionPolicyRosError, RuntimeError):
     """The simulation diverged or cannot run the requested task."""
+
+
+class BagError(DiffusionPolicyRosError, ValueError):
+    """A rosbag that cannot be read or written: missing, corrupt, or without the topics asked for."""

@@ -8,7 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytorch_kinematics as pk
+
+from .. import mujoco_gl  # noqa: F401  (pytorch-kinematics imports MuJoCo)
+
+import pytorch_kinematics as pk  # noqa: E402
 import torch
 
 from ..errors import ConfigError

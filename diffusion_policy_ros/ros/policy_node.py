@@ -38,8 +38,10 @@ from ..runtime.controller import Command, PolicyRuntime
 from ..runtime.schedule import TimedTrajectory
 from . import msgs as M
 from .entry import run_node
+from .inputs import STREAM_OF, Input, runtime_inputs
 
 NODE_NAME = "policy_node"
+MSG_CLASSES = {c.__name__: c for c in (Image, CompressedImage, CameraInfo, WrenchStamped, JointState, PoseStamped)}
 
 
 def declared_parameters() -> dict[str, object]:
@@ -132,26 +134,9 @@ class PolicyNode(Node):
 
     # --- inputs ------------------------------------------------------------------------------------
     def _subscribe(self) -> None:
-        t, rt, qos = self.cfg.topics, self.runtime, qos_profile_sensor_data
-        streams = rt.window.buffers
-        if "color" in streams:
-            if t.compressed_color:
-                self._sub(CompressedImage, t.color + "/compressed", self._guard("color", self._color_c), qos)
-            else:
-                self._sub(Image, t.color, self._guard("color", self._color), qos)
-        if "depth" in streams:
-            if t.compressed_depth:
-                self._sub(CompressedImage, t.depth + "/compressedDepth",
-                                         self._guard("depth", self._depth_c), qos)
-            else:
-                self._sub(Image, t.depth, self._guard("depth", self._depth), qos)
-            self._sub(CameraInfo, t.camera_info, self._guard("camera_info", self._camera_info), qos)
-        if "wrench" in streams:
-            self._sub(WrenchStamped, t.wrench, self._guard("wrench", self._wrench), qos)
-        if "joints" in streams:
-            self._sub(JointState, t.joint_states, self._guard("joint_states", self._joints), qos)
-        if "ee_pose" in streams:
-            self._sub(PoseStamped, t.ee_pose, self._guard("ee_pose", self._ee_pose), qos)
+        for inp in runtime_inputs(self.runtime, self.cfg.topics):
+            pkg, _, name = inp.msgtype.split("/")
+            self._sub(MSG_CLASSES[name], inp.topic, self._guard(inp), qos_profile_sensor_data)
 
     # No default QoS-event handlers: each adds a waitable the executor rebuilds on every wake-up,
     # which at 250-500 Hz joint states costs more CPU than the callbacks themselves.
@@ -163,54 +148,21 @@ class PolicyNode(Node):
         return self.create_publisher(msg_type, topic, qos,
                                      event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
 
-    def _guard(self, topic: str, handler):
+    def _guard(self, inp: Input):
         """Count, decode, hand over; a bad message is logged with its topic and dropped, never fatal."""
-        name = getattr(self.cfg.topics, topic, topic)
-
-        stream = {"joint_states": "joints"}.get(topic, topic)
+        stream = STREAM_OF.get(inp.name, inp.name)
 
         def callback(msg):
-            self.counts[topic] += 1
+            self.counts[inp.name] += 1
             try:
-                handler(msg)
+                inp.feed(self.runtime, msg)
             except (DiffusionPolicyRosError, ValueError, TypeError) as e:
-                self.dropped[topic] += 1
-                self.get_logger().warning(f"{name}: {e}; message dropped", throttle_duration_sec=2.0)
+                self.dropped[inp.name] += 1
+                self.get_logger().warning(f"{inp.topic}: {e}; message dropped", throttle_duration_sec=2.0)
                 return
             if stream == self._trigger_stream:
                 self._arrived.set()
         return callback
-
-    def _color(self, msg):
-        self.runtime.add_color(M.header_ns(msg), M.decode_rgb(msg))
-
-    def _color_c(self, msg):
-        img, kind = M.decode_compressed(msg)
-        if kind != "rgb":
-            raise M.MessageError(f"compressed colour: expected jpeg/png colour, got format {msg.format!r}")
-        self.runtime.add_color(M.header_ns(msg), img)
-
-    def _depth(self, msg):
-        self.runtime.add_depth(M.header_ns(msg), M.decode_depth(msg))
-
-    def _depth_c(self, msg):
-        depth, kind = M.decode_compressed(msg)
-        if kind != "depth":
-            raise M.MessageError(f"compressed depth: expected compressedDepth, got format {msg.format!r}")
-        self.runtime.add_depth(M.header_ns(msg), depth)
-
-    def _camera_info(self, msg):
-        self.runtime.set_camera(M.decode_camera_info(msg))
-
-    def _wrench(self, msg):
-        self.runtime.add_wrench(M.header_ns(msg), M.decode_wrench(msg))
-
-    def _joints(self, msg):
-        q, _, _ = M.decode_joint_state(msg, self.runtime.joint_state_names)
-        self.runtime.add_joints(M.header_ns(msg), q)
-
-    def _ee_pose(self, msg):
-        self.runtime.add_ee_pose(M.header_ns(msg), M.decode_pose(msg))
 
     # --- outputs -----------------------------------------------------------------------------------
     def _make_publishers(self) -> None:

@@ -36,7 +36,7 @@ from ..perception.image import prepare_rgb
 from ..perception.pointcloud import CameraModel, PointCloudPipeline
 from .safety import Limits, UnsafeCommandError, clamp_to_box, enforce_limits
 from .schedule import ActionScheduler, TimedTrajectory
-from .window import ObservationWindow, StaleObservationError, StreamSpec
+from .window import ObservationWindow, StreamSpec
 
 NS = 1_000_000_000
 
@@ -73,12 +73,15 @@ class RuntimeStats:
 
 
 class PolicyRuntime:
-    def __init__(self, policy, cfg: DeployConfig, arm=None):
-        """policy: ``Policy``; arm: ``ArmKinematics`` (needed for joint outputs, FK state, arm guidance)."""
+    def __init__(self, policy, cfg: DeployConfig, arm=None, policy_cfg=None):
+        """policy: ``Policy``; arm: ``ArmKinematics`` (needed for joint outputs, FK state, arm guidance).
+        ``policy=None`` with ``policy_cfg`` (a PolicyConfig): observations only (``observe``), for dataset
+        conversion, which must see data exactly as the live runtime does; ``step`` then refuses."""
+        if policy is None and policy_cfg is None:
+            raise ConfigError("PolicyRuntime: expected a policy or a policy config, got neither")
         self.policy, self.cfg, self.arm = policy, cfg, arm
-        pc = policy.cfg
-        if cfg.sampling.trace:
-            pc.inference.trace = True
+        self.pcfg = pc = policy.cfg if policy is not None else policy_cfg
+        pc.inference.trace = cfg.sampling.trace
         self.period = int(round(NS / cfg.timing.control_rate_hz))
         self.n_action = cfg.sampling.n_action_steps or pc.n_action_steps
         self.replan = cfg.sampling.replan_steps or self.n_action
@@ -154,7 +157,7 @@ class PolicyRuntime:
 
     # --- set-up checks -----------------------------------------------------------------------------
     def _check_state_dim(self) -> None:
-        pc = self.policy.cfg
+        pc = self.pcfg
         if not self.keys[C.OBS_LOW_DIM]:
             return
         key = self.keys[C.OBS_LOW_DIM][0]
@@ -225,7 +228,7 @@ class PolicyRuntime:
 
     def _num_points(self) -> int:
         keys = self.keys[C.OBS_POINT_CLOUD]
-        return self.policy.cfg.observations[keys[0]].shape[0] if keys else self.cfg.point_cloud.num_points
+        return self.pcfg.observations[keys[0]].shape[0] if keys else self.cfg.point_cloud.num_points
 
     def add_wrench(self, stamp_ns: int, wrench: np.ndarray) -> None:
         if self.wrench is None:
@@ -289,28 +292,49 @@ class PolicyRuntime:
                 if self.wrench is not None:
                     self.wrench.restart()
 
-    def step(self, now_ns: int) -> CycleResult:
-        self.stats.cycles += 1
+    def _sample(self, now_ns: int):
+        """The window's n_obs_steps samples at now_ns; ObservationError if stale or the camera is unknown."""
         with self._lock:
-            try:
-                samples, t_obs = self.window.sample(now_ns)
-                stamps = dict(self.window.last_stamps)
-            except StaleObservationError as e:
-                return self.hold(now_ns, str(e))
+            samples, t_obs = self.window.sample(now_ns)
+            stamps = dict(self.window.last_stamps)
             if self.keys[C.OBS_POINT_CLOUD] and self.cloud is None:
-                return self.hold(now_ns, "camera_info: none received yet")
-            cloud_pipe = self.cloud
-        if (self._commanding and self._last_plan_ns is not None
-                and now_ns - self._last_plan_ns < (self.replan - 0.5) * self.period):
-            return CycleResult("running", reason="executing the current chunk")
+                raise ObservationError("camera_info: none received yet")
+            return samples, stamps, t_obs, self.cloud
+
+    def _check_sync(self, stamps) -> None:
         if "color" in stamps and "depth" in stamps:
             gap = int(np.max(np.abs(stamps["color"] - stamps["depth"])))
             if gap > self.cfg.timing.sync_slop_s * NS:
                 self.stats.unsynced += 1
-                return self.hold(now_ns, f"color/depth: frames {gap / 1e6:.1f} ms apart, expected <= "
-                                          f"{self.cfg.timing.sync_slop_s * 1e3:.1f} ms (sync_slop_s)")
+                raise ObservationError(f"color/depth: frames {gap / 1e6:.1f} ms apart, expected <= "
+                                       f"{self.cfg.timing.sync_slop_s * 1e3:.1f} ms (sync_slop_s)")
+
+    def observe(self, now_ns: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
+        """The policy's observation at now_ns, built as ``step`` builds it: (obs, raw samples, t_obs).
+        Raises ObservationError (stale or missing streams, unsynced frames, bad data)."""
+        samples, stamps, t_obs, cloud_pipe = self._sample(now_ns)
+        self._check_sync(stamps)
+        return self._observation(samples, stamps, cloud_pipe), samples, t_obs
+
+    def measured_action(self, samples: dict[str, np.ndarray]) -> np.ndarray:
+        """(To, Da) the robot's measured state in action space (absolute): joints [+ gripper], or the
+        end-effector pose [+ gripper in [0, 1]]. Dataset conversion takes the next step's as the action."""
+        return self._state(samples, self.pcfg.action.dim)
+
+    def step(self, now_ns: int) -> CycleResult:
+        if self.policy is None:
+            raise ConfigError("PolicyRuntime.step: this runtime was built without a policy (observations only)")
+        self.stats.cycles += 1
+        try:
+            samples, stamps, t_obs, cloud_pipe = self._sample(now_ns)
+        except ObservationError as e:
+            return self.hold(now_ns, str(e))
+        if (self._commanding and self._last_plan_ns is not None
+                and now_ns - self._last_plan_ns < (self.replan - 0.5) * self.period):
+            return CycleResult("running", reason="executing the current chunk")
         t0 = time.perf_counter()
         try:
+            self._check_sync(stamps)
             obs = self._observation(samples, stamps, cloud_pipe)
         except ObservationError as e:
             return self.hold(now_ns, str(e))
@@ -334,7 +358,7 @@ class PolicyRuntime:
         return result
 
     def _observation(self, samples, stamps, cloud_pipe) -> dict[str, np.ndarray]:
-        pc, obs = self.policy.cfg, {}
+        pc, obs = self.pcfg, {}
         for key in self.keys[C.OBS_POINT_CLOUD]:
             clouds, cache = [], {}
             for i, t in enumerate(stamps["depth"]):
@@ -357,7 +381,7 @@ class PolicyRuntime:
 
     def _gripper_state(self, samples) -> np.ndarray:
         """(To, 1) in [0, 1] (0 open, 1 closed) from the gripper joint, else the last command."""
-        n = self.policy.cfg.n_obs_steps
+        n = self.pcfg.n_obs_steps
         if not self.gripper:
             return np.full((n, 1), self._gripper_cmd)
         e = self.cfg.embodiment
@@ -374,7 +398,7 @@ class PolicyRuntime:
         return np.concatenate((pose, self._gripper_state(samples)), axis=1) if dim > C.EE_POSE_DIM else pose
 
     def _infer(self, obs, samples, t_obs: int) -> tuple[np.ndarray, np.ndarray]:
-        s, pc = self.cfg.sampling, self.policy.cfg
+        s, pc = self.cfg.sampling, self.pcfg
         kwargs = {"seed": s.seed if s.seed >= 0 else None, "full_horizon": True}
         if s.warm_start_index > 0 and self._prev is not None:
             shift = int(round((t_obs - self._prev[0]) / self.period))
@@ -392,7 +416,7 @@ class PolicyRuntime:
         if g.strength == 0:
             return None
         costs = []
-        start = self.policy.cfg.n_obs_steps - 1
+        start = self.pcfg.n_obs_steps - 1
         if g.workspace_weight > 0 and not self.joint_repr:
             ws = workspace_cost(self.cfg.safety.workspace_min, self.cfg.safety.workspace_max)
             costs.append((g.workspace_weight, lambda traj: ws(traj[:, start:])))

@@ -74,8 +74,11 @@ class Episode:
     holds: int = 0
 
 
-def expert_episode(env: SimEnv, seed: int, num_points: int, frames: bool = False) -> tuple[Episode, dict]:
-    """One scripted demonstration; returns the episode and its data (DP3 keys: point_cloud, state, action)."""
+def expert_episode(env: SimEnv, seed: int, num_points: int, frames: bool = False,
+                   bag=None) -> tuple[Episode, dict]:
+    """One scripted demonstration; returns the episode and its data (DP3 keys: point_cloud, state, action).
+    ``bag``: a ``sim.record.BagRecording`` that also gets every sensor message and command, as the
+    robot's drivers would publish them."""
     sim, task = env.sim, env.task
     initial = task.reset(sim, env.kin, seed)
     expert = task.expert(sim)
@@ -90,6 +93,8 @@ def expert_episode(env: SimEnv, seed: int, num_points: int, frames: bool = False
     for k in range(env.steps):
         t = k * env.period
         rgb, depth = sim.render()
+        if bag is not None:
+            bag.camera(t, rgb, depth)
         data["point_cloud"].append(cloud(depth.astype(np.float32) * np.float32(0.001), seed=0).astype(np.float32))
         data["state"].append(env.ee_state(sim.joints()).astype(np.float32))
         data["action"].append(np.concatenate((ref, ROT6D_DOWN, [0.0])).astype(np.float32))
@@ -103,7 +108,13 @@ def expert_episode(env: SimEnv, seed: int, num_points: int, frames: bool = False
         with torch.no_grad():
             q_cmd = tracker.rollout(target, q_cmd)[:, -1]
         sim.follower.set(TimedTrajectory(np.array([t + env.period], np.int64), q_cmd.numpy()), t)
-        sim.advance(t + env.period)
+        if bag is None:
+            sim.advance(t + env.period)
+            continue
+        bag.command(t, t + env.period, q_cmd.numpy()[0])
+        for sub in bag.state_times(t, t + env.period):
+            sim.advance(sub)
+            bag.state(sub)
     ep.success, ep.steps = task.success(sim), len(data["action"])
     return ep, {k: np.stack(v) for k, v in data.items()}
 

@@ -1,0 +1,167 @@
+"""Rosbags of simulator demonstrations → `dpros convert` → training → `dpros replay`, on real rosbag2
+files (MCAP and sqlite3, Jazzy and Humble message definitions) written with `rosbags`."""
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from scipy.spatial import cKDTree
+
+from diffusion_policy_ros.cli import main
+from diffusion_policy_ros.checkpoint import checkpoint_config
+from diffusion_policy_ros.config import load_config, resolve_shipped_checkpoint
+from diffusion_policy_ros.data import ReplayBuffer
+from diffusion_policy_ros.data.convert import bag_episode, convert_bags, observation_runtime
+from diffusion_policy_ros.errors import BagError
+from diffusion_policy_ros.perception.image import prepare_rgb
+from diffusion_policy_ros.policy import Policy
+from diffusion_policy_ros.ros.bags import BagReader
+from diffusion_policy_ros.ros.replay import PREDICTED_TOPIC, replay
+from diffusion_policy_ros.sim.loop import SimEnv, expert_episode, sim_deploy_config
+from diffusion_policy_ros.sim.record import BagOptions, BagRecording, collect_bags
+
+
+def push_config(**train):
+    """The shipped sim checkpoint's own training config."""
+    cfg = checkpoint_config(resolve_shipped_checkpoint("push_dp3"))
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train)) if train else cfg
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bags")
+    summary = collect_bags("push", 5, out, seed=1000, progress=False)
+    assert summary["failed_seeds"] == []
+    return [out / f"episode_{s:06d}" for s in range(1000, 1005)]
+
+
+def test_sim_bag_is_a_complete_rosbag2_with_the_drivers_topics(bags):
+    dep = sim_deploy_config()
+    meta = yaml.safe_load((bags[0] / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["storage_identifier"] == "mcap"
+    with BagReader(bags[0]) as bag:
+        t = bag.topics
+        assert t[dep.topics.depth] == "sensor_msgs/msg/Image" and t[dep.topics.command] == \
+            "trajectory_msgs/msg/JointTrajectory"
+        assert bag.count(dep.topics.joint_states) > 4 * bag.count(dep.topics.depth)  # 50 Hz vs 10 Hz
+    for topic in meta["topics_with_message_count"]:  # QoS and definitions, so `ros2 bag play` accepts it
+        assert topic["topic_metadata"]["offered_qos_profiles"] and topic["topic_metadata"]["type_description_hash"]
+    assert json.loads((bags[0] / "episode.json").read_text())["success"] is True
+
+
+def test_conversion_reproduces_what_the_simulator_itself_records(bags, tmp_path):
+    """Decoding the bag through the live runtime's path gives the expert episode's own observations."""
+    cfg, dep = push_config(), sim_deploy_config()
+    ep = bag_episode(bags[0], observation_runtime(cfg, dep))
+    assert ep.dropped == {"depth": 0, "camera_info": 0, "joint_states": 0} and not ep.truncated
+    env = SimEnv("push", dep)
+    try:
+        _, ref = expert_episode(env, 1000, cfg.policy.observations["point_cloud"].shape[0])
+    finally:
+        env.close()
+    n = ep.steps
+    assert n == len(ref["state"]) - 1  # the last step has no next state to act towards
+    np.testing.assert_allclose(ep.data["state"], ref["state"][:n], atol=1e-6)
+    for k in (0, n // 2, n - 1):  # the same points (farthest-point ties may order them differently)
+        assert cKDTree(ref["point_cloud"][k]).query(ep.data["point_cloud"][k])[0].max() < 1e-5
+    # measured action = next state (position + rotation); the expert's target leads it by < 2 cm
+    np.testing.assert_allclose(ep.data["action"][:, :9], ref["state"][1:n + 1, :9], atol=1e-6)
+    assert np.abs(ep.data["action"][:, :3] - ref["action"][1:n + 1, :3]).max() < 0.02
+
+
+def test_humble_sqlite3_compressed_colour_and_other_topic_names_convert(tmp_path):
+    dep = sim_deploy_config()
+    topics = dataclasses.replace(dep.topics, color="/cam/rgb", depth="/cam/depth", camera_info="/cam/info",
+                                 joint_states="/robot/joints", wrench="/ft/wrench")
+    env = SimEnv("push", dep)
+    frames = []
+    try:
+        rec = BagRecording(tmp_path / "humble", env.sim, topics,
+                           BagOptions(storage="sqlite3", typestore="humble", compressed_color=True))
+        orig = rec.camera
+        rec.camera = lambda t, rgb, depth: (frames.append(rgb), orig(t, rgb, depth))
+        try:
+            expert_episode(env, 1003, 256, bag=rec)
+        finally:
+            rec.close()
+    finally:
+        env.close()
+    meta = yaml.safe_load((tmp_path / "humble" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["storage_identifier"] == "sqlite3"
+    # An image policy (dp_image:small) on the renamed topics, colour from the jpeg stream.
+    cfg = load_config("dp_image", variant="small")
+    dep2 = dataclasses.replace(dep, topics=dataclasses.replace(topics, compressed_color=True))
+    r = convert_bags([tmp_path / "humble"], cfg, dep2, tmp_path / "img.zarr", typestore="humble", progress=False)
+    assert r["episodes"] == 1 and r["skipped"] == [] and sum(r["dropped_messages"].values()) == 0
+    data = ReplayBuffer.open(tmp_path / "img.zarr").load(["img", "state", "action"])
+    assert data["img"].shape[1:] == (96, 96, 3) and data["img"].dtype == np.uint8
+    first = prepare_rgb(frames[0], 96, 96).astype(float)
+    assert np.abs(data["img"][0].astype(float) - first).mean() < 3  # the same frame, through jpeg
+    # The point-cloud policy reads the same bag too.
+    r = convert_bags([tmp_path / "humble"], push_config(), dep2, tmp_path / "pc.zarr", typestore="humble",
+                     progress=False)
+    assert r["episodes"] == 1
+
+
+def test_bad_bags_are_skipped_with_a_reason_and_the_store_stays_valid(bags, tmp_path):
+    cfg, dep = push_config(), sim_deploy_config()
+    out = tmp_path / "d.zarr"
+    assert convert_bags([bags[0]], cfg, dep, out, progress=False)["episodes"] == 1
+    broken = tmp_path / "truncated"
+    shutil.copytree(bags[1], broken)
+    mcap = next(broken.glob("*.mcap"))
+    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 3])  # a killed recorder
+    renamed = dataclasses.replace(dep, topics=dataclasses.replace(dep.topics, depth="/nope/depth"))
+    r = convert_bags([broken, tmp_path / "missing"], cfg, dep, out, progress=False)
+    assert r["episodes"] == 0 and len(r["skipped"]) == 2
+    assert "not found" in r["skipped"][1]["reason"]
+    with pytest.raises(BagError, match="/nope/depth"):
+        bag_episode(bags[2], observation_runtime(cfg, renamed))
+    short = push_config()
+    short = dataclasses.replace(short, policy=dataclasses.replace(short.policy, horizon=400, n_action_steps=8))
+    r = convert_bags([bags[2]], short, dep, out, progress=False)
+    assert r["episodes"] == 0 and "shorter than the policy horizon (400)" in r["skipped"][0]["reason"]
+    buf = ReplayBuffer.open(out)
+    assert buf.n_episodes == 1 and buf.n_steps == len(buf.load(["action"])["action"])
+
+
+def test_round_trip_convert_train_replay_beats_an_untrained_policy(bags, tmp_path):
+    """Bags → dataset → a trained policy whose replayed predictions track a held-out recording better
+    than the same policy before training."""
+    from diffusion_policy_ros.embodiment.arm import arm_from_config
+    from diffusion_policy_ros.train import Trainer
+
+    dep = sim_deploy_config()
+    assert main(["convert", *map(str, bags[:4]), "--config", str(resolve_shipped_checkpoint("push_dp3")),
+                 "--out", str(tmp_path / "d.zarr"),
+                 "--deploy-config", str(_sim_yaml()), "--no-progress", "--json"]) == 0
+    errors = {}
+    for name, steps in (("untrained", 1), ("trained", 400)):
+        cfg = push_config(max_steps=steps, checkpoint_every=steps, val_every=steps, warmup_steps=20)
+        ckpt = Trainer(cfg, tmp_path / "d.zarr", tmp_path / name, progress=False).run()
+        s = replay(bags[4], Policy.from_checkpoint(ckpt), dep, tmp_path / f"replay_{name}",
+                   arm=arm_from_config(dep.embodiment), progress=False)
+        assert s["commands"] > 3 and s["holds"] == 0
+        errors[name] = s["action_rmse"]
+    assert errors["trained"] < 0.5 * errors["untrained"], errors
+    with BagReader(tmp_path / "replay_trained" / "replay") as out:
+        assert out.count(PREDICTED_TOPIC) == s["commands"] and out.count(dep.topics.command) > 40
+    assert (tmp_path / "replay_trained" / "predicted_vs_recorded.png").stat().st_size > 10_000
+
+
+def test_replay_cli_reports_and_refuses_an_existing_output(bags, tmp_path, capsys):
+    args = ["replay", str(bags[4]), "--checkpoint", "push_dp3", "--out", str(tmp_path / "r"),
+            "--deploy-config", str(_sim_yaml()), "--no-progress", "--json"]
+    assert main(args) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["commands"] > 3 and s["action_rmse"] < 0.05 and s["dropped_messages"]["depth"] == 0
+    assert main(args) == 2
+    assert "exists already" in capsys.readouterr().err
+
+
+def _sim_yaml():
+    from diffusion_policy_ros.sim.loop import sim_config_path
+
+    return sim_config_path("arm")
