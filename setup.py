@@ -66,6 +66,9 @@ setup(
             "dpros = diffusion_policy_ros.cli:main",
             "realsense_node = diffusion_policy_ros.ros.realsense_node:main",
             "policy_node = diffusion_policy_ros.ros.policy_node:main",
+            "sim_node = diffusion_policy_ros.ros.sim_node:main",
+            "recorder_node = diffusion_policy_ros.ros.recorder_node:main",
+            "teleop_node = diffusion_policy_ros.ros.teleop_node:main",
         ],
     },
 )

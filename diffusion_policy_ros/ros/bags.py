@@ -128,7 +128,13 @@ class BagWriter:
         conn = self._conns[topic]
         self.write_raw(topic, log_ns, self.store.serialize_cdr(msg, conn.msgtype))
 
+    @property
+    def closed(self) -> bool:
+        return self._writer is None
+
     def write_raw(self, topic: str, log_ns: int, data: bytes | memoryview) -> None:
+        if self._writer is None:
+            raise BagError(f"bag '{self.path}': closed, cannot write {topic}")
         self._writer.write(self._conns[topic], int(log_ns), data)
         self.counts[topic] += 1
 
