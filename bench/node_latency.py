@@ -39,13 +39,15 @@ UR_JOINTS = ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_
              "wrist_3_joint"]
 HOME = [0.0, -1.2, 1.4, -1.77, -1.57, 0.0]
 SETTINGS = {  # name → node parameters
-    "ddpm_100 (baseline)": {"sampling.solver": "ddpm", "sampling.num_inference_steps": 100},
-    "ddim_10 (default)": {},
+    "ddpm_100 (baseline)": {"sampling.solver": "ddpm", "sampling.num_inference_steps": 100,
+                            "sampling.trace": "false"},
+    "ddim_10 (default, traced)": {},
+    "ddim_10 eager": {"sampling.trace": "false"},
     "dpmsolver++_5": {"sampling.solver": "dpmsolver++", "sampling.num_inference_steps": 5},
     "ddim_10 warm start 5": {"sampling.warm_start_index": 5},
-    "ddim_10 traced": {"sampling.trace": "true"},
-    "dpmsolver++_5 traced, 1 thread": {"sampling.solver": "dpmsolver++", "sampling.num_inference_steps": 5,
-                                       "sampling.trace": "true", "torch_threads": 1},
+    "ddim_10 warm start 7": {"sampling.warm_start_index": 7},
+    "dpmsolver++_5, 1 thread": {"sampling.solver": "dpmsolver++", "sampling.num_inference_steps": 5,
+                                "torch_threads": 1},
 }
 
 
@@ -197,7 +199,7 @@ def main(argv=None) -> int:
         executor.shutdown(timeout_sec=5)
         peer.node.destroy_node()
         context.try_shutdown()
-    default = results.get("ddim_10 (default)") or next(iter(results.values()))
+    default = results.get("ddim_10 (default, traced)") or next(iter(results.values()))
     out = {"p50_ms": default["p50_ms"], "p99_ms": default["p99_ms"], "cycles": default["cycles"],
            "lost": default["lost"], "settings": results,
            "machine": machine(device="cpu", config="dp3 (default)", camera="640x480 30 Hz", joint_states_hz=250)}
