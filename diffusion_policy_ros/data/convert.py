@@ -10,6 +10,7 @@ targets, or a JointTrajectory evaluated one period later).
 """
 from __future__ import annotations
 
+import heapq
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,12 @@ from ..runtime.controller import PolicyRuntime
 from .replay_buffer import ReplayBuffer
 
 log = logging.getLogger(__name__)
+REORDER_NS = 1_000_000_000  # how much later a message may arrive than messages stamped after it
+
+
+def _unpack(item):
+    stamp, _, topic, msg = item
+    return stamp, topic, msg
 ACTION_SOURCES = ("measured", "commanded")
 COMMAND_TYPES = ("geometry_msgs/msg/PoseStamped", "trajectory_msgs/msg/JointTrajectory")
 
@@ -106,7 +113,7 @@ def bag_episode(path: str | Path, rt: PolicyRuntime, action: str = "measured", c
                 raise BagError(f"bag '{path}': commanded actions need the command topic {topic!r}; it has "
                                f"{sorted(bag.topics)}")
             command = _Command(rt, bag.topics[topic])
-        t_next, truncated = None, ""
+        t_next, truncated, first = None, "", None
 
         def sample(t: int) -> bool:
             """Take the step at t; False once a gap ends the episode."""
@@ -115,7 +122,7 @@ def bag_episode(path: str | Path, rt: PolicyRuntime, action: str = "measured", c
                 obs, samples, _ = rt.observe(t)
             except ObservationError as e:
                 if steps:
-                    truncated = f"gap at {(t - bag.start_ns) / 1e9:.2f} s: {e}"
+                    truncated = f"gap at {(t - first) / 1e9:.2f} s: {e}"
                     return False
                 return True  # not every stream has started yet
             steps.append({keys[k]: v[-1] for k, v in obs.items()})
@@ -125,30 +132,50 @@ def bag_episode(path: str | Path, rt: PolicyRuntime, action: str = "measured", c
                 commanded.append(command.at(t + period, m))
             return True
 
-        # The clock is the newest header stamp seen (bags recorded on wall or sim time alike); a step is
-        # sampled once a message stamped after it arrives, as a live node would have sampled it.
-        clock = None
+        # Messages are taken in header-stamp order: arrival order across topics is not guaranteed (a
+        # recorder stamps receipt, and DDS delivers each topic on its own), so a reorder buffer holds
+        # each message until stamps REORDER_NS newer have been read. A step is sampled once a message
+        # stamped after it comes: each stream's latest message at or before the step, nothing later.
+        clock, heap, seq = None, [], 0
         topics = list(inputs) + ([command_topic or rt.cfg.topics.command] if command else [])
-        for topic, _, msg in bag.messages(topics):
+
+        def process(stamp: int, topic: str, msg) -> bool:
+            nonlocal t_next, first
             if topic not in inputs:
-                command.msg, command.log_ns = msg, clock or 0
-                continue
+                command.msg, command.log_ns = msg, stamp
+                return True
             inp = inputs[topic]
             try:
-                stamp = M.header_ns(msg)
                 while t_next is not None and stamp > t_next and sample(t_next):
                     t_next += period
                 if truncated:
-                    break
+                    return False
                 inp.feed(rt, msg)
             except (DiffusionPolicyRosError, ValueError, TypeError, AttributeError) as e:
                 dropped[inp.name] += 1
                 if dropped[inp.name] == 1:
                     log.warning("%s: %s: %s; message dropped", path, topic, e)
-                continue
-            clock = stamp if clock is None else max(clock, stamp)
+                return True
             if t_next is None:
-                t_next = stamp
+                t_next = first = stamp
+            return True
+
+        for topic, _, msg in bag.messages(topics):
+            try:
+                stamp = M.header_ns(msg) if topic in inputs else 0
+            except (AttributeError, ValueError, TypeError):
+                stamp = 0
+            stamp = stamp or (clock or 0)  # a JointTrajectory stamped 0 means "now"
+            clock = stamp if clock is None else max(clock, stamp)
+            heapq.heappush(heap, (stamp, seq, topic, msg))
+            seq += 1
+            while heap and heap[0][0] <= clock - REORDER_NS:
+                if not process(*_unpack(heapq.heappop(heap))):
+                    break
+            if truncated:
+                break
+        while heap and not truncated and process(*_unpack(heapq.heappop(heap))):
+            pass
         while t_next is not None and not truncated and t_next <= clock and sample(t_next):
             t_next += period
     # Action at step k: the state (or command) one period later; the last step has none.
