@@ -102,7 +102,9 @@ def test_episodes_record_every_message_and_discard_leaves_nothing(ros_context, t
         peer.wait_subscribed()
         assert peer.call("start").success
         peer.publish(2.0)
-        time.sleep(0.5)  # in flight on loopback
+        end = time.monotonic() + 60  # stop once the recorder has taken every message (a loaded machine lags)
+        while any(rec.received[t] < n for t, n in peer.sent.items()) and time.monotonic() < end:
+            time.sleep(0.05)
         r = peer.call("stop", data=True)
         assert r.success, r.message
         ep = tmp_path / "episode_0000"

@@ -186,8 +186,8 @@ def record_through_the_recorder(bags, out, monkeypatch):
                 sent = {t: b.count(t) for t in topics}
                 t0, w0 = None, time.monotonic()
                 for topic, log_ns, msg in b.messages(list(topics)):
-                    t0 = t0 or log_ns  # 4x real time: cross-topic delivery order on DDS is not guaranteed,
-                    time.sleep(max(0.0, w0 + (log_ns - t0) / 4e9 - time.monotonic()))  # so not flat out
+                    t0 = t0 or log_ns  # real time: cross-topic delivery order on DDS is not guaranteed,
+                    time.sleep(max(0.0, w0 + (log_ns - t0) / 1e9 - time.monotonic()))  # so not flat out
                     pubs[topic].publish(encode[topics[topic]](T, msg))
             end = time.monotonic() + 60
             while any(rec.received[t] < base[t] + n for t, n in sent.items()) and time.monotonic() < end:
