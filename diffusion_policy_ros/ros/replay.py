@@ -1,7 +1,7 @@
 """Offline evaluation: a recorded bag's observations through the live node's runtime (``dpros replay``).
 
 Messages are fed in log-time order through the node's own input table (``ros/inputs.py``) into a
-``PolicyRuntime``; its clock is the newest header stamp, so bags recorded on wall or sim time replay
+``PolicyRuntime``; cycles follow header stamps, so bags recorded on wall or sim time replay
 alike. A control cycle runs every observation period of bag time. As fast as possible (default) the
 policy takes no bag time, as in lockstep simulation; with ``rate`` the bag plays at that multiple of
 real time and inference takes real time too: messages that arrive meanwhile queue, overrun cycles are
@@ -93,7 +93,7 @@ def replay(bag_path: str | Path, policy, deploy: DeployConfig, out: str | Path, 
         extra = [t for t in {deploy.topics.joint_states, deploy.topics.ee_pose} if t and t in bag.topics]
         topics = list(inputs) + [t for t in extra if t not in inputs] + ([command_topic] if copy_command else [])
         total = sum(bag.count(t) for t in topics)
-        clock = t_next = None
+        t_next = None
         wall0 = bag0 = None
 
         def cycle(t: int) -> None:
@@ -143,7 +143,6 @@ def replay(bag_path: str | Path, policy, deploy: DeployConfig, out: str | Path, 
                     dropped[name] += 1
                 log.warning("%s: %s; message dropped", topic, e)
                 continue
-            clock = stamp if clock is None else max(clock, stamp)
             if t_next is None:
                 t_next = stamp
         bar.close()
