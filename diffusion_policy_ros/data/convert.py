@@ -29,7 +29,7 @@ from ..runtime.controller import PolicyRuntime
 from .replay_buffer import ReplayBuffer
 
 log = logging.getLogger(__name__)
-REORDER_NS = 1_000_000_000  # how much later a message may arrive than messages stamped after it
+MAX_HOLD_NS = 5_000_000_000  # a topic silent for longer no longer holds the others back
 
 
 def _unpack(item):
@@ -132,12 +132,24 @@ def bag_episode(path: str | Path, rt: PolicyRuntime, action: str = "measured", c
                 commanded.append(command.at(t + period, m))
             return True
 
-        # Messages are taken in header-stamp order: arrival order across topics is not guaranteed (a
-        # recorder stamps receipt, and DDS delivers each topic on its own), so a reorder buffer holds
-        # each message until stamps REORDER_NS newer have been read. A step is sampled once a message
-        # stamped after it comes: each stream's latest message at or before the step, nothing later.
+        # Messages are taken in header-stamp order. Arrival order across topics is not guaranteed (a
+        # recorder stamps receipt, DDS delivers each topic on its own, and a loaded recorder serves
+        # topics seconds apart), but each topic arrives in order. So this is a merge of per-topic
+        # streams: a message is released once every topic with messages still to come has shown one
+        # stamped at or after it (or has been silent for MAX_HOLD_NS of stamps). A step is sampled
+        # once a message stamped after it comes: each stream's latest message at or before the step.
         clock, heap, seq = None, [], 0
         topics = list(inputs) + ([command_topic or rt.cfg.topics.command] if command else [])
+        left = {t: bag.count(t) for t in topics}
+        newest: dict[str, int] = {}
+
+        def settled() -> int:
+            """Stamps up to this one can no longer be preceded by a message still to be read."""
+            waiting = [newest.get(t) for t, n in left.items() if n > 0]
+            bound = clock - MAX_HOLD_NS
+            if all(w is not None for w in waiting):
+                bound = max(bound, min(waiting, default=clock))
+            return bound
 
         def process(stamp: int, topic: str, msg) -> bool:
             nonlocal t_next, first
@@ -161,15 +173,21 @@ def bag_episode(path: str | Path, rt: PolicyRuntime, action: str = "measured", c
             return True
 
         for topic, _, msg in bag.messages(topics):
-            try:
-                stamp = M.header_ns(msg) if topic in inputs else 0
-            except (AttributeError, ValueError, TypeError):
-                stamp = 0
-            stamp = stamp or (clock or 0)  # a JointTrajectory stamped 0 means "now"
+            stamp = None
+            if topic in inputs:
+                try:
+                    stamp = M.header_ns(msg)
+                except (AttributeError, ValueError, TypeError):
+                    pass  # fed as read; the decoder names what is wrong
+            if stamp is None or (topic not in inputs and stamp == 0):  # a command stamped 0 means "now"
+                stamp = clock or 0
             clock = stamp if clock is None else max(clock, stamp)
+            newest[topic] = max(newest.get(topic, stamp), stamp)
+            left[topic] -= 1
             heapq.heappush(heap, (stamp, seq, topic, msg))
             seq += 1
-            while heap and heap[0][0] <= clock - REORDER_NS:
+            bound = settled()
+            while heap and heap[0][0] <= bound:
                 if not process(*_unpack(heapq.heappop(heap))):
                     break
             if truncated:
