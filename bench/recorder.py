@@ -6,10 +6,13 @@ A publisher (this process) sends, over Fast DDS on loopback with reliable QoS, 6
 process (as ``ros2 run`` starts it) and records one episode. Counted: messages published, messages in
 the bag (dropped = the difference), MB/s written. Modes: *serialized* (the default: callbacks take
 the serialised bytes, a writer thread writes them) and *typed* (baseline: each message decoded on the
-callback thread and encoded again, as a recorder written against typed callbacks does).
+callback thread and encoded again, as a recorder written against typed callbacks does). ``~/stop`` is
+called right after the last publish: the recorder itself takes what DDS already received (stop
+drain). ``seq_gaps`` is the recorder's own count of messages it never received (publication
+sequence gaps, in ``episode.json``), which should agree with ``dropped``.
 
     python bench/recorder.py                  # 20 s per mode
-    python bench/recorder.py --seconds 600    # the 10-minute figure
+    python bench/recorder.py --seconds 600 --modes serialized   # the 10-minute figure (~27 GB of bag)
     python bench/recorder.py --json           # {"published", "recorded", "dropped", "mb_per_s", "modes": ...}
 """
 from __future__ import annotations
@@ -33,7 +36,7 @@ TOPICS = {"color": "/camera/camera/color/image_raw", "depth": "/camera/camera/al
           "info": "/camera/camera/aligned_depth_to_color/camera_info", "wrench": "/force_torque_sensor_broadcaster/wrench"}
 
 
-def run_mode(serialized: bool, seconds: float, out: Path, drain_s: float = 1.0, depth: int = 100) -> dict:
+def run_mode(serialized: bool, seconds: float, out: Path, drain_s: float = 0.0, depth: int = 100) -> dict:
     import rclpy
     from geometry_msgs.msg import WrenchStamped
     from rclpy.node import Node
@@ -85,7 +88,7 @@ def run_mode(serialized: bool, seconds: float, out: Path, drain_s: float = 1.0, 
             k += 1
             time.sleep(max(0.0, t0 + k / 500 - time.monotonic()))
         elapsed = time.monotonic() - t0
-        time.sleep(drain_s)  # messages still in flight or queued in the recorder's executor
+        time.sleep(drain_s)
         _call(ctx, node, stop, stop.srv_type.Request(data=True))
     finally:
         node.destroy_node()
@@ -96,8 +99,11 @@ def run_mode(serialized: bool, seconds: float, out: Path, drain_s: float = 1.0, 
     with BagReader(ep) as bag:
         recorded = {k: bag.count(t) for k, t in TOPICS.items()}
     size = sum(f.stat().st_size for f in ep.iterdir())
+    gaps = json.loads((ep / "episode.json").read_text())["lost"]
+    shutil.rmtree(out, ignore_errors=True)
     published, got = sum(sent.values()), sum(recorded.values())
     return {"seconds": round(elapsed, 2), "published": published, "recorded": got, "dropped": published - got,
+            "seq_gaps": sum(gaps.values()),
             "per_topic": {k: {"published": sent[k], "recorded": recorded[k]} for k in sent},
             "messages_per_s": round(got / elapsed, 1), "mb_per_s": round(size / elapsed / 1e6, 2)}
 
@@ -120,28 +126,32 @@ def main(argv=None) -> int:
     ap.add_argument("--publisher-depth", type=int, default=100,
                     help="publishers' KEEP_LAST history: a reliable publisher overwrites samples a subscriber "
                          "has not acknowledged once it is this many behind")
-    ap.add_argument("--drain", type=float, default=1.0, help="seconds between the last publish and ~/stop")
+    ap.add_argument("--drain", type=float, default=0.0, help="seconds between the last publish and ~/stop")
+    ap.add_argument("--modes", choices=("both", "serialized", "typed"), default="both")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 60))
     root = Path(tempfile.mkdtemp(prefix="dpros_bench_recorder_"))
     try:
-        modes = {"serialized (default)": run_mode(True, args.seconds, root / "serialized", args.drain, args.publisher_depth),
-                 "typed (baseline)": run_mode(False, args.seconds, root / "typed", args.drain, args.publisher_depth)}
+        modes = {}
+        for name, serialized in (("serialized (default)", True), ("typed (baseline)", False)):
+            if args.modes in ("both", name.split()[0]):
+                modes[name] = run_mode(serialized, args.seconds, root / name.split()[0], args.drain,
+                                       args.publisher_depth)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    d = modes["serialized (default)"]
+    d = next(iter(modes.values()))
     if args.json:
         print(json.dumps({"published": d["published"], "recorded": d["recorded"], "dropped": d["dropped"],
                           "mb_per_s": d["mb_per_s"], "publisher_depth": args.publisher_depth, "modes": modes, "machine": machine()}, indent=2))
         return 0
     print(f"recorder, {args.seconds:g} s: 640x480 rgb8 + 16UC1 + camera_info at ~30 Hz, wrench at 500 Hz, reliable, "
           f"publisher depth {args.publisher_depth}")
-    print(f"  {'mode':<22}{'published':>10}{'recorded':>10}{'dropped':>9}{'msg/s':>9}{'MB/s':>8}")
+    print(f"  {'mode':<22}{'published':>10}{'recorded':>10}{'dropped':>9}{'seq gaps':>9}{'msg/s':>9}{'MB/s':>8}")
     for name, r in modes.items():
-        print(f"  {name:<22}{r['published']:>10}{r['recorded']:>10}{r['dropped']:>9}{r['messages_per_s']:>9.1f}"
-              f"{r['mb_per_s']:>8.2f}")
+        print(f"  {name:<22}{r['published']:>10}{r['recorded']:>10}{r['dropped']:>9}{r['seq_gaps']:>9}"
+              f"{r['messages_per_s']:>9.1f}{r['mb_per_s']:>8.2f}")
     print(f"machine: {machine()}")
     return 0
 

@@ -36,6 +36,7 @@ class Peer:
                         "stop": node.create_client(SetBool, recorder + "/stop"),
                         "discard": node.create_client(Trigger, recorder + "/discard")}
         self.sent = {t: 0 for t in self.pubs}
+        self.stamps = {t: [] for t in self.pubs}
         self.rgb = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
 
     def wait_subscribed(self, timeout=20.0):
@@ -46,23 +47,32 @@ class Peer:
             time.sleep(0.05)
         raise AssertionError("the recorder did not subscribe to every topic")
 
-    def publish(self, seconds: float, camera_hz=30, wrench_hz=500):
-        """Wrench at wrench_hz, colour every wrench_hz/camera_hz, joints every other wrench message."""
+    def publish(self, seconds: float, camera_hz=30, wrench_hz=500, until: threading.Event | None = None):
+        """Wrench at wrench_hz, colour every wrench_hz/camera_hz, joints every other wrench message, for
+        `seconds` or until `until` is set. Each message's header stamp (wall ns) is kept in self.stamps."""
         T, M = self.types, self.M
         every = wrench_hz // camera_hz
         t0, k = time.monotonic(), 0
-        while time.monotonic() - t0 < seconds:
+        while (until.is_set() is False) if until is not None else (time.monotonic() - t0 < seconds):
             now = self.node.get_clock().now().nanoseconds
-            self.pubs[WRENCH].publish(M.encode_wrench(T, np.full(6, k * 0.001), now))
-            self.sent[WRENCH] += 1
+            sent = [(WRENCH, M.encode_wrench(T, np.full(6, k * 0.001), now))]
             if k % 2 == 0:
-                self.pubs[JOINTS].publish(M.encode_joint_state(T, ["a", "b"], [k * 0.01, 0.0], now))
-                self.sent[JOINTS] += 1
+                sent.append((JOINTS, M.encode_joint_state(T, ["a", "b"], [k * 0.01, 0.0], now)))
             if k % every == 0:
-                self.pubs[COLOR].publish(M.numpy_to_image(T, self.rgb, "rgb8", now))
-                self.sent[COLOR] += 1
+                sent.append((COLOR, M.numpy_to_image(T, self.rgb, "rgb8", now)))
+            for topic, msg in sent:
+                self.pubs[topic].publish(msg)
+                self.sent[topic] += 1
+                self.stamps[topic].append(now)
             k += 1
             time.sleep(max(0.0, t0 + k / wrench_hz - time.monotonic()))
+
+    def publishing(self):
+        """Publish in a thread until the returned event is set; → (event, thread)."""
+        done = threading.Event()
+        t = threading.Thread(target=self.publish, args=(0.0,), kwargs={"until": done}, daemon=True)
+        t.start()
+        return done, t
 
     def call(self, name, **fields):
         client = self.clients[name]
@@ -90,6 +100,7 @@ def spin(context, *nodes):
 def test_episodes_record_every_message_and_discard_leaves_nothing(ros_context, tmp_path):
     from rclpy.parameter import Parameter
 
+    from diffusion_policy_ros.ros import msgs as M
     from diffusion_policy_ros.ros.bags import BagReader
     from diffusion_policy_ros.ros.recorder_node import RecorderNode
 
@@ -101,20 +112,24 @@ def test_episodes_record_every_message_and_discard_leaves_nothing(ros_context, t
     try:
         peer.wait_subscribed()
         assert peer.call("start").success
-        peer.publish(2.0)
-        end = time.monotonic() + 60  # stop once the recorder has taken every message (a loaded machine lags)
-        while any(rec.received[t] < n for t, n in peer.sent.items()) and time.monotonic() < end:
-            time.sleep(0.05)
+        done, thread = peer.publishing()  # the sensors keep streaming through the stop, as on a robot
+        time.sleep(2.0)
+        before_stop = time.time_ns()
         r = peer.call("stop", data=True)
+        done.set()
+        thread.join()
         assert r.success, r.message
         ep = tmp_path / "episode_0000"
         meta = json.loads((ep / "episode.json").read_text())
-        assert meta["task"] == "wipe" and meta["success"] is True
+        assert meta["task"] == "wipe" and meta["success"] is True and meta["lost"] == {}
         with BagReader(ep) as bag:
             counts = {t: bag.count(t) for t in (COLOR, WRENCH, JOINTS)}
+            stamps = {t: [M.header_ns(m) for _, _, m in bag.messages([t])] for t in counts}
             colour = next(m for _, _, m in bag.messages([COLOR]))
-        assert counts == peer.sent, (counts, peer.sent)  # reliable publishers: nothing lost
-        np.testing.assert_array_equal(peer.M.decode_rgb(colour), peer.rgb)
+        for t, got in stamps.items():  # reliable publishers: nothing lost, nothing sent before the stop missing
+            assert got == peer.stamps[t][:len(got)], f"{t}: not the published sequence"
+            assert got[-1] >= max(s for s in peer.stamps[t] if s < before_stop), f"{t}: cut before the stop"
+        np.testing.assert_array_equal(M.decode_rgb(colour), peer.rgb)
         assert meta["messages"] == counts
         # An episode started and discarded leaves no trace; stop without recording is refused.
         assert peer.call("start").success
@@ -172,3 +187,5 @@ def test_recorder_bench_json_has_the_promised_fields(ros_context):
     r = json.loads(proc.stdout)
     assert r["published"] > 500 and r["recorded"] + r["dropped"] == r["published"] and r["mb_per_s"] > 1
     assert set(r["modes"]) == {"serialized (default)", "typed (baseline)"}
+    for m in r["modes"].values():  # what the recorder saw missing can only be what the bag lacks
+        assert 0 <= m["seq_gaps"] <= m["dropped"]

@@ -78,3 +78,65 @@ def test_node_turns_joy_into_twist_and_stops_when_the_joystick_goes_silent(ros_c
         ex.shutdown()
         teleop.destroy_node()
         peer.destroy_node()
+
+
+def test_gamepad_buttons_start_and_stop_episodes_on_the_real_recorder(ros_context, tmp_path):
+    import json
+
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Joy
+
+    from diffusion_policy_ros.ros import msgs as M
+    from diffusion_policy_ros.ros.bags import BagReader
+    from diffusion_policy_ros.ros.recorder_node import RecorderNode
+    from diffusion_policy_ros.ros.teleop_node import TeleopNode
+
+    with pytest.raises(ConfigError, match="deadman_button: button 1 is also start_button"):
+        TeleopNode(context=ros_context, parameter_overrides=[Parameter("deadman_button", value=1),
+                                                             Parameter("start_button", value=1)])
+    teleop = TeleopNode(context=ros_context, parameter_overrides=[
+        Parameter("deadman_button", value=1), Parameter("gripper_button", value=-1),
+        Parameter("start_button", value=2), Parameter("success_button", value=3),
+        Parameter("twist_topic", value="/arm/twist")])
+    rec = RecorderNode(context=ros_context, parameter_overrides=[
+        Parameter("output_dir", value=str(tmp_path)), Parameter("topics", value=["/arm/twist"]),
+        Parameter("keys", value=False), Parameter("stop_drain_s", value=0.5)])
+    peer = Node("joy_peer", context=ros_context)
+    joy = peer.create_publisher(Joy, "/joy", 10)
+    ex = MultiThreadedExecutor(num_threads=4, context=ros_context)
+    for n in (teleop, rec, peer):
+        ex.add_node(n)
+    spinner = threading.Thread(target=ex.spin, daemon=True)
+    spinner.start()
+    T = M.RosTypes()
+
+    def until(cond, timeout=20.0):
+        end = time.monotonic() + timeout
+        while not cond() and time.monotonic() < end:
+            time.sleep(0.05)
+        return cond()
+
+    def press(buttons, n=3):
+        for _ in range(n):
+            joy.publish(M.encode_joy(T, [0.5, 0, 0, 0, 0, 0], buttons, 0))
+            time.sleep(0.05)
+
+    try:
+        assert until(lambda: joy.get_subscription_count() > 0 and rec.types.get("/arm/twist") is not None
+                     and all(c.service_is_ready() for c, _, _ in teleop.record_actions.values()))
+        press([0, 0, 1, 0])  # start
+        assert until(lambda: rec.current is not None)
+        press([0, 1, 0, 0], n=20)  # deadman held: twists flow and are recorded
+        press([0, 1, 0, 1])  # success
+        assert until(lambda: (tmp_path / "episode_0000" / "episode.json").exists())
+        assert rec.current is None
+        assert json.loads((tmp_path / "episode_0000" / "episode.json").read_text())["success"] is True
+        with BagReader(tmp_path / "episode_0000") as bag:
+            assert bag.count("/arm/twist") >= 10
+    finally:
+        ex.shutdown()
+        spinner.join(timeout=10)
+        for n in (teleop, rec, peer):
+            n.destroy_node()

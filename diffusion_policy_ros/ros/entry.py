@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 from ..errors import DiffusionPolicyRosError
 
 
-def run_node(make_node: Callable[[], Node], name: str, args=None) -> None:
+def run_node(make_node: Callable[[], Node], name: str, args=None, threads: int = 1) -> None:
+    """threads > 1: a MultiThreadedExecutor, for nodes whose callback groups may run side by side."""
     rclpy.init(args=args)
     try:
         try:
@@ -20,7 +21,7 @@ def run_node(make_node: Callable[[], Node], name: str, args=None) -> None:
             rclpy.logging.get_logger(name).fatal(str(e))
             raise SystemExit(2) from None
         try:
-            rclpy.spin(node)
+            rclpy.spin(node, executor=MultiThreadedExecutor(num_threads=threads) if threads > 1 else None)
         finally:
             node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -4,9 +4,16 @@
         -p "topics:=[/camera/camera/color/image_raw, /joint_states, ...]"
 
 Messages are taken serialised (no decoding on the callback thread) and written by a writer thread
-in arrival order, stamped with the node clock (``use_sim_time`` honoured), so the recorder keeps up
-with 30 Hz RGB-D and 500 Hz wrench. Each subscription copies the reliability and durability its
-publishers offer, as ``ros2 bag record`` does: a reliable publisher is recorded without loss.
+in arrival order, stamped with the time DDS received them (the node clock under ``use_sim_time``),
+so the recorder keeps up with 30 Hz RGB-D and 500 Hz wrench. Each subscription copies the
+reliability and durability its publishers offer, as ``ros2 bag record`` does: a reliable publisher is
+recorded without loss. Where a topic has one publisher, gaps in its publication sequence numbers are
+counted per episode (``lost`` in ``episode.json``, and a warning).
+
+Stopping drains: every message DDS had received when the stop was handled goes into the episode, even
+if the subscriptions' executor lags behind; the episode closes once each recorded topic has delivered
+a message received after the stop (or after ``stop_drain_s``). Subscriptions run in their own
+callback group, beside the services, on a two-thread executor.
 
 An episode is written to ``<output_dir>/episode_<n>.partial`` and renamed to ``episode_<n>`` when it
 is closed, with ``episode.json`` (task, note, success, message counts) beside ``metadata.yaml``; a
@@ -27,9 +34,11 @@ import shutil
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.serialization import serialize_message
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -52,6 +61,29 @@ def default_topics() -> list[str]:
     return [t.color, t.depth, info, t.color.rsplit("/", 1)[0] + "/camera_info", t.wrench, t.joint_states, t.command]
 
 
+@dataclass(eq=False)
+class _Episode:
+    writer: BagWriter
+    path: Path
+    started_ns: int
+    stop_rx_ns: int = 0  # wall time the stop was handled; messages DDS received until then belong here
+    active: set = field(default_factory=set)  # topics with messages in this episode
+    passed: set = field(default_factory=set)  # topics that delivered a message received after the stop
+    lost: dict = field(default_factory=dict)  # topic → publication sequence numbers never received
+    drained: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    success: bool | None = None
+    discard: bool = False
+    result: str = ""
+
+
+def declared_parameters() -> dict[str, object]:
+    """Every parameter the node declares, with its default (launch files and tests check against this)."""
+    return {"output_dir": "recordings", "topics": default_topics(), "storage": "mcap", "typestore": "jazzy",
+            "task": "", "note": "", "max_episode_s": 0.0, "start_recording": False, "keys": True,
+            "serialized": True, "stop_drain_s": 2.0}
+
+
 def message_class(type_name: str):
     pkg, kind, name = type_name.split("/")
     return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
@@ -60,10 +92,7 @@ def message_class(type_name: str):
 class RecorderNode(Node):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        p = {name: self.declare_parameter(name, default).value for name, default in (
-            ("output_dir", "recordings"), ("topics", default_topics()), ("storage", "mcap"),
-            ("typestore", "jazzy"), ("task", ""), ("note", ""), ("max_episode_s", 0.0),
-            ("start_recording", False), ("keys", True), ("serialized", True))}
+        p = {name: self.declare_parameter(name, default).value for name, default in declared_parameters().items()}
         if p["storage"] not in ("mcap", "sqlite3"):
             raise ConfigError(f"storage: expected mcap or sqlite3, got {p['storage']!r}")
         self.p = p
@@ -78,10 +107,14 @@ class RecorderNode(Node):
         self.received = {t: 0 for t in self.wanted}
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
-        self.writer: BagWriter | None = None
-        self.episode: Path | None = None
-        self.episode_counts: dict[str, int] = {}
-        self.started_ns = 0
+        self.current: _Episode | None = None
+        self._closing: list[_Episode] = []  # stopped, still taking messages received before their stop
+        self._closed_until = 0  # messages received before this (wall ns) belong to closed episodes
+        self.late = 0  # such messages taken after their episode closed (executor lag > stop_drain_s)
+        self._last_seq: dict[str, int] = {}
+        self._single_publisher: dict[str, bool] = {}
+        self._sim_time = self.get_parameter("use_sim_time").value
+        self._subs = MutuallyExclusiveCallbackGroup()  # services and timers stay in the default group
         self.episodes_written = 0
         self._writer_thread = threading.Thread(target=self._write_loop, name="recorder_writer", daemon=True)
         self._writer_thread.start()
@@ -113,6 +146,7 @@ class RecorderNode(Node):
                 self.types[topic] = ""
                 continue
             pubs = self.get_publishers_info_by_topic(topic)
+            self._single_publisher[topic] = len(pubs) == 1
             reliable = bool(pubs) and all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in pubs)
             latched = bool(pubs) and all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in pubs)
             # Reliable: keep every sample until it is taken (KEEP_LAST would overwrite unread ones
@@ -122,21 +156,50 @@ class RecorderNode(Node):
                              durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
             self.types[topic], self.qos[topic] = type_name, qos
             self.create_subscription(message_class(type_name), topic, self._callback(topic), qos,
-                                     raw=self.p["serialized"])
+                                     raw=self.p["serialized"], callback_group=self._subs)
             self.get_logger().info(f"recording {topic} ({type_name}, {'reliable' if reliable else 'best effort'})")
             with self._lock:
-                if self.writer is not None:
-                    self._queue.put(("topic", self.writer, topic, None))
+                if self.current is not None:
+                    self._queue.put(("topic", self.current.writer, topic, None))
+        for topic in self.types:  # sequence gaps mean something only with one publisher
+            self._single_publisher[topic] = self.count_publishers(topic) == 1
 
     def _callback(self, topic: str):
-        def callback(data) -> None:
+        def callback(data, info) -> None:
             self.received[topic] += 1
+            rx = info.get("received_timestamp") or time.time_ns()
+            seq, last = info.get("publication_sequence_number"), self._last_seq.get(topic)
+            if seq:
+                self._last_seq[topic] = seq
             if not self.p["serialized"]:  # the naive way, for bench/recorder.py: decode, then encode again
                 data = serialize_message(data)
-            writer = self.writer
-            if writer is not None:
-                self._queue.put(("msg", writer, topic, (self.get_clock().now().nanoseconds, data)))
+            with self._lock:
+                ep = self._episode_of(topic, rx)
+                if ep is None:
+                    return
+                ep.active.add(topic)
+                if seq and last and seq > last + 1 and self._single_publisher.get(topic):
+                    ep.lost[topic] = ep.lost.get(topic, 0) + seq - last - 1
+            log_ns = self.get_clock().now().nanoseconds if self._sim_time else rx
+            self._queue.put(("msg", ep.writer, topic, (log_ns, data)))
         return callback
+
+    def _episode_of(self, topic: str, rx: int) -> _Episode | None:
+        """The episode a message received (by DDS) at rx belongs to; call with the lock held."""
+        for ep in self._closing:  # oldest stop first
+            if rx <= ep.stop_rx_ns:
+                return ep
+            if topic not in ep.passed:
+                ep.passed.add(topic)
+                if ep.active <= ep.passed:
+                    ep.drained.set()
+        if rx <= self._closed_until:
+            self.late += 1
+            if self.late == 1 or self.late % 1000 == 0:
+                self.get_logger().warning(f"{self.late} message(s) received before a stop were taken after "
+                                          f"their episode closed (executor lag > stop_drain_s); not recorded")
+            return None
+        return self.current
 
     # --- writing (one thread, arrival order) --------------------------------------------------------------
     def _write_loop(self) -> None:
@@ -149,6 +212,7 @@ class RecorderNode(Node):
                     continue  # arrived after the episode was closed
                 if kind == "close":
                     writer.close()
+                    self._finalise(item)
                     continue
                 if topic not in writer.counts:
                     qos = self.qos[topic]
@@ -156,52 +220,78 @@ class RecorderNode(Node):
                 if kind == "msg":
                     writer.write_raw(topic, *item)
             except Exception as e:  # noqa: BLE001 - a bad write is logged, the recorder keeps going
-                self.get_logger().error(f"{topic}: write failed: {e!r}")
+                self.get_logger().error(f"{topic or kind}: write failed: {e!r}")
+                if kind == "close":
+                    item.result = f"failed to close {item.path.name}: {e!r}"
+                    item.done.set()
             finally:
                 self._queue.task_done()
 
     # --- episodes -----------------------------------------------------------------------------------------
     def start(self) -> str:
         with self._lock:
-            if self.writer is not None:
-                return f"already recording {self.episode.name}"
-            n = 1 + max([int(p.name.split("_")[1].split(".")[0]) for p in self.out.glob("episode_*")
-                         if p.name.split("_")[1].split(".")[0].isdigit()], default=-1)
-            self.episode = self.out / f"episode_{n:04d}.partial"
+            if self.current is not None:
+                return f"already recording {self.current.path.name}"
+            names = [p.name.split("_")[1].split(".")[0] for p in self.out.glob("episode_*")]
+            names += [ep.path.name.split("_")[1].split(".")[0] for ep in self._closing]
+            n = 1 + max([int(x) for x in names if x.isdigit()], default=-1)
+            path = self.out / f"episode_{n:04d}.partial"
             try:
-                self.writer = BagWriter(self.episode, storage=self.p["storage"], store=self.p["typestore"])
+                writer = BagWriter(path, storage=self.p["storage"], store=self.p["typestore"])
             except BagError as e:
-                self.writer = None
                 return str(e)
-            self.started_ns = self.get_clock().now().nanoseconds
+            self.current = _Episode(writer, path, self.get_clock().now().nanoseconds)
             for topic, t in self.types.items():
                 if t:
-                    self._queue.put(("topic", self.writer, topic, None))
-        self.get_logger().info(f"recording {self.episode.name}")
-        return f"recording {self.episode.name}"
+                    self._queue.put(("topic", writer, topic, None))
+        self.get_logger().info(f"recording {path.name}")
+        return f"recording {path.name}"
 
-    def stop(self, success: bool | None, discard: bool = False) -> str:
+    def stop(self, success: bool | None, discard: bool = False, drain_s: float | None = None) -> str:
+        """Close the running episode once the messages DDS received before now are in it. Blocks for
+        up to ``stop_drain_s`` (``drain_s``) while the subscriptions catch up."""
+        drain = self.p["stop_drain_s"] if drain_s is None else drain_s
         with self._lock:
-            if self.writer is None:
+            ep = self.current
+            if ep is None:
                 return "not recording"
-            writer, episode, started = self.writer, self.episode, self.started_ns
-            self.writer = None
-        self._queue.put(("close", writer, "", None))
-        self._queue.join()  # every message queued before stop is in the bag, and the bag is closed
-        counts = dict(writer.counts)
-        if discard:
-            shutil.rmtree(episode, ignore_errors=True)
-            self.get_logger().info(f"discarded {episode.name}")
-            return f"discarded {episode.name}"
-        final = episode.with_suffix("")
-        meta = {"task": self.p["task"], "note": self.p["note"], "success": success,
-                "duration_s": (self.get_clock().now().nanoseconds - started) / 1e9, "messages": counts,
-                "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        (episode / EPISODE_META).write_text(json.dumps(meta, indent=2))
-        episode.rename(final)
-        self.episodes_written += 1
-        self.get_logger().info(f"saved {final.name}: {sum(counts.values())} messages, success={success}")
-        return f"saved {final}"
+            self.current = None
+            ep.success, ep.discard, ep.stop_rx_ns = success, discard, time.time_ns()
+            self._closing.append(ep)
+        if not ep.active or not ep.drained.wait(max(0.0, drain)):
+            if ep.active and drain > 0:
+                quiet = sorted(ep.active - ep.passed)
+                self.get_logger().info(f"{ep.path.name}: closed after stop_drain_s = {drain} s without a newer "
+                                       f"message on {quiet}")
+        with self._lock:
+            self._closing.remove(ep)
+            self._closed_until = max(self._closed_until, ep.stop_rx_ns)
+            self._queue.put(("close", ep.writer, "", ep))
+        if not ep.done.wait(60.0):
+            return f"{ep.path.name}: the writer did not close the bag within 60 s"
+        return ep.result
+
+    def _finalise(self, ep: _Episode) -> None:
+        """On the writer thread, after the bag is closed: metadata and the final name, or nothing."""
+        counts = dict(ep.writer.counts)
+        if ep.discard:
+            shutil.rmtree(ep.path, ignore_errors=True)
+            ep.result = f"discarded {ep.path.name}"
+        else:
+            final = ep.path.with_suffix("")
+            meta = {"task": self.p["task"], "note": self.p["note"], "success": ep.success,
+                    "duration_s": (self.get_clock().now().nanoseconds - ep.started_ns) / 1e9, "messages": counts,
+                    "lost": ep.lost, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            (ep.path / EPISODE_META).write_text(json.dumps(meta, indent=2))
+            ep.path.rename(final)
+            self.episodes_written += 1
+            ep.result = f"saved {final}"
+            if ep.lost:
+                self.get_logger().warning(f"{final.name}: publication sequence gaps (messages never received): "
+                                          f"{ep.lost}")
+        self.get_logger().info(f"{ep.result.split(' ')[0]} {ep.path.with_suffix('').name}: "
+                               f"{sum(counts.values())} messages, success={ep.success}")
+        ep.done.set()
 
     def _on_start(self, request, response):
         response.message = self.start()
@@ -219,10 +309,10 @@ class RecorderNode(Node):
         return response
 
     def _tick(self) -> None:
-        recording = self.writer is not None
-        self.status_pub.publish(Bool(data=recording))
+        ep = self.current
+        self.status_pub.publish(Bool(data=ep is not None))
         limit = self.p["max_episode_s"]
-        if recording and limit > 0 and (self.get_clock().now().nanoseconds - self.started_ns) / 1e9 > limit:
+        if ep is not None and limit > 0 and (self.get_clock().now().nanoseconds - ep.started_ns) / 1e9 > limit:
             self.get_logger().warning(f"episode longer than max_episode_s = {limit}: stopped (success unknown)")
             self.stop(None)
 
@@ -242,15 +332,16 @@ class RecorderNode(Node):
                 return
 
     def destroy_node(self):
-        """Ctrl-C or shutdown: the running episode is closed and kept, success unknown."""
-        self.stop(None)
+        """Ctrl-C or shutdown: the running episode is closed and kept, success unknown (nothing spins
+        the subscriptions any more, so no drain)."""
+        self.stop(None, drain_s=0.0)
         self._queue.put(("quit", None, "", None))
         self._writer_thread.join(timeout=10)
         return super().destroy_node()
 
 
 def main(args=None) -> None:
-    run_node(RecorderNode, NODE_NAME, args)
+    run_node(RecorderNode, NODE_NAME, args, threads=2)
 
 
 if __name__ == "__main__":

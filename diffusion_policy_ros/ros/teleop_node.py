@@ -7,6 +7,11 @@ gripper command (0 open, 1 closed) when the gripper button toggles.
 
 Mapping, deadman, speed scaling: ``runtime/teleop.py``. No Joy message for ``timeout_s`` while moving
 (the device unplugged, the joy driver died) → one zero twist, as on deadman release.
+
+Recording from the device: ``start_button``, ``success_button``, ``failure_button`` and
+``discard_button`` (-1: unused) call the recorder's ``~/start``, ``~/stop`` (true / false) and
+``~/discard`` services (``recorder``: the recorder node's name), so the operator never lets go of the
+device to start or end an episode.
 """
 from __future__ import annotations
 
@@ -18,7 +23,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Float64
 
-from ..errors import DiffusionPolicyRosError
+from std_srvs.srv import SetBool, Trigger
+
+from ..errors import ConfigError, DiffusionPolicyRosError
 from ..runtime.teleop import TeleopConfig, TeleopMapper
 from . import msgs as M
 from .entry import run_node
@@ -26,18 +33,39 @@ from .entry import run_node
 NODE_NAME = "teleop_node"
 
 
+def declared_parameters() -> dict[str, object]:
+    """Every parameter the node declares, with its default: topics, then the mapping (TeleopConfig)."""
+    p = {"joy_topic": "/joy", "twist_topic": "/servo_node/delta_twist_cmds", "gripper_topic": "/gripper/command",
+         "frame_id": "base_link", "timeout_s": 0.5, "recorder": "/recorder_node", "start_button": -1,
+         "success_button": -1, "failure_button": -1, "discard_button": -1}
+    for f in dataclasses.fields(TeleopConfig):
+        default = getattr(TeleopConfig(), f.name)
+        p[f.name] = list(default) if isinstance(default, tuple) else default
+    return p
+
+
 class TeleopNode(Node):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        p = {name: self.declare_parameter(name, default).value for name, default in (
-            ("joy_topic", "/joy"), ("twist_topic", "/servo_node/delta_twist_cmds"),
-            ("gripper_topic", "/gripper/command"), ("frame_id", "base_link"), ("timeout_s", 0.5))}
-        fields = {}
-        for f in dataclasses.fields(TeleopConfig):
-            default = getattr(TeleopConfig(), f.name)
-            value = self.declare_parameter(f.name, list(default) if isinstance(default, tuple) else default).value
-            fields[f.name] = tuple(value) if isinstance(default, tuple) else value
+        values = {name: self.declare_parameter(name, default).value for name, default in declared_parameters().items()}
+        mapping = {f.name for f in dataclasses.fields(TeleopConfig)}
+        p = {k: v for k, v in values.items() if k not in mapping}
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in mapping}
         self.p, self.mapper = p, TeleopMapper(TeleopConfig(**fields))
+        used = {k: v for k, v in {**fields, **p}.items() if k.endswith("_button") and v >= 0}
+        for k, v in used.items():
+            clash = [o for o, w in used.items() if w == v and o != k]
+            if clash:
+                self.destroy_node()
+                raise ConfigError(f"{k}: button {v} is also {clash[0]}; expected distinct buttons")
+        r = p["recorder"].rstrip("/")
+        self.record_actions = {  # button → (client, request, what)
+            b: (self.create_client(srv, f"{r}/{name}"), req, name) for b, srv, req, name in (
+                (p["start_button"], Trigger, Trigger.Request(), "start"),
+                (p["success_button"], SetBool, SetBool.Request(data=True), "stop"),
+                (p["failure_button"], SetBool, SetBool.Request(data=False), "stop"),
+                (p["discard_button"], Trigger, Trigger.Request(), "discard")) if b >= 0}
+        self._buttons = np.zeros(0, np.int32)
         self.types = M.RosTypes()
         self.twist_pub = self.create_publisher(TwistStamped, p["twist_topic"], 10)
         self.gripper_pub = self.create_publisher(Float64, p["gripper_topic"], 10)
@@ -56,10 +84,24 @@ class TeleopNode(Node):
             self.get_logger().warning(f"{self.p['joy_topic']}: {e}; message dropped", throttle_duration_sec=2.0)
             return
         self.last_joy_ns = self.get_clock().now().nanoseconds
+        buttons = np.asarray(msg.buttons, np.int32)
+        for b, (client, request, name) in self.record_actions.items():
+            if b < len(buttons) and buttons[b] and not (b < len(self._buttons) and self._buttons[b]):
+                self._call_recorder(client, request, name)
+        self._buttons = buttons
         if cmd.gripper is not None:
             self.gripper_pub.publish(Float64(data=cmd.gripper))
         if cmd.active:
             self._send(cmd.twist)
+
+    def _call_recorder(self, client, request, name: str) -> None:
+        if not client.service_is_ready():
+            self.get_logger().error(f"{client.srv_name}: the recorder is not running; button ignored")
+            return
+        future = client.call_async(request)
+        log = self.get_logger()
+        future.add_done_callback(lambda f: (log.info if f.result().success else log.warning)(
+            f"recorder {name}: {f.result().message}"))
 
     def _send(self, twist: np.ndarray) -> None:
         self.moving = bool(np.any(twist))

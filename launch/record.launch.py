@@ -1,0 +1,72 @@
+"""Demonstration recording: a gamepad (joy_node) → teleop_node → the arm's Cartesian velocity input
+(MoveIt Servo by default), the RealSense camera, and recorder_node writing one rosbag2 per episode.
+
+    ros2 launch diffusion_policy_ros record.launch.py output_dir:=~/demos/wipe task:=wipe
+    ros2 launch diffusion_policy_ros record.launch.py launch_camera:=false launch_joy:=false config:=my_record.yaml
+
+Bring up the robot (ros2_control, MoveIt Servo or another twist interface, the F/T broadcaster)
+first. The gamepad's Start / Y / X / Back buttons start, stop as success, stop as failure and
+discard an episode (config/record.yaml); the services work too:
+    ros2 service call /recorder_node/start std_srvs/srv/Trigger
+    ros2 service call /recorder_node/stop std_srvs/srv/SetBool "{data: true}"
+Then: dpros convert ~/demos/wipe --config CONFIG --out wipe.zarr
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.conditions import IfCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    arg = LaunchConfiguration
+    args = [
+        DeclareLaunchArgument("output_dir", default_value="recordings", description="episodes are written here"),
+        DeclareLaunchArgument("task", default_value="", description="task name stored with each episode"),
+        DeclareLaunchArgument("note", default_value="", description="operator note stored with each episode"),
+        DeclareLaunchArgument("config", default_value=PathJoinSubstitution(
+            [FindPackageShare("diffusion_policy_ros"), "config", "record.yaml"]),
+            description="ROS parameter file for recorder_node and teleop_node"),
+        DeclareLaunchArgument("use_sim_time", default_value="false"),
+        DeclareLaunchArgument("launch_camera", default_value="true", description="start realsense2_camera"),
+        DeclareLaunchArgument("launch_joy", default_value="true", description="start joy_node (package joy)"),
+        DeclareLaunchArgument("launch_teleop", default_value="true", description="start teleop_node"),
+    ]
+    camera = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(PathJoinSubstitution(
+            [FindPackageShare("realsense2_camera"), "launch", "rs_launch.py"])),
+        launch_arguments={
+            "camera_namespace": "camera",
+            "camera_name": "camera",
+            "enable_color": "true",
+            "enable_depth": "true",
+            "align_depth.enable": "true",
+            "enable_sync": "true",
+            "rgb_camera.color_profile": "640x480x30",
+            "depth_module.depth_profile": "640x480x30",
+            "pointcloud.enable": "false",
+        }.items(),
+        condition=IfCondition(arg("launch_camera")),
+    )
+    joy = Node(package="joy", executable="joy_node", name="joy_node", output="screen",
+               parameters=[{"autorepeat_rate": 50.0, "deadzone": 0.05}], condition=IfCondition(arg("launch_joy")))
+    teleop = Node(
+        package="diffusion_policy_ros",
+        executable="teleop_node",
+        name="teleop_node",
+        output="screen",
+        parameters=[arg("config"), {"use_sim_time": arg("use_sim_time")}],
+        condition=IfCondition(arg("launch_teleop")),
+    )
+    recorder = Node(
+        package="diffusion_policy_ros",
+        executable="recorder_node",
+        name="recorder_node",
+        output="screen",
+        emulate_tty=True,
+        parameters=[arg("config"), {"output_dir": arg("output_dir"), "task": arg("task"), "note": arg("note"),
+                                    "use_sim_time": arg("use_sim_time")}],
+    )
+    return LaunchDescription(args + [camera, joy, teleop, recorder])
