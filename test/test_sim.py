@@ -118,8 +118,51 @@ def test_collect_writes_dp3_episodes(tmp_path):
     summary = collect("push", 2, out, seed=1000, num_points=64, progress=False)
     assert summary["episodes"] == 2 and summary["failed_seeds"] == []
     buf = ReplayBuffer.open(out)
-    assert buf.n_episodes == 2 and set(buf.keys) == {"point_cloud", "state", "action"}
+    assert buf.n_episodes == 2 and set(buf.keys) == {"point_cloud", "state", "wrench", "action"}
     assert buf.array("point_cloud").shape[1:] == (64, 3)
+
+
+def _press_seeds(task, env, soft_below=1.5, stiff_above=4.0):
+    """The first training-range seeds with a soft and a stiff spring."""
+    soft = stiff = None
+    for seed in range(1000, 1100):
+        k = task.reset(env.sim, env.kin, seed)["stiffness_n_per_mm"]
+        soft = soft or (seed if k < soft_below else None)
+        stiff = stiff or (seed if k > stiff_above else None)
+        if soft and stiff:
+            return soft, stiff
+    raise AssertionError("no soft and stiff seeds")
+
+
+def test_press_is_decided_by_force_one_depth_cannot_serve_every_spring():
+    from diffusion_policy_ros.sim.tasks import PressExpert
+
+    env = SimEnv("press", sim_deploy_config())
+    try:
+        task = env.task
+        soft, stiff = _press_seeds(task, env)
+        depth_z = {}
+        for seed in (soft, stiff):
+            ep, data = expert_episode(env, seed, num_points=64)
+            assert ep.success and not ep.failure, (seed, ep.failure)
+            assert task.band[0] <= task.peak <= task.band[1] + 1.0
+            # the wrist feels it: the filtered sensor's z force reaches the band (+ the tool's ~1 N)
+            assert data["wrench"][:, 2].max() > task.band[0] - 1.5 and data["wrench"][0, 2] < 0
+            depth_z[seed] = data["action"][:, 2].min()
+        assert depth_z[soft] < depth_z[stiff] - 0.005  # the soft spring needs > 5 mm more travel
+
+        class FixedDepth(PressExpert):  # what a policy that cannot feel does: press to a learned depth
+            def next_target(self, p):
+                if self.phase == "press" and p[2] <= depth_z[soft] + 1e-6:
+                    self.phase = "hold"
+                return super().next_target(p) if self.phase != "press" else p - [0, 0, self.press_step]
+
+        task.expert = lambda sim: FixedDepth(task, sim)
+        ep, _ = expert_episode(env, stiff, num_points=64)
+        assert not ep.success and ep.failure.startswith("over-pressed"), ep.failure
+        assert len(ep.trace[0]) == 3  # time, force, depth for the report's plot
+    finally:
+        env.close()
 
 
 def test_wilson_interval():

@@ -44,7 +44,7 @@ class SimNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         p = {name: self.declare_parameter(name, default).value for name, default in (
             ("task", "push"), ("seed", 0), ("real_time_factor", 1.0), ("camera_rate_hz", 10.0),
-            ("state_rate_hz", 100.0), ("frame_id", "base_link"), ("camera_frame_id", "camera_color_optical_frame"))}
+            ("state_rate_hz", 50.0), ("frame_id", "base_link"), ("camera_frame_id", "camera_color_optical_frame"))}
         if p["real_time_factor"] <= 0 or p["camera_rate_hz"] <= 0 or p["state_rate_hz"] < p["camera_rate_hz"]:
             raise ConfigError(f"sim_node: expected real_time_factor > 0 and state_rate_hz >= camera_rate_hz > 0, got "
                               f"{p['real_time_factor']}, {p['state_rate_hz']}, {p['camera_rate_hz']}")
@@ -156,6 +156,7 @@ class SimNode(Node):
             try:
                 with self.lock:
                     sim.advance(sim.time_ns + dt)
+                    self.env.task.update(sim)
                     now = self.now_ns()
                     frame = sim.render() if k % cam_every == 0 else None
                     self.success = self.success or self.env.task.success(sim)

@@ -68,26 +68,42 @@ class Episode:
     steps: int
     initial: dict
     frames: list = field(default_factory=list)
-    cube_path: list = field(default_factory=list)
+    trace: list = field(default_factory=list)  # task.trace per control period (cube x, y; or t, force, depth)
     tip_path: list = field(default_factory=list)
     inference_ms: list = field(default_factory=list)
     holds: int = 0
+    failure: str = ""
+
+
+STATE_RATE_HZ = 50.0  # joint_states and the wrist wrench, as the sim node and sim bags publish them
+
+
+def sub_steps(t0: int, t1: int, rate_hz: float = STATE_RATE_HZ) -> list[int]:
+    """Sensor sample times in (t0, t1] at the state rate (t1 always included)."""
+    dt = int(round(NS / rate_hz))
+    return [*range(t0 + dt, t1, dt), t1]
 
 
 def expert_episode(env: SimEnv, seed: int, num_points: int, frames: bool = False,
                    bag=None) -> tuple[Episode, dict]:
-    """One scripted demonstration; returns the episode and its data (DP3 keys: point_cloud, state, action).
+    """One scripted demonstration; returns the episode and its data (DP3 keys: point_cloud, state,
+    wrench, action). The wrench is the wrist sensor at the state rate through the node's own filter
+    (``force`` parameters), sampled at each control period as the runtime samples it.
     ``bag``: a ``sim.record.BagRecording`` that also gets every sensor message and command, as the
     robot's drivers would publish them."""
+    from ..perception.force import WrenchProcessor
+
     sim, task = env.sim, env.task
     initial = task.reset(sim, env.kin, seed)
     expert = task.expert(sim)
     tracker = ArmTracker(env.kin, dt=env.period / NS, damping=env.cfg.embodiment.ik_damping)
     pcfg = dataclasses.replace(env.cfg.point_cloud, num_points=num_points)
     cloud = PointCloudPipeline(pcfg, sim.camera)
+    wrench = WrenchProcessor(env.cfg.force)
+    filtered = wrench.add(0, sim.wrench())
     ref = sim.flange_pose()[:3]
     q_cmd = torch.as_tensor(sim.joints())[None]
-    data = {"point_cloud": [], "state": [], "action": []}
+    data = {"point_cloud": [], "state": [], "wrench": [], "action": []}
     ep = Episode(seed, False, 0, initial)
     after_done = 0
     for k in range(env.steps):
@@ -97,6 +113,7 @@ def expert_episode(env: SimEnv, seed: int, num_points: int, frames: bool = False
             bag.camera(t, rgb, depth)
         data["point_cloud"].append(cloud(depth.astype(np.float32) * np.float32(0.001), seed=0).astype(np.float32))
         data["state"].append(env.ee_state(sim.joints()).astype(np.float32))
+        data["wrench"].append(filtered.astype(np.float32))
         data["action"].append(np.concatenate((ref, ROT6D_DOWN, [0.0])).astype(np.float32))
         record_step(ep, env, rgb, frames)
         if expert.phase == "done":
@@ -108,20 +125,22 @@ def expert_episode(env: SimEnv, seed: int, num_points: int, frames: bool = False
         with torch.no_grad():
             q_cmd = tracker.rollout(target, q_cmd)[:, -1]
         sim.follower.set(TimedTrajectory(np.array([t + env.period], np.int64), q_cmd.numpy()), t)
-        if bag is None:
-            sim.advance(t + env.period)
-            continue
-        bag.command(t, t + env.period, q_cmd.numpy()[0])
-        for sub in bag.state_times(t, t + env.period):
+        if bag is not None:
+            bag.command(t, t + env.period, q_cmd.numpy()[0])
+        for sub in sub_steps(t, t + env.period):
             sim.advance(sub)
-            bag.state(sub)
+            task.update(sim)
+            filtered = wrench.add(sub, sim.wrench())
+            if bag is not None:
+                bag.state(sub)
     ep.success, ep.steps = task.success(sim), len(data["action"])
+    ep.failure = task.failure(sim)
     return ep, {k: np.stack(v) for k, v in data.items()}
 
 
 def record_step(ep: Episode, env: SimEnv, rgb: np.ndarray, frames: bool) -> None:
-    """Append the cube and tool positions (and the frame, if ``frames``) to the episode."""
-    ep.cube_path.append(env.task.cube(env.sim)[:2].tolist())
+    """Append the task's trace and the tool position (and the frame, if ``frames``) to the episode."""
+    ep.trace.append(env.task.trace(env.sim))
     ep.tip_path.append(env.sim.tip_position()[:2].tolist())
     if frames:
         ep.frames.append(rgb)
@@ -133,6 +152,7 @@ def policy_episode(env: SimEnv, runtime, seed: int, frames: bool = False) -> Epi
     ep = Episode(seed, False, 0, task.reset(sim, env.kin, seed))
     runtime.reset(clear_observations=True)  # sim time restarts at 0
     runtime.set_camera(sim.camera)
+    runtime.add_wrench(0, sim.wrench())
     for k in range(env.steps):
         t = k * env.period
         rgb, depth = sim.render()
@@ -140,7 +160,6 @@ def policy_episode(env: SimEnv, runtime, seed: int, frames: bool = False) -> Epi
         if "color" in runtime.window.buffers:
             runtime.add_color(t, rgb)
         runtime.add_depth(t, depth.astype(np.float32) * np.float32(0.001))
-        runtime.add_wrench(t, sim.wrench())
         runtime.add_joints(t, sim.joints())
         result = runtime.step(t)
         if result.command is not None:
@@ -149,8 +168,14 @@ def policy_episode(env: SimEnv, runtime, seed: int, frames: bool = False) -> Epi
                 ep.inference_ms.append(result.inference_ms + result.perception_ms)
             else:
                 ep.holds += 1
-        sim.advance(t + env.period)
+        for sub in sub_steps(t, t + env.period):
+            sim.advance(sub)
+            task.update(sim)
+            runtime.add_wrench(sub, sim.wrench())
         ep.steps = k + 1
+        ep.failure = task.failure(sim)
+        if ep.failure:
+            break
         if task.success(sim):
             ep.success = True
             break

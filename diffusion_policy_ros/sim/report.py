@@ -1,4 +1,5 @@
-"""What a person looks at after ``sim-eval``: a rollout video, a top-down plot of every episode, a table."""
+"""What a person looks at after ``sim-eval``: a rollout video, a plot of every episode (the task draws
+it: cube paths from above for push, force over time for press), a table."""
 from __future__ import annotations
 
 import json
@@ -30,17 +31,7 @@ def plot_paths(path: Path, task, episodes, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 5))
-    ax.axvline(task.goal_x, color="tab:green", lw=3, alpha=0.6, label="goal line")
-    for i, e in enumerate(episodes):
-        c = np.asarray(e.cube_path)
-        colour = "tab:blue" if e.success else "tab:red"
-        ax.plot(c[:, 0], c[:, 1], color=colour, lw=1, alpha=0.8)
-        ax.plot(c[0, 0], c[0, 1], "o", color=colour, ms=3)
-    ax.plot([], [], color="tab:blue", label="cube path, success")
-    ax.plot([], [], color="tab:red", label="cube path, failure")
-    ax.set_xlabel("x [m]")
-    ax.set_ylabel("y [m]")
-    ax.set_aspect("equal")
+    task.plot(ax, episodes)
     ax.legend(fontsize=8, loc="lower left")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()

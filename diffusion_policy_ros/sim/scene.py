@@ -70,6 +70,22 @@ class BoxObject:
 
 
 @dataclass
+class SpringPart:
+    """A part held up by a spring in a fixed housing: a box on a vertical slide joint (``travel`` metres
+    of stroke below its rest height). Its stiffness is set per episode (``ArmSim.set_part``), so it
+    cannot be seen, only felt. The housing is visual only."""
+
+    name: str
+    half: tuple[float, float, float]
+    rgba: tuple[float, float, float, float]
+    rest_z: float  # the part's centre height at rest
+    travel: float = 0.03
+    damping: float = 20.0  # N·s/m
+    housing_rgba: tuple[float, float, float, float] = (0.3, 0.3, 0.35, 1.0)
+    pos: tuple[float, float] = (0.45, 0.0)
+
+
+@dataclass
 class ArmSceneConfig:
     urdf: str = ""  # empty: the shipped urdf/ur5e_like.urdf
     ee_link: str = "tool0"
@@ -80,7 +96,7 @@ class ArmSceneConfig:
     kp: float = 3000.0  # joint position gains (N·m/rad)
     timestep: float = 0.002
     camera: CameraSpec = field(default_factory=CameraSpec)
-    objects: list[BoxObject] = field(default_factory=list)
+    objects: list[BoxObject | SpringPart] = field(default_factory=list)
 
 
 def _urdf_path(urdf: str) -> Path:
@@ -131,7 +147,19 @@ def build_arm_model(cfg: ArmSceneConfig) -> mujoco.MjModel:
     world.add_geom(name="table", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[1.2, 1.2, 0.05], rgba=[0.45, 0.42, 0.38, 1],
                    friction=[0.5, 0.005, 0.0001])
     for obj in cfg.objects:
-        if obj.free:
+        if isinstance(obj, SpringPart):
+            h = obj.half
+            body = world.add_body(name=obj.name, pos=[obj.pos[0], obj.pos[1], obj.rest_z], gravcomp=1.0)
+            body.add_joint(name=obj.name, type=mujoco.mjtJoint.mjJNT_SLIDE, axis=[0, 0, 1], stiffness=1000.0,
+                           damping=obj.damping, range=[-obj.travel, 0.0], limited=True, armature=0.01)
+            body.add_geom(name=obj.name, type=mujoco.mjtGeom.mjGEOM_BOX, size=list(h), mass=0.1, rgba=list(obj.rgba),
+                          friction=[0.8, 0.005, 0.0001])
+            # The housing, a little wider than the part, from the table to the part's rest centre.
+            world.add_geom(name=obj.name + "_housing", type=mujoco.mjtGeom.mjGEOM_BOX,
+                           size=[h[0] + 0.012, h[1] + 0.012, obj.rest_z / 2],
+                           pos=[obj.pos[0], obj.pos[1], obj.rest_z / 2], rgba=list(obj.housing_rgba),
+                           contype=0, conaffinity=0)
+        elif obj.free:
             body = world.add_body(name=obj.name, pos=list(obj.pos))
             body.add_freejoint(name=obj.name)
             body.add_geom(name=obj.name, type=mujoco.mjtGeom.mjGEOM_BOX, size=list(obj.half), mass=obj.mass,
@@ -236,6 +264,19 @@ class ArmSim:
     def wrench(self) -> np.ndarray:
         """Force (N) and torque (N·m) on the tool, in the sensor (flange) frame, as a wrist F/T reads."""
         return np.concatenate((self.data.sensor("ft_force").data, self.data.sensor("ft_torque").data)).copy()
+
+    def set_part(self, name: str, xy: tuple[float, float], stiffness: float) -> None:
+        """Move a SpringPart (and its housing) to ``xy`` and give its spring ``stiffness`` N/m (before reset)."""
+        body, joint = self.model.body(name), self.model.joint(name)
+        body.pos[:2] = xy
+        self.model.geom(name + "_housing").pos[:2] = xy
+        self.model.jnt_stiffness[joint.id] = stiffness
+
+    def part_state(self, name: str) -> tuple[float, float]:
+        """(press depth in metres, spring force in N) of a SpringPart."""
+        joint = self.model.joint(name)
+        depth = -float(self.data.qpos[joint.qposadr[0]])
+        return depth, depth * float(self.model.jnt_stiffness[joint.id])
 
     def object_pose(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(xyz, quaternion wxyz) of a free object."""

@@ -4,6 +4,16 @@
 green line at x = ``goal_x``. The cube's position is only known from the camera, so a policy has to see
 it. The expert closes the loop on the true cube pose: over it, down behind it, push along +x while
 centring on the cube, then lift away.
+
+``press`` (arm, contact-rich): a spring-loaded part sits in a housing at a random place; press it with
+12–18 N and hold that for 1 s, never above 25 N (a snap-fit seated without damage). The spring's
+stiffness (1–6 N/mm, log-uniform) changes per seed and cannot be seen: how deep to press is only known
+from the wrist force. The expert descends onto the part, presses slowly until the force reaches 15 N,
+holds, and lifts.
+
+Each task: ``reset(sim, kin, seed)``, ``update(sim)`` after every physics sub-step (stateful tests),
+``success(sim)``, ``failure(sim)`` (a reason that ends the episode, or ""), ``trace(sim)`` (what the
+report plots) and ``expert(sim)``.
 """
 from __future__ import annotations
 
@@ -14,7 +24,7 @@ import torch
 
 from ..embodiment.arm import ArmKinematics, ArmTracker
 from ..geometry import matrix_to_rot6d
-from .scene import ArmSceneConfig, ArmSim, BoxObject
+from .scene import ArmSceneConfig, ArmSim, BoxObject, SpringPart
 
 # The UR-style "home" with the tool pointing straight down, turned to face +x.
 HOME_Q = np.array([np.pi, -np.pi / 2, np.pi / 2, -np.pi / 2, -np.pi / 2, 0.0])
@@ -67,9 +77,32 @@ class PushTask:
     def cube(self, sim: ArmSim) -> np.ndarray:
         return sim.object_pose("cube")[0]
 
+    def update(self, sim: ArmSim) -> None:
+        pass
+
     def success(self, sim: ArmSim) -> bool:
         x, y, z = self.cube(sim)
         return bool(x - self.cube_half >= self.goal_x - 0.005 and abs(y) < 0.3 and z > 0)
+
+    def failure(self, sim: ArmSim) -> str:
+        return ""
+
+    def trace(self, sim: ArmSim) -> list[float]:
+        """The cube's x, y (the report draws its path)."""
+        return self.cube(sim)[:2].tolist()
+
+    def plot(self, ax, episodes) -> None:
+        ax.axvline(self.goal_x, color="tab:green", lw=3, alpha=0.6, label="goal line")
+        for e in episodes:
+            c = np.asarray(e.trace)
+            colour = "tab:blue" if e.success else "tab:red"
+            ax.plot(c[:, 0], c[:, 1], color=colour, lw=1, alpha=0.8)
+            ax.plot(c[0, 0], c[0, 1], "o", color=colour, ms=3)
+        ax.plot([], [], color="tab:blue", label="cube path, success")
+        ax.plot([], [], color="tab:red", label="cube path, failure")
+        ax.set_xlabel("x [m]")
+        ax.set_ylabel("y [m]")
+        ax.set_aspect("equal")
 
     def expert(self, sim: ArmSim) -> "PushExpert":
         return PushExpert(self, sim)
@@ -121,7 +154,137 @@ class PushExpert:
         return p.copy()
 
 
-TASKS = {"push": PushTask}
+@dataclass
+class PressTask:
+    name: str = "press"
+    embodiment: str = "arm"
+    description: str = "press the spring-loaded part with 12-18 N for 1 s, never above 25 N"
+    duration_s: float = 12.0
+    part_half: tuple[float, float, float] = (0.025, 0.025, 0.02)
+    rest_z: float = 0.05  # the part's centre at rest: its top at 7 cm
+    part_x: tuple[float, float] = (0.40, 0.50)
+    part_y: tuple[float, float] = (-0.10, 0.10)
+    stiffness: tuple[float, float] = (1000.0, 6000.0)  # N/m, log-uniform per seed
+    band: tuple[float, float] = (12.0, 18.0)  # N
+    max_force: float = 25.0  # N: above this the part is damaged
+    hold_s: float = 1.0
+    start: tuple[float, float, float] = (0.33, 0.0, 0.25)
+    start_jitter: float = 0.04
+
+    def __post_init__(self):
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self.in_band_since: int | None = None
+        self.held_ns = 0
+        self.peak = 0.0
+
+    def scene_config(self) -> ArmSceneConfig:
+        return ArmSceneConfig(objects=[SpringPart("part", self.part_half, (0.2, 0.35, 0.85, 1.0), self.rest_z)])
+
+    def reset(self, sim: ArmSim, kin: ArmKinematics, seed: int) -> dict:
+        rng = np.random.default_rng(seed)
+        xy = (rng.uniform(*self.part_x), rng.uniform(*self.part_y))
+        k = float(np.exp(rng.uniform(*np.log(self.stiffness))))
+        start = np.array(self.start) + np.r_[rng.uniform(-1, 1, 2) * self.start_jitter, 0.0]
+        sim.set_part("part", xy, k)
+        sim.reset(solve_ik(kin, start))
+        self._reset_state()
+        return {"part": [float(xy[0]), float(xy[1])], "stiffness_n_per_mm": k / 1000, "start": start.tolist()}
+
+    def part_top(self, sim: ArmSim) -> np.ndarray:
+        """The part's top centre at rest (what the camera sees before contact)."""
+        x, y = sim.model.body("part").pos[:2]
+        return np.array([x, y, self.rest_z + self.part_half[2]])
+
+    def force(self, sim: ArmSim) -> float:
+        return sim.part_state("part")[1]
+
+    def update(self, sim: ArmSim) -> None:
+        f = self.force(sim)
+        self.peak = max(self.peak, f)
+        if self.band[0] <= f <= self.band[1]:
+            if self.in_band_since is None:
+                self.in_band_since = sim.time_ns
+            self.held_ns = max(self.held_ns, sim.time_ns - self.in_band_since)
+        else:
+            self.in_band_since = None
+
+    def success(self, sim: ArmSim) -> bool:
+        return self.held_ns >= self.hold_s * 1e9 and not self.failure(sim)
+
+    def failure(self, sim: ArmSim) -> str:
+        if self.peak > self.max_force:
+            return f"over-pressed: {self.peak:.1f} N > {self.max_force:g} N"
+        return ""
+
+    def trace(self, sim: ArmSim) -> list[float]:
+        """Time (s), spring force (N) and press depth (mm)."""
+        depth, f = sim.part_state("part")
+        return [sim.time_ns / 1e9, f, depth * 1000]
+
+    def plot(self, ax, episodes) -> None:
+        ax.axhspan(*self.band, color="tab:green", alpha=0.2, label=f"{self.band[0]:g}-{self.band[1]:g} N band")
+        ax.axhline(self.max_force, color="tab:red", lw=1, ls="--", label=f"damage > {self.max_force:g} N")
+        for e in episodes:
+            c = np.asarray(e.trace)
+            ax.plot(c[:, 0], c[:, 1], color="tab:blue" if e.success else "tab:red", lw=1, alpha=0.8)
+        ax.plot([], [], color="tab:blue", label="success")
+        ax.plot([], [], color="tab:red", label="failure")
+        ax.set_xlabel("time [s]")
+        ax.set_ylabel("spring force [N]")
+
+    def expert(self, sim: ArmSim) -> "PressExpert":
+        return PressExpert(self, sim)
+
+
+class PressExpert:
+    """Over the part, down to just above it, then press 0.3 mm per period until the spring force (a
+    perfect force sensor) reaches 15 N; hold 1.3 s; lift."""
+
+    def __init__(self, task: PressTask, sim: ArmSim, dt: float = 0.1, speed: float = 0.15,
+                 press_speed: float = 0.003, target: float = 15.0):
+        self.task, self.sim, self.phase = task, sim, "approach"
+        self.step, self.press_step, self.target = speed * dt, press_speed * dt, target
+        self.hold_steps = int(round((task.hold_s + 0.3) / dt))
+        top = task.part_top(sim)
+        self.contact_z = top[2] + sim.cfg.tool_length + sim.cfg.tip_half[2]  # flange z at first touch
+        self.over = np.array([top[0], top[1], self.contact_z + 0.05])
+        self.held = 0
+
+    def _toward(self, p: np.ndarray, goal: np.ndarray, step: float) -> np.ndarray:
+        d = goal - p
+        n = np.linalg.norm(d)
+        return goal.copy() if n <= step else p + d * (step / n)
+
+    def next_target(self, p: np.ndarray) -> np.ndarray:
+        if self.phase == "approach":
+            if np.linalg.norm(self.over - p) < 1e-3:
+                self.phase = "descend"
+            return self._toward(p, self.over, self.step)
+        if self.phase == "descend":
+            goal = np.r_[self.over[:2], self.contact_z + 0.002]
+            if np.linalg.norm(goal - p) < 1e-3:
+                self.phase = "press"
+            return self._toward(p, goal, 0.5 * self.step)
+        if self.phase == "press":
+            if self.task.force(self.sim) >= self.target:
+                self.phase = "hold"
+                return p.copy()
+            return p - np.array([0.0, 0.0, self.press_step])
+        if self.phase == "hold":
+            self.held += 1
+            if self.held >= self.hold_steps:
+                self.phase = "lift"
+            return p.copy()
+        if self.phase == "lift":
+            if np.linalg.norm(self.over - p) < 1e-3:
+                self.phase = "done"
+            return self._toward(p, self.over, 0.5 * self.step)
+        return p.copy()
+
+
+TASKS = {"push": PushTask, "press": PressTask}
 
 
 def make_task(name: str):
