@@ -86,15 +86,22 @@ class Peer:
         return future.result()
 
 
-def spin(context, *nodes):
-    from rclpy.executors import MultiThreadedExecutor
+class spin:
+    """Each node on its own single-threaded executor and thread, as ``ros2 run`` spins the recorder."""
 
-    ex = MultiThreadedExecutor(context=context)
-    for n in nodes:
-        ex.add_node(n)
-    t = threading.Thread(target=ex.spin, daemon=True)
-    t.start()
-    return ex
+    def __init__(self, context, *nodes):
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.executors = []
+        for n in nodes:
+            ex = SingleThreadedExecutor(context=context)
+            ex.add_node(n)
+            threading.Thread(target=ex.spin, daemon=True).start()
+            self.executors.append(ex)
+
+    def shutdown(self):
+        for ex in self.executors:
+            ex.shutdown()
 
 
 def test_episodes_record_every_message_and_discard_leaves_nothing(ros_context, tmp_path):

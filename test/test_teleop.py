@@ -83,7 +83,7 @@ def test_node_turns_joy_into_twist_and_stops_when_the_joystick_goes_silent(ros_c
 def test_gamepad_buttons_start_and_stop_episodes_on_the_real_recorder(ros_context, tmp_path):
     import json
 
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Joy
@@ -105,11 +105,14 @@ def test_gamepad_buttons_start_and_stop_episodes_on_the_real_recorder(ros_contex
         Parameter("keys", value=False), Parameter("stop_drain_s", value=0.5)])
     peer = Node("joy_peer", context=ros_context)
     joy = peer.create_publisher(Joy, "/joy", 10)
-    ex = MultiThreadedExecutor(num_threads=4, context=ros_context)
-    for n in (teleop, rec, peer):
+    ex = MultiThreadedExecutor(num_threads=2, context=ros_context)
+    for n in (teleop, peer):
         ex.add_node(n)
     spinner = threading.Thread(target=ex.spin, daemon=True)
     spinner.start()
+    rec_ex = SingleThreadedExecutor(context=ros_context)  # as recorder_node spins itself
+    rec_ex.add_node(rec)
+    threading.Thread(target=rec_ex.spin, daemon=True).start()
     T = M.RosTypes()
 
     def until(cond, timeout=20.0):
@@ -137,6 +140,7 @@ def test_gamepad_buttons_start_and_stop_episodes_on_the_real_recorder(ros_contex
             assert bag.count("/arm/twist") >= 10
     finally:
         ex.shutdown()
+        rec_ex.shutdown()
         spinner.join(timeout=10)
         for n in (teleop, rec, peer):
             n.destroy_node()

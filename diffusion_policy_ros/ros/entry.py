@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from ..errors import DiffusionPolicyRosError
 
 
-def run_node(make_node: Callable[[], Node], name: str, args=None, threads: int = 1) -> None:
-    """threads > 1: a MultiThreadedExecutor, for nodes whose callback groups may run side by side."""
+def run_node(make_node: Callable[[], Node], name: str, args=None) -> None:
     rclpy.init(args=args)
     try:
         try:
@@ -21,7 +20,7 @@ def run_node(make_node: Callable[[], Node], name: str, args=None, threads: int =
             rclpy.logging.get_logger(name).fatal(str(e))
             raise SystemExit(2) from None
         try:
-            rclpy.spin(node, executor=MultiThreadedExecutor(num_threads=threads) if threads > 1 else None)
+            rclpy.spin(node)
         finally:
             node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -10,10 +10,16 @@ reliability and durability its publishers offer, as ``ros2 bag record`` does: a 
 recorded without loss. Where a topic has one publisher, gaps in its publication sequence numbers are
 counted per episode (``lost`` in ``episode.json``, and a warning).
 
-Stopping drains: every message DDS had received when the stop was handled goes into the episode, even
-if the subscriptions' executor lags behind; the episode closes once each recorded topic has delivered
-a message received after the stop (or after ``stop_drain_s``). Subscriptions run in their own
-callback group, beside the services, on a two-thread executor.
+Stopping drains: every message sent before the stop was handled goes into the episode, even if the
+subscriptions' executor lags behind or a reliable resend arrives later; the episode closes once each
+recorded topic has delivered a message sent after the stop, or none for ``stop_drain_s`` while
+messages sent before it are still being taken (at most 30 s). "Sent" is the
+DDS source timestamp, or the receive time where that is earlier: clocks of machines in one cell are
+expected to agree within milliseconds (chrony/NTP); one running behind moves the cut by its offset.
+
+One thread spins everything (rclpy's MultiThreadedExecutor costs ~3x the CPU per message and fell
+behind 500 Hz here); the stop and discard services are coroutines that wait for the drain without
+holding that thread, so the subscriptions go on being taken while a stop waits for them.
 
 An episode is written to ``<output_dir>/episode_<n>.partial`` and renamed to ``episode_<n>`` when it
 is closed, with ``episode.json`` (task, note, success, message counts) beside ``metadata.yaml``; a
@@ -38,9 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import rclpy
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.serialization import serialize_message
+from rclpy.task import Future
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
@@ -52,6 +59,7 @@ from .entry import run_node
 
 NODE_NAME = "recorder_node"
 EPISODE_META = "episode.json"
+MAX_DRAIN_S = 30.0  # a stop waits at most this long for a lagging executor
 
 
 def default_topics() -> list[str]:
@@ -66,10 +74,12 @@ class _Episode:
     writer: BagWriter
     path: Path
     started_ns: int
-    stop_rx_ns: int = 0  # wall time the stop was handled; messages DDS received until then belong here
+    stop_ns: int = 0  # wall time the stop was handled; messages sent until then belong here
+    stop_mono: float = 0.0
     active: set = field(default_factory=set)  # topics with messages in this episode
     passed: set = field(default_factory=set)  # topics that delivered a message received after the stop
     lost: dict = field(default_factory=dict)  # topic → publication sequence numbers never received
+    last_taken: float = 0.0  # monotonic time a message sent before the stop was last taken
     drained: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     success: bool | None = None
@@ -114,14 +124,14 @@ class RecorderNode(Node):
         self._last_seq: dict[str, int] = {}
         self._single_publisher: dict[str, bool] = {}
         self._sim_time = self.get_parameter("use_sim_time").value
-        self._subs = MutuallyExclusiveCallbackGroup()  # services and timers stay in the default group
+        self._async = ReentrantCallbackGroup()  # stop coroutines and the timers they wait on
         self.episodes_written = 0
         self._writer_thread = threading.Thread(target=self._write_loop, name="recorder_writer", daemon=True)
         self._writer_thread.start()
         self.status_pub = self.create_publisher(Bool, "~/recording", 10)
         self.create_service(Trigger, "~/start", self._on_start)
-        self.create_service(SetBool, "~/stop", self._on_stop)
-        self.create_service(Trigger, "~/discard", self._on_discard)
+        self.create_service(SetBool, "~/stop", self._on_stop, callback_group=self._async)
+        self.create_service(Trigger, "~/discard", self._on_discard, callback_group=self._async)
         self.create_timer(0.5, self._discover)
         self.create_timer(0.5, self._tick)
         self._discover()
@@ -156,7 +166,7 @@ class RecorderNode(Node):
                              durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
             self.types[topic], self.qos[topic] = type_name, qos
             self.create_subscription(message_class(type_name), topic, self._callback(topic), qos,
-                                     raw=self.p["serialized"], callback_group=self._subs)
+                                     raw=self.p["serialized"])
             self.get_logger().info(f"recording {topic} ({type_name}, {'reliable' if reliable else 'best effort'})")
             with self._lock:
                 if self.current is not None:
@@ -168,13 +178,16 @@ class RecorderNode(Node):
         def callback(data, info) -> None:
             self.received[topic] += 1
             rx = info.get("received_timestamp") or time.time_ns()
+            # Which episode: by when it was sent (a reliable resend arrives late), or received if that
+            # is earlier (a publisher clock running ahead of this machine's).
+            sent = min(rx, info.get("source_timestamp") or rx)
             seq, last = info.get("publication_sequence_number"), self._last_seq.get(topic)
             if seq:
                 self._last_seq[topic] = seq
             if not self.p["serialized"]:  # the naive way, for bench/recorder.py: decode, then encode again
                 data = serialize_message(data)
             with self._lock:
-                ep = self._episode_of(topic, rx)
+                ep = self._episode_of(topic, sent)
                 if ep is None:
                     return
                 ep.active.add(topic)
@@ -184,16 +197,17 @@ class RecorderNode(Node):
             self._queue.put(("msg", ep.writer, topic, (log_ns, data)))
         return callback
 
-    def _episode_of(self, topic: str, rx: int) -> _Episode | None:
-        """The episode a message received (by DDS) at rx belongs to; call with the lock held."""
+    def _episode_of(self, topic: str, sent: int) -> _Episode | None:
+        """The episode a message sent at ``sent`` belongs to; call with the lock held."""
         for ep in self._closing:  # oldest stop first
-            if rx <= ep.stop_rx_ns:
+            if sent <= ep.stop_ns:
+                ep.last_taken = time.monotonic()
                 return ep
             if topic not in ep.passed:
                 ep.passed.add(topic)
                 if ep.active <= ep.passed:
                     ep.drained.set()
-        if rx <= self._closed_until:
+        if sent <= self._closed_until:
             self.late += 1
             if self.late == 1 or self.late % 1000 == 0:
                 self.get_logger().warning(f"{self.late} message(s) received before a stop were taken after "
@@ -248,28 +262,71 @@ class RecorderNode(Node):
         return f"recording {path.name}"
 
     def stop(self, success: bool | None, discard: bool = False, drain_s: float | None = None) -> str:
-        """Close the running episode once the messages DDS received before now are in it. Blocks for
-        up to ``stop_drain_s`` (``drain_s``) while the subscriptions catch up."""
-        drain = self.p["stop_drain_s"] if drain_s is None else drain_s
-        with self._lock:
-            ep = self.current
-            if ep is None:
-                return "not recording"
-            self.current = None
-            ep.success, ep.discard, ep.stop_rx_ns = success, discard, time.time_ns()
-            self._closing.append(ep)
-        if not ep.active or not ep.drained.wait(max(0.0, drain)):
-            if ep.active and drain > 0:
-                quiet = sorted(ep.active - ep.passed)
-                self.get_logger().info(f"{ep.path.name}: closed after stop_drain_s = {drain} s without a newer "
-                                       f"message on {quiet}")
-        with self._lock:
-            self._closing.remove(ep)
-            self._closed_until = max(self._closed_until, ep.stop_rx_ns)
-            self._queue.put(("close", ep.writer, "", ep))
+        """Close the running episode once the messages sent before now are in it. Blocks for up to
+        ``stop_drain_s`` (``drain_s``) while the subscriptions catch up: call it from a thread other
+        than the one spinning the node (the services use ``stop_async``)."""
+        ep, drain = self._begin_stop(success, discard, drain_s)
+        if ep is None:
+            return "not recording"
+        while ep.active and not ep.drained.is_set() and self._draining(ep, drain):
+            ep.drained.wait(0.01)
+        self._end_stop(ep, drain)
         if not ep.done.wait(60.0):
             return f"{ep.path.name}: the writer did not close the bag within 60 s"
         return ep.result
+
+    async def stop_async(self, success: bool | None, discard: bool = False, drain_s: float | None = None) -> str:
+        """``stop`` as a coroutine for the executor's own thread: it waits without blocking the spin."""
+        ep, drain = self._begin_stop(success, discard, drain_s)
+        if ep is None:
+            return "not recording"
+        while ep.active and not ep.drained.is_set() and self._draining(ep, drain):
+            await self._sleep(0.01)
+        self._end_stop(ep, drain)
+        deadline = time.monotonic() + 60.0
+        while not ep.done.is_set():
+            if time.monotonic() > deadline:
+                return f"{ep.path.name}: the writer did not close the bag within 60 s"
+            await self._sleep(0.01)
+        return ep.result
+
+    async def _sleep(self, seconds: float) -> None:
+        """Yield to the executor for ``seconds`` (a one-shot timer completes a future)."""
+        done = Future()
+        timer = self.create_timer(seconds, lambda: done.done() or done.set_result(None), callback_group=self._async)
+        try:
+            await done
+        finally:
+            self.destroy_timer(timer)
+
+    def _begin_stop(self, success, discard, drain_s) -> tuple[_Episode | None, float]:
+        drain = max(0.0, self.p["stop_drain_s"] if drain_s is None else drain_s)
+        with self._lock:
+            ep = self.current
+            if ep is None:
+                return None, drain
+            self.current = None
+            ep.success, ep.discard, ep.stop_ns, ep.stop_mono = success, discard, time.time_ns(), time.monotonic()
+            self._closing.append(ep)
+        return ep, drain
+
+    @staticmethod
+    def _draining(ep: _Episode, drain: float) -> bool:
+        """Go on waiting: within ``drain`` of the stop, or of the last message sent before it that was
+        taken (the executor is still catching up), at most MAX_DRAIN_S."""
+        now = time.monotonic()
+        return now - ep.stop_mono < min(MAX_DRAIN_S, drain) or (
+            now - ep.last_taken < drain and now - ep.stop_mono < MAX_DRAIN_S)
+
+    def _end_stop(self, ep: _Episode, drain: float) -> None:
+        if ep.active and drain > 0 and not ep.drained.is_set():
+            quiet = sorted(ep.active - ep.passed)
+            self.get_logger().info(f"{ep.path.name}: closed after stop_drain_s = {drain} s without a newer "
+                                   f"message on {quiet}")
+        with self._lock:
+            self._closing.remove(ep)
+            self._closed_until = max(self._closed_until, ep.stop_ns)
+            self._queue.put(("close", ep.writer, "", ep))
 
     def _finalise(self, ep: _Episode) -> None:
         """On the writer thread, after the bag is closed: metadata and the final name, or nothing."""
@@ -298,13 +355,13 @@ class RecorderNode(Node):
         response.success = response.message.startswith("recording")
         return response
 
-    def _on_stop(self, request, response):
-        response.message = self.stop(bool(request.data))
+    async def _on_stop(self, request, response):
+        response.message = await self.stop_async(bool(request.data))
         response.success = response.message.startswith("saved")
         return response
 
-    def _on_discard(self, request, response):
-        response.message = self.stop(None, discard=True)
+    async def _on_discard(self, request, response):
+        response.message = await self.stop_async(None, discard=True)
         response.success = response.message.startswith("discarded")
         return response
 
@@ -314,7 +371,7 @@ class RecorderNode(Node):
         limit = self.p["max_episode_s"]
         if ep is not None and limit > 0 and (self.get_clock().now().nanoseconds - ep.started_ns) / 1e9 > limit:
             self.get_logger().warning(f"episode longer than max_episode_s = {limit}: stopped (success unknown)")
-            self.stop(None)
+            self.executor.create_task(self.stop_async(None))
 
     def _keys(self) -> None:
         print("recorder: s start, y stop (success), n stop (failure), d discard, q quit", flush=True)
@@ -341,7 +398,7 @@ class RecorderNode(Node):
 
 
 def main(args=None) -> None:
-    run_node(RecorderNode, NODE_NAME, args, threads=2)
+    run_node(RecorderNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":
