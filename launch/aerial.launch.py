@@ -8,12 +8,12 @@ output:=px4 streams px4_msgs/TrajectorySetpoint (NED) on /fmu/in/trajectory_setp
 OffboardControlMode beside it (run the micro XRCE-DDS agent; switch to offboard from the RC/QGC).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
-from launch.conditions import IfCondition
-from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from diffusion_policy_ros.ros.launch_parts import realsense_camera
 
 
 def generate_launch_description():
@@ -28,19 +28,7 @@ def generate_launch_description():
         DeclareLaunchArgument("output", default_value="multidof", description="multidof | px4"),
         DeclareLaunchArgument("launch_camera", default_value="true"),
     ]
-    camera = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(PathJoinSubstitution(
-            [FindPackageShare("realsense2_camera"), "launch", "rs_launch.py"])),
-        launch_arguments={
-            "camera_namespace": "camera",
-            "camera_name": "camera",
-            "align_depth.enable": "true",
-            "enable_sync": "true",
-            "rgb_camera.color_profile": "640x480x30",
-            "depth_module.depth_profile": "640x480x30",
-        }.items(),
-        condition=IfCondition(arg("launch_camera")),
-    )
+    camera = realsense_camera("launch_camera")
     command = PythonExpression(["'/fmu/in/trajectory_setpoint' if '", arg("output"),
                                 "' == 'px4' else '/aerial_manipulator/ee_trajectory'"])
     policy = Node(

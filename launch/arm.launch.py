@@ -8,12 +8,12 @@ force_torque_sensor_broadcaster) first; then enable the policy:
     ros2 service call /policy_node/enable std_srvs/srv/SetBool "{data: true}"
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
-from launch.conditions import IfCondition
-from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from diffusion_policy_ros.ros.launch_parts import realsense_camera
 
 
 def generate_launch_description():
@@ -30,22 +30,7 @@ def generate_launch_description():
         DeclareLaunchArgument("wrench_topic", default_value="/force_torque_sensor_broadcaster/wrench"),
         DeclareLaunchArgument("launch_camera", default_value="true", description="start realsense2_camera"),
     ]
-    camera = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(PathJoinSubstitution(
-            [FindPackageShare("realsense2_camera"), "launch", "rs_launch.py"])),
-        launch_arguments={
-            "camera_namespace": "camera",
-            "camera_name": "camera",
-            "enable_color": "true",
-            "enable_depth": "true",
-            "align_depth.enable": "true",
-            "enable_sync": "true",
-            "rgb_camera.color_profile": "640x480x30",
-            "depth_module.depth_profile": "640x480x30",
-            "pointcloud.enable": "false",
-        }.items(),
-        condition=IfCondition(arg("launch_camera")),
-    )
+    camera = realsense_camera("launch_camera")
     policy = Node(
         package="diffusion_policy_ros",
         executable="policy_node",

@@ -12,12 +12,13 @@ discard an episode (config/record.yaml); the services work too:
 Then: dpros convert ~/demos/wipe --config CONFIG --out wipe.zarr
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
-from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from diffusion_policy_ros.ros.launch_parts import realsense_camera
 
 
 def generate_launch_description():
@@ -34,22 +35,7 @@ def generate_launch_description():
         DeclareLaunchArgument("launch_joy", default_value="true", description="start joy_node (package joy)"),
         DeclareLaunchArgument("launch_teleop", default_value="true", description="start teleop_node"),
     ]
-    camera = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(PathJoinSubstitution(
-            [FindPackageShare("realsense2_camera"), "launch", "rs_launch.py"])),
-        launch_arguments={
-            "camera_namespace": "camera",
-            "camera_name": "camera",
-            "enable_color": "true",
-            "enable_depth": "true",
-            "align_depth.enable": "true",
-            "enable_sync": "true",
-            "rgb_camera.color_profile": "640x480x30",
-            "depth_module.depth_profile": "640x480x30",
-            "pointcloud.enable": "false",
-        }.items(),
-        condition=IfCondition(arg("launch_camera")),
-    )
+    camera = realsense_camera("launch_camera")
     joy = Node(package="joy", executable="joy_node", name="joy_node", output="screen",
                parameters=[{"autorepeat_rate": 50.0, "deadzone": 0.05}], condition=IfCondition(arg("launch_joy")))
     teleop = Node(
