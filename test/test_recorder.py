@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .spinning import SpinEach
+
 pytest.importorskip("rclpy")
 
 COLOR, WRENCH, JOINTS = "/cam/color/image_raw", "/ft/wrench", "/joint_states"
@@ -86,24 +88,6 @@ class Peer:
         return future.result()
 
 
-class spin:
-    """Each node on its own single-threaded executor and thread, as ``ros2 run`` spins the recorder."""
-
-    def __init__(self, context, *nodes):
-        from rclpy.executors import SingleThreadedExecutor
-
-        self.executors = []
-        for n in nodes:
-            ex = SingleThreadedExecutor(context=context)
-            ex.add_node(n)
-            threading.Thread(target=ex.spin, daemon=True).start()
-            self.executors.append(ex)
-
-    def shutdown(self):
-        for ex in self.executors:
-            ex.shutdown()
-
-
 def test_episodes_record_every_message_and_discard_leaves_nothing(ros_context, tmp_path):
     from rclpy.parameter import Parameter
 
@@ -115,7 +99,7 @@ def test_episodes_record_every_message_and_discard_leaves_nothing(ros_context, t
         Parameter("output_dir", value=str(tmp_path)), Parameter("topics", value=[COLOR, WRENCH, JOINTS]),
         Parameter("task", value="wipe"), Parameter("keys", value=False)])
     peer = Peer(ros_context)
-    ex = spin(ros_context, rec, peer.node)
+    ex = SpinEach(ros_context, rec, peer.node)
     try:
         peer.wait_subscribed()
         assert peer.call("start").success
@@ -159,7 +143,7 @@ def test_killed_recorder_keeps_earlier_episodes_and_marks_the_partial_one(ros_co
                              "-p", "keys:=false"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     peer = Peer(ros_context)
-    ex = spin(ros_context, peer.node)
+    ex = SpinEach(ros_context, peer.node)
     try:
         peer.wait_subscribed(timeout=40)
         assert peer.call("start").success

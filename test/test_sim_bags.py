@@ -22,6 +22,8 @@ from diffusion_policy_ros.ros.replay import PREDICTED_TOPIC, replay
 from diffusion_policy_ros.sim.loop import SimEnv, expert_episode, sim_deploy_config
 from diffusion_policy_ros.sim.record import BagOptions, BagRecording, collect_bags
 
+from .spinning import SpinEach
+
 
 def push_config(**train):
     """The shipped sim checkpoint's own training config."""
@@ -159,10 +161,8 @@ def record_through_the_recorder(bags, out, monkeypatch):
     one episode per bag, as a teleoperated session would be recorded. → the recorded episode folders."""
     rclpy = pytest.importorskip("rclpy")
     import os
-    import threading
     import time
 
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -191,10 +191,7 @@ def record_through_the_recorder(bags, out, monkeypatch):
     peer = Node("player", context=ctx)
     qos = QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=1, reliability=ReliabilityPolicy.RELIABLE)
     pubs = {t: peer.create_publisher(message_class(m), t, qos) for t, m in topics.items()}
-    ex = MultiThreadedExecutor(context=ctx)
-    ex.add_node(rec)
-    ex.add_node(peer)
-    threading.Thread(target=ex.spin, daemon=True).start()
+    ex = SpinEach(ctx, rec, peer)
     T = M.RosTypes()
     try:
         end = time.monotonic() + 30

@@ -8,6 +8,8 @@ import pytest
 from diffusion_policy_ros.errors import ConfigError
 from diffusion_policy_ros.runtime.teleop import TeleopConfig, TeleopMapper
 
+from .spinning import SpinEach
+
 
 def test_deadman_scaling_deadzone_and_gripper_toggle():
     m = TeleopMapper(TeleopConfig(deadman_button=2, gripper_button=0, speed_up_button=1, deadzone=0.1,
@@ -33,7 +35,6 @@ def test_deadman_scaling_deadzone_and_gripper_toggle():
 
 def test_node_turns_joy_into_twist_and_stops_when_the_joystick_goes_silent(ros_context):
     from geometry_msgs.msg import TwistStamped
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Joy
@@ -57,10 +58,7 @@ def test_node_turns_joy_into_twist_and_stops_when_the_joystick_goes_silent(ros_c
         return cb
     peer.create_subscription(TwistStamped, "/arm/twist", on(twists), 10)
     peer.create_subscription(Float64, "/gripper/command", on(grips), 10)
-    ex = MultiThreadedExecutor(context=ros_context)
-    ex.add_node(teleop)
-    ex.add_node(peer)
-    threading.Thread(target=ex.spin, daemon=True).start()
+    ex = SpinEach(ros_context, teleop, peer)
     T = M.RosTypes()
     try:
         end = time.monotonic() + 20
@@ -83,7 +81,6 @@ def test_node_turns_joy_into_twist_and_stops_when_the_joystick_goes_silent(ros_c
 def test_gamepad_buttons_start_and_stop_episodes_on_the_real_recorder(ros_context, tmp_path):
     import json
 
-    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Joy
@@ -105,14 +102,7 @@ def test_gamepad_buttons_start_and_stop_episodes_on_the_real_recorder(ros_contex
         Parameter("keys", value=False), Parameter("stop_drain_s", value=0.5)])
     peer = Node("joy_peer", context=ros_context)
     joy = peer.create_publisher(Joy, "/joy", 10)
-    ex = MultiThreadedExecutor(num_threads=2, context=ros_context)
-    for n in (teleop, peer):
-        ex.add_node(n)
-    spinner = threading.Thread(target=ex.spin, daemon=True)
-    spinner.start()
-    rec_ex = SingleThreadedExecutor(context=ros_context)  # as recorder_node spins itself
-    rec_ex.add_node(rec)
-    threading.Thread(target=rec_ex.spin, daemon=True).start()
+    ex = SpinEach(ros_context, teleop, peer, rec)
     T = M.RosTypes()
 
     def until(cond, timeout=20.0):
@@ -140,7 +130,5 @@ def test_gamepad_buttons_start_and_stop_episodes_on_the_real_recorder(ros_contex
             assert bag.count("/arm/twist") >= 10
     finally:
         ex.shutdown()
-        rec_ex.shutdown()
-        spinner.join(timeout=10)
         for n in (teleop, rec, peer):
             n.destroy_node()

@@ -1,0 +1,25 @@
+"""Spinning nodes in tests the way their processes spin them."""
+from __future__ import annotations
+
+import threading
+
+
+class SpinEach:
+    """Each node on its own single-threaded executor and thread, as ``ros2 run`` spins one node.
+
+    One executor shared by a recorder and the test's publishers would make the recorder wait on the
+    publishers' callbacks, a lag production never has (and, on a loaded machine, a flaky test)."""
+
+    def __init__(self, context, *nodes):
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.executors = []
+        for n in nodes:
+            ex = SingleThreadedExecutor(context=context)
+            ex.add_node(n)
+            threading.Thread(target=ex.spin, daemon=True).start()
+            self.executors.append(ex)
+
+    def shutdown(self):
+        for ex in self.executors:
+            ex.shutdown()
