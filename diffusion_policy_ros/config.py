@@ -21,7 +21,7 @@ import yaml
 from . import constants as C
 from .errors import ConfigError
 
-NORMALIZE_MODES = ("limits", "gaussian", "identity")
+NORMALIZE_MODES = ("limits", "gaussian", "shared", "identity")
 
 
 def _require(cond: bool, name: str, expected: str, got: Any) -> None:
@@ -36,7 +36,7 @@ class ObservationSpec:
     type: str
     shape: tuple[int, ...]
     dataset_key: str | None = None  # key under data/ in the zarr store; None → the observation key
-    normalize: str = "limits"  # limits ([-1, 1] from min/max) | gaussian (mean/std) | identity
+    normalize: str = "limits"  # limits ([-1, 1] from min/max) | gaussian (mean/std) | shared (one std, the largest) | identity
 
     def __post_init__(self):
         _require(self.type in C.OBS_TYPES, "observations.*.type", f"one of {C.OBS_TYPES}", self.type)

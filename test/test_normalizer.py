@@ -39,6 +39,23 @@ def test_gaussian_and_identity():
     assert torch.equal(n.normalize("i", z), z)
 
 
+def test_shared_keeps_a_barely_moving_channel_small():
+    """A wrench whose sideways force and torques hardly moved in the demonstrations (a centred press):
+    per-channel stds make a 1 N side force at evaluation tens of stds; one shared scale keeps it below 1."""
+    rng = np.random.default_rng(2)
+    x = np.zeros((2000, 6))
+    x[:, 2] = rng.uniform(-1, 15, 2000)  # fz: the press
+    x[:, [0, 1, 3, 4, 5]] = rng.normal(0, 0.01, (2000, 5))
+    side = torch.tensor([[1.0, 0.0, 5.0, 0.0, 0.1, 0.0]])
+    per_channel, shared = (Normalizer({"w": 6}, {"w": m}) for m in ("gaussian", "shared"))
+    per_channel.fit("w", x)
+    shared.fit("w", x)
+    assert per_channel.normalize("w", side)[0, 0] > 50
+    y = shared.normalize("w", side)[0]
+    assert y.abs().max() < 1 and abs(float(y[0]) - 1.0 / x[:, 2].std()) < 2e-3  # the press's scale
+    assert torch.allclose(shared.unnormalize("w", shared.normalize("w", side)), side, atol=1e-5)
+
+
 def test_statistics_travel_in_the_state_dict():
     a = Normalizer({"k": 2}, {"k": "limits"})
     a.fit("k", np.array([[0.0, 10.0], [2.0, 20.0]]))

@@ -1,8 +1,10 @@
 """Per-key normalisation held as module buffers, so its statistics travel in the state_dict.
 
 Statistics are per channel over the last dimension (a point cloud's xyz, a state's entries).
-``limits`` maps [min, max] to [-1, 1]; ``gaussian`` to zero mean, unit std; ``identity`` is a no-op
-(images are scaled by their encoder).
+``limits`` maps [min, max] to [-1, 1]; ``gaussian`` to zero mean, unit std; ``shared`` to zero mean
+with one scale for every channel, the largest std (for a wrench: a component that barely moved in
+the demonstrations, a sideways force or a twist, is not blown up to tens of stds by the first contact
+a policy makes a little differently); ``identity`` is a no-op (images are scaled by their encoder).
 """
 from __future__ import annotations
 
@@ -43,8 +45,10 @@ class Normalizer(nn.Module):
             # Constant channels map to 0 instead of dividing by ~0 (DP does the same).
             scale = torch.where(rng < _EPS, torch.ones_like(rng), 2.0 / rng.clamp_min(_EPS))
             offset = torch.where(rng < _EPS, -lo, -1.0 - lo * scale)
-        elif f.mode == "gaussian":
+        elif f.mode in ("gaussian", "shared"):
             mean, std = x.mean(0), x.std(0)
+            if f.mode == "shared":
+                std = std.max().expand_as(std)
             scale = 1.0 / std.clamp_min(_EPS)
             offset = -mean * scale
         else:
