@@ -45,7 +45,7 @@ demo: setup
 # pytest exit 5 means "no tests ran": that is a failure here, never a pass.
 # The simulator tests run in a process of their own: after the rest of the suite, MuJoCo's OSMesa
 # context failed to load GL in the same process ("gladLoadGL error"); each test file passes beside them.
-SIM_TESTS := test/test_sim.py test/test_sim_ros.py test/test_sim_bags.py
+SIM_TESTS := test/test_sim.py test/test_sim_aerial.py test/test_sim_ros.py test/test_sim_bags.py
 test: setup
 	@$(PY) -m pytest test -q $(addprefix --ignore=,$(SIM_TESTS)); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \

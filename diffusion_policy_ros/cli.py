@@ -261,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     co = sub.add_parser("collect", help="record scripted demonstrations in the simulator (zarr, DP3 layout)")
     co.add_argument("--task", default="push")
-    co.add_argument("--embodiment", default="arm")
+    co.add_argument("--embodiment", default=None,
+                    help="default: the task's (arm), or the oracle gripper for the aerial tasks")
     co.add_argument("--episodes", type=int, default=100)
     co.add_argument("--out", required=True, help="zarr store to create")
     co.add_argument("--seed", type=int, default=1000, help="first seed (keep evaluation seeds apart)")
@@ -313,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     se = sub.add_parser("sim-eval", help="closed-loop episodes of a checkpoint in the simulator: success table")
     se.add_argument("--task", default="push")
-    se.add_argument("--embodiment", default="arm")
+    se.add_argument("--embodiment", default=None, help="default: the task's (arm | aerial); oracle: the floating "
+                    "gripper the aerial demonstrations come from (an upper bound)")
     se.add_argument("--checkpoint", default="push_dp3", help="checkpoint folder or a shipped name (--list)")
     se.add_argument("--episodes", type=int, default=50)
     se.add_argument("--seed", type=int, default=0, help="first seed (demonstrations use 1000 and up)")

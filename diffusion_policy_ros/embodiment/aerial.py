@@ -85,11 +85,13 @@ class AerialManipulator:
         self.a_h_max = G * math.tan(math.radians(cfg.max_tilt_deg))
         self.a_z = (G * (cfg.min_thrust_ratio - 1.0), G * (cfg.thrust_to_weight - 1.0))
 
-    def initial_state(self, ee_position: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Hovering with the arm at rest and the end effector at ``ee_position`` (B, 3)."""
+    def initial_state(self, ee_position: torch.Tensor, velocity: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The arm at rest and the end effector at ``ee_position`` (B, 3), the base moving at ``velocity``
+        (B, 3; e.g. the end effector's measured velocity) or hovering."""
         p = ee_position.to(self.dtype) - self.offset
         b = p.shape[0]
-        return {"p": p, "v": torch.zeros_like(p), "a": torch.zeros_like(p), "q": self.q_rest.expand(b, -1).clone()}
+        v = torch.zeros_like(p) if velocity is None else velocity.to(self.dtype).expand_as(p).clone()
+        return {"p": p, "v": v, "a": torch.zeros_like(p), "q": self.q_rest.expand(b, -1).clone()}
 
     def rollout(self, target: torch.Tensor, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """target (B, T, ≥3) world end-effector positions at dt spacing → {'ee', 'base', 'q': (B, T, ·),

@@ -26,7 +26,8 @@ from ..runtime.safety import Limits
 class Embodiment(Protocol):
     name: str
 
-    def state(self, ee_pose: torch.Tensor, joints: torch.Tensor | None = None) -> dict: ...
+    def state(self, ee_pose: torch.Tensor, joints: torch.Tensor | None = None,
+              velocity: torch.Tensor | None = None) -> dict: ...
 
     def cost(self, traj: torch.Tensor, state: dict) -> torch.Tensor: ...
 
@@ -44,7 +45,7 @@ class OracleEmbodiment:
 
     name = "oracle"
 
-    def state(self, ee_pose, joints=None) -> dict:
+    def state(self, ee_pose, joints=None, velocity=None) -> dict:
         return {}
 
     def cost(self, traj, state) -> torch.Tensor:
@@ -73,7 +74,7 @@ class ArmEmbodiment:
         t = traj[..., :9].to(self.kin.dtype)
         return torch.cat((t[..., :3] - self.base, t[..., 3:9]), dim=-1)
 
-    def state(self, ee_pose, joints=None) -> dict:
+    def state(self, ee_pose, joints=None, velocity=None) -> dict:
         if joints is None:
             raise ValueError("arm embodiment: expected the current joint positions, got None")
         return {"q": torch.as_tensor(joints, dtype=self.kin.dtype)}
@@ -107,15 +108,16 @@ class ArmEmbodiment:
 
 
 class AerialEmbodiment:
-    """Multirotor + arm; state: the end effector's current position (base hovering, arm at rest)."""
+    """Multirotor + arm; state: the end effector's current position and velocity (arm at rest)."""
 
     name = "aerial"
 
     def __init__(self, cfg: AerialConfig | None = None):
         self.model = AerialManipulator(cfg)
 
-    def state(self, ee_pose, joints=None) -> dict:
-        return self.model.initial_state(torch.as_tensor(ee_pose)[..., :3])
+    def state(self, ee_pose, joints=None, velocity=None) -> dict:
+        v = None if velocity is None else torch.as_tensor(velocity)
+        return self.model.initial_state(torch.as_tensor(ee_pose)[..., :3], v)
 
     def _expand(self, state, b):
         return {k: (v.expand(b, -1) if v.shape[0] == 1 else v) for k, v in state.items()}

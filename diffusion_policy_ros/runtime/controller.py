@@ -424,7 +424,11 @@ class PolicyRuntime:
         if self.embodiment is not None:
             joints = torch.as_tensor(samples["joints"][-1:, :self.arm.dof]) if self.arm is not None else None
             pose = torch.as_tensor(samples["ee_pose"][-1:]) if "ee_pose" in samples else None
-            state, emb = self.embodiment.state(pose, joints), self.embodiment
+            velocity = None  # end-effector velocity from the last two samples (an aerial base's momentum)
+            if pose is not None and len(samples["ee_pose"]) > 1:
+                velocity = torch.as_tensor((samples["ee_pose"][-1:, :3] - samples["ee_pose"][-2:-1, :3])
+                                           * (NS / self.period))
+            state, emb = self.embodiment.state(pose, joints, velocity), self.embodiment
             if g.embodiment_weight > 0:
                 costs.append((g.embodiment_weight,
                               lambda traj: emb.cost(traj[:, start:start + n], state).to(traj.dtype)))

@@ -22,12 +22,16 @@ from tqdm import tqdm
 from ..config import DeployConfig, load_deploy_config, resolve_shipped
 from ..embodiment.arm import ArmTracker, arm_from_config
 from ..errors import ConfigError
+from ..geometry import quat_xyzw_to_rot6d
 from ..perception.pointcloud import PointCloudPipeline
 from ..runtime.schedule import TimedTrajectory
+from .aerial import AerialSim
 from .scene import NS, ArmSim
 from .tasks import ROT6D_DOWN, make_task
 
-SIM_CONFIGS = {"arm": "sim_arm.yaml"}
+SIM_CONFIGS = {"arm": "sim_arm.yaml", "aerial": "sim_aerial.yaml", "oracle": "sim_aerial.yaml"}
+# Which embodiments can run a task made for an embodiment (the oracle gripper does the aerial tasks).
+EMBODIMENTS = {"arm": ("arm",), "aerial": ("aerial", "oracle")}
 
 
 def sim_config_path(embodiment: str = "arm", path: str | None = None):
@@ -41,20 +45,39 @@ def sim_deploy_config(embodiment: str = "arm", path: str | None = None) -> Deplo
     return load_deploy_config(sim_config_path(embodiment, path))
 
 
-class SimEnv:
-    """A task on its scene, with the kinematics the runtime uses."""
+def task_embodiment(task: str, embodiment: str | None) -> str:
+    """``embodiment`` (default: the task's own) checked against what the task can run on."""
+    made_for = make_task(task).embodiment
+    embodiment = embodiment or made_for
+    if embodiment not in EMBODIMENTS[made_for]:
+        raise ConfigError(f"--embodiment: task '{task}' runs on {list(EMBODIMENTS[made_for])}, got '{embodiment}'")
+    return embodiment
 
-    def __init__(self, task: str, cfg: DeployConfig):
+
+class SimEnv:
+    """A task on its scene, with the kinematics the runtime uses (none for the aerial embodiments)."""
+
+    def __init__(self, task: str, cfg: DeployConfig, embodiment: str | None = None):
         self.task = make_task(task)
+        self.embodiment = task_embodiment(task, embodiment)
         self.cfg = cfg
-        self.kin = arm_from_config(cfg.embodiment)
-        self.sim = ArmSim(self.task.scene_config(), self.kin.joint_names)
+        self.aerial = self.task.embodiment == "aerial"
+        if self.aerial:
+            self.kin = None
+            self.sim = AerialSim(self.task.scene_config(oracle=self.embodiment == "oracle"))
+        else:
+            self.kin = arm_from_config(cfg.embodiment)
+            self.sim = ArmSim(self.task.scene_config(), self.kin.joint_names)
         self.period = int(round(NS / cfg.timing.control_rate_hz))
         self.steps = int(round(self.task.duration_s * cfg.timing.control_rate_hz))
 
-    def ee_state(self, q: np.ndarray) -> np.ndarray:
-        """The policy's state: flange pose (position + 6-D rotation) + gripper (none here: 0)."""
-        pose = self.kin.fk(torch.as_tensor(q)).numpy()
+    def ee_state(self) -> np.ndarray:
+        """The policy's state: end-effector pose (position + 6-D rotation) + gripper (none here: 0)."""
+        if self.aerial:
+            p = self.sim.ee_pose()
+            pose = np.concatenate((p[:3], quat_xyzw_to_rot6d(p[3:])))
+        else:
+            pose = self.kin.fk(torch.as_tensor(self.sim.joints())).numpy()
         return np.concatenate((pose, [0.0]))
 
     def close(self):
@@ -94,15 +117,21 @@ def expert_episode(env: SimEnv, seed: int, num_points: int, frames: bool = False
     from ..perception.force import WrenchProcessor
 
     sim, task = env.sim, env.task
+    if bag is not None and env.aerial:
+        raise ConfigError("collect --format bags: the aerial tasks are recorded as zarr only so far")
     initial = task.reset(sim, env.kin, seed)
     expert = task.expert(sim)
-    tracker = ArmTracker(env.kin, dt=env.period / NS, damping=env.cfg.embodiment.ik_damping)
     pcfg = dataclasses.replace(env.cfg.point_cloud, num_points=num_points)
     cloud = PointCloudPipeline(pcfg, sim.camera)
     wrench = WrenchProcessor(env.cfg.force)
     filtered = wrench.add(0, sim.wrench())
-    ref = sim.flange_pose()[:3]
-    q_cmd = torch.as_tensor(sim.joints())[None]
+    if env.aerial:
+        pose = sim.ee_pose()
+        ref, rot6d = pose[:3], quat_xyzw_to_rot6d(pose[3:])
+    else:
+        tracker = ArmTracker(env.kin, dt=env.period / NS, damping=env.cfg.embodiment.ik_damping)
+        ref, rot6d = sim.flange_pose()[:3], ROT6D_DOWN
+        q_cmd = torch.as_tensor(sim.joints())[None]
     data = {"point_cloud": [], "state": [], "wrench": [], "action": []}
     ep = Episode(seed, False, 0, initial)
     after_done = 0
@@ -112,21 +141,24 @@ def expert_episode(env: SimEnv, seed: int, num_points: int, frames: bool = False
         if bag is not None:
             bag.camera(t, rgb, depth)
         data["point_cloud"].append(cloud(depth.astype(np.float32) * np.float32(0.001), seed=0).astype(np.float32))
-        data["state"].append(env.ee_state(sim.joints()).astype(np.float32))
+        data["state"].append(env.ee_state().astype(np.float32))
         data["wrench"].append(filtered.astype(np.float32))
-        data["action"].append(np.concatenate((ref, ROT6D_DOWN, [0.0])).astype(np.float32))
+        data["action"].append(np.concatenate((ref, rot6d, [0.0])).astype(np.float32))
         record_step(ep, env, rgb, frames)
         if expert.phase == "done":
             after_done += 1
             if after_done > 3:
                 break
         ref = expert.next_target(ref)
-        target = torch.as_tensor(np.concatenate((ref, ROT6D_DOWN)))[None, None]
-        with torch.no_grad():
-            q_cmd = tracker.rollout(target, q_cmd)[:, -1]
-        sim.follower.set(TimedTrajectory(np.array([t + env.period], np.int64), q_cmd.numpy()), t)
-        if bag is not None:
-            bag.command(t, t + env.period, q_cmd.numpy()[0])
+        if env.aerial:  # a MultiDOFJointTrajectory point: the end-effector target one period ahead
+            sim.follower.set(TimedTrajectory(np.array([t + env.period], np.int64), ref[None]), t)
+        else:
+            target = torch.as_tensor(np.concatenate((ref, ROT6D_DOWN)))[None, None]
+            with torch.no_grad():
+                q_cmd = tracker.rollout(target, q_cmd)[:, -1]
+            sim.follower.set(TimedTrajectory(np.array([t + env.period], np.int64), q_cmd.numpy()), t)
+            if bag is not None:
+                bag.command(t, t + env.period, q_cmd.numpy()[0])
         for sub in sub_steps(t, t + env.period):
             sim.advance(sub)
             task.update(sim)
@@ -160,10 +192,16 @@ def policy_episode(env: SimEnv, runtime, seed: int, frames: bool = False) -> Epi
         if "color" in runtime.window.buffers:
             runtime.add_color(t, rgb)
         runtime.add_depth(t, depth.astype(np.float32) * np.float32(0.001))
-        runtime.add_joints(t, sim.joints())
+        if env.aerial:
+            runtime.add_ee_pose(t, sim.ee_pose())
+        else:
+            runtime.add_joints(t, sim.joints())
         result = runtime.step(t)
         if result.command is not None:
-            sim.follower.set(result.command.trajectory, t)
+            traj = result.command.trajectory
+            if env.aerial:  # end-effector waypoints [position, 6-D rotation(, gripper)]: the sim follows positions
+                traj = TimedTrajectory(traj.times_ns, traj.values[:, :3])
+            sim.follower.set(traj, t)
             if result.status == "command":
                 ep.inference_ms.append(result.inference_ms + result.perception_ms)
             else:
@@ -194,11 +232,15 @@ def wilson_ci95(successes: int, n: int) -> tuple[float, float]:
 
 
 def collect(task: str, episodes: int, out: str | Path, seed: int = 1000, num_points: int = 256,
-            embodiment: str = "arm", progress: bool = True, overwrite: bool = False) -> dict:
-    """Scripted demonstrations (seeds seed, seed+1, …) into a zarr dataset; failed ones are left out."""
+            embodiment: str | None = None, progress: bool = True, overwrite: bool = False) -> dict:
+    """Scripted demonstrations (seeds seed, seed+1, …) into a zarr dataset; failed ones are left out.
+    Aerial tasks are demonstrated with the oracle gripper unless ``embodiment`` says otherwise."""
     from ..data import ReplayBuffer
 
-    env = SimEnv(task, sim_deploy_config(embodiment))
+    if embodiment is None and make_task(task).embodiment == "aerial":
+        embodiment = "oracle"
+    embodiment = task_embodiment(task, embodiment)
+    env = SimEnv(task, sim_deploy_config(embodiment), embodiment)
     buf = ReplayBuffer.create(out, overwrite=overwrite)
     kept, failed, steps = 0, [], 0
     try:
@@ -220,8 +262,7 @@ def eval_config(task: str, checkpoint, embodiment: str, deploy_config: str | Non
     """The sim deploy config with ``--set`` overrides; unknown tasks, parameters or checkpoints fail here."""
     from ..config import deploy_config_from_dict, flatten_params, unflatten_params
 
-    make_task(task)
-    cfg = sim_deploy_config(embodiment, deploy_config)
+    cfg = sim_deploy_config(task_embodiment(task, embodiment), deploy_config)
     if overrides:
         flat = flatten_params(cfg)
         unknown = sorted(set(overrides) - set(flat))
@@ -235,7 +276,7 @@ def eval_config(task: str, checkpoint, embodiment: str, deploy_config: str | Non
     return cfg
 
 
-def evaluate(task: str, checkpoint: str, episodes: int, seed: int = 0, embodiment: str = "arm",
+def evaluate(task: str, checkpoint: str, episodes: int, seed: int = 0, embodiment: str | None = None,
              deploy_config: str | None = None, overrides: dict | None = None, out: str | Path | None = None,
              videos: int = 2, progress: bool = True) -> dict:
     """Closed-loop success over seeds seed … seed+episodes-1 (keep them apart from the training seeds)."""
@@ -245,7 +286,8 @@ def evaluate(task: str, checkpoint: str, episodes: int, seed: int = 0, embodimen
     cfg = eval_config(task, checkpoint, embodiment, deploy_config, overrides)
     policy = Policy.from_checkpoint(checkpoint, solver=cfg.sampling.solver or None,
                                     num_inference_steps=cfg.sampling.num_inference_steps or None)
-    env = SimEnv(task, cfg)
+    env = SimEnv(task, cfg, embodiment)
+    embodiment = env.embodiment
     runtime = PolicyRuntime(policy, cfg, env.kin)
     eps = []
     t0 = time.perf_counter()

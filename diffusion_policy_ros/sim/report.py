@@ -8,6 +8,27 @@ from pathlib import Path
 import numpy as np
 
 
+def draw_paths(ax, episodes, what: str) -> None:
+    """Each episode's trace (x, y, ...) from above: blue when it succeeded, red when not, a dot at its start."""
+    for e in episodes:
+        c = np.asarray(e.trace)
+        colour = "tab:blue" if e.success else "tab:red"
+        ax.plot(c[:, 0], c[:, 1], color=colour, lw=1, alpha=0.8)
+        ax.plot(c[0, 0], c[0, 1], "o", color=colour, ms=3)
+    ax.plot([], [], color="tab:blue", label=f"{what}, success")
+    ax.plot([], [], color="tab:red", label=f"{what}, failure")
+    ax.set_xlabel("x [m]")
+    ax.set_ylabel("y [m]")
+    ax.set_aspect("equal")
+
+
+def toward(p: np.ndarray, goal: np.ndarray, step: float) -> np.ndarray:
+    """``step`` metres from ``p`` straight to ``goal`` (the goal itself when nearer): scripted experts' motion."""
+    d = goal - p
+    n = np.linalg.norm(d)
+    return goal.copy() if n <= step else p + d * (step / n)
+
+
 def write_video(path: Path, episodes, fps: int = 10) -> Path:
     """The recorded episodes one after another (MP4 through imageio-ffmpeg, else GIF)."""
     import imageio.v2 as imageio

@@ -167,12 +167,62 @@ def build_arm_model(cfg: ArmSceneConfig) -> mujoco.MjModel:
         else:
             world.add_geom(name=obj.name, type=mujoco.mjtGeom.mjGEOM_BOX, size=list(obj.half), pos=list(obj.pos),
                            rgba=list(obj.rgba), contype=0, conaffinity=0)
-    cam = cfg.camera
-    # MuJoCo cameras look along -z with y up: columns x = right, y = -down, z = -forward.
+    add_camera(world, cfg.camera)
+    return spec.compile()
+
+
+def add_camera(world, cam: CameraSpec) -> None:
+    """The scene camera 'camera' at ``cam``'s pose. MuJoCo cameras look along -z with y up: columns
+    x = right, y = -down, z = -forward of the optical frame."""
     r = cam.optical_rotation() @ np.diag([1.0, -1.0, -1.0])
     q = Rotation.from_matrix(r).as_quat()
     world.add_camera(name="camera", pos=list(cam.pos), quat=[q[3], q[0], q[1], q[2]], fovy=cam.fovy_deg)
-    return spec.compile()
+
+
+SELF_FILTERED_GROUP = 2  # geoms the depth camera does not see (a robot self-filter's job on a real cell)
+
+
+class RgbdRenderer:
+    """What realsense-ros publishes from a MuJoCo camera named 'camera': rgb8 colour and depth in
+    millimetres aligned to it (0 = invalid or beyond ``max_range``). Geoms in ``SELF_FILTERED_GROUP``
+    are drawn in colour but left out of depth, as robot_self_filter removes the robot's own points."""
+
+    def __init__(self, model: mujoco.MjModel, camera: CameraSpec):
+        self.camera = camera
+        self.renderer = mujoco.Renderer(model, camera.height, camera.width)
+        self.depth_option = mujoco.MjvOption()
+        self.depth_option.geomgroup[SELF_FILTERED_GROUP] = 0
+
+    def render(self, data: mujoco.MjData) -> tuple[np.ndarray, np.ndarray]:
+        r = self.renderer
+        r.disable_depth_rendering()
+        r.update_scene(data, camera="camera")
+        rgb = r.render().copy()
+        r.enable_depth_rendering()
+        r.update_scene(data, camera="camera", scene_option=self.depth_option)
+        z = r.render()
+        depth = np.where((z > 0) & (z < self.camera.max_range), np.round(z * 1000.0), 0).astype(np.uint16)
+        return rgb, depth
+
+    def close(self) -> None:
+        self.renderer.close()
+
+
+class CameraScene:
+    """``render()`` and ``close()`` for a sim with ``model``, ``data``, ``cfg.camera`` and ``_renderer``."""
+
+    _renderer: RgbdRenderer | None
+
+    def render(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rgb (H, W, 3) uint8, depth (H, W) uint16 millimetres, 0 = invalid) from the scene camera."""
+        if self._renderer is None:
+            self._renderer = RgbdRenderer(self.model, self.cfg.camera)
+        return self._renderer.render(self.data)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
 
 
 _DIVERGENCE = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC)
@@ -200,7 +250,7 @@ class TrajectoryFollower:
                                           np.concatenate((start[None], values)))
 
 
-class ArmSim:
+class ArmSim(CameraScene):
     """One MuJoCo arm scene: reset, advance in time under a trajectory, render, read sensors."""
 
     def __init__(self, cfg: ArmSceneConfig, joint_names: list[str]):
@@ -216,7 +266,7 @@ class ArmSim:
         self.time_ns = 0
         self.follower = TrajectoryFollower(np.zeros(len(joint_names)))
         self.camera = cfg.camera.model()
-        self._renderer: mujoco.Renderer | None = None
+        self._renderer: RgbdRenderer | None = None
         self._steps_per_ms = 1e-3 / self.model.opt.timestep
 
     # --- state ---------------------------------------------------------------------------------
@@ -282,25 +332,4 @@ class ArmSim:
         """(xyz, quaternion wxyz) of a free object."""
         adr = self.model.joint(name).qposadr[0]
         return self.data.qpos[adr:adr + 3].copy(), self.data.qpos[adr + 3:adr + 7].copy()
-
-    # --- camera --------------------------------------------------------------------------------
-    def render(self) -> tuple[np.ndarray, np.ndarray]:
-        """(rgb (H, W, 3) uint8, depth (H, W) uint16 millimetres, 0 = invalid) from the scene camera."""
-        cam = self.cfg.camera
-        if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, cam.height, cam.width)
-        r = self._renderer
-        r.disable_depth_rendering()
-        r.update_scene(self.data, camera="camera")
-        rgb = r.render().copy()
-        r.enable_depth_rendering()
-        r.update_scene(self.data, camera="camera")
-        z = r.render()
-        depth = np.where((z > 0) & (z < cam.max_range), np.round(z * 1000.0), 0).astype(np.uint16)
-        return rgb, depth
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
 
