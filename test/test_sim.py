@@ -165,6 +165,13 @@ def test_press_is_decided_by_force_one_depth_cannot_serve_every_spring():
         env.close()
 
 
+def test_shipped_press_checkpoint_seats_the_part_by_feel():
+    """The shipped vision + force checkpoint presses unseen springs into the band without over-pressing."""
+    summary = evaluate("press", str(resolve_shipped_checkpoint("press_dp3_force")), episodes=2, seed=0,
+                       overrides={"sampling.replan_steps": 2}, progress=False)
+    assert summary["successes"] == 2, summary["per_episode"]
+
+
 def test_wilson_interval():
     assert wilson_ci95(0, 10)[0] == 0.0 and wilson_ci95(10, 10)[1] == 1.0
     lo, hi = wilson_ci95(45, 50)
