@@ -51,6 +51,80 @@ def test_sim_node_follows_trajectories_like_jtc_and_drops_bad_ones(ros_context):
         node.destroy_node()
 
 
+def test_aerial_sim_node_flies_to_multidof_targets_sent_over_dds_and_drops_bad_ones(ros_context):
+    """The aerial task's sim node, spun as its process spins it: a MultiDOFJointTrajectory published by
+    another node moves the end effector (through the flight controller) to the target, seen on the
+    config's ee_pose topic; the arm's joints are on joint_states; a malformed command is dropped."""
+    import threading
+
+    from geometry_msgs.msg import PoseStamped, Transform
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import MultiDOFJointTrajectory, MultiDOFJointTrajectoryPoint
+
+    from rclpy.parameter import Parameter
+
+    from diffusion_policy_ros.ros.sim_node import SimNode
+
+    from .spinning import SpinEach
+
+    sim = SimNode(context=ros_context, parameter_overrides=[Parameter("task", value="reach"),
+                                                            Parameter("real_time_factor", value=2.0)])
+    peer = Node("peer", context=ros_context)
+    t = sim.env.cfg.topics
+    got = threading.Condition()
+    poses, joints = [], []
+
+    def keep(store):
+        def cb(msg):
+            with got:
+                store.append(msg)
+                got.notify_all()
+        return cb
+
+    peer.create_subscription(PoseStamped, t.ee_pose, keep(poses), 10)
+    peer.create_subscription(JointState, t.joint_states, keep(joints), 10)
+    pub = peer.create_publisher(MultiDOFJointTrajectory, t.command, 10)
+    spin = SpinEach(ros_context, sim, peer)
+    try:
+        with got:
+            assert got.wait_for(lambda: len(poses) > 2 and joints, 30), "no ee_pose / joint_states from sim_node"
+        start = np.array([poses[-1].pose.position.x, poses[-1].pose.position.y, poses[-1].pose.position.z])
+        assert poses[-1].header.frame_id == sim.env.cfg.frame_id
+        assert list(joints[-1].name) == sim.env.sim.joint_names
+        target = start + [0.15, 0.1, 0.05]
+
+        def command(xyz, names=("end_effector",)):
+            msg = MultiDOFJointTrajectory(joint_names=list(names))
+            for k, frac in enumerate((0.5, 1.0)):
+                tf = Transform()
+                p = start + frac * (np.asarray(xyz) - start)
+                tf.translation.x, tf.translation.y, tf.translation.z = (float(v) for v in p)
+                tf.rotation.w = 1.0
+                pt = MultiDOFJointTrajectoryPoint(transforms=[tf] * len(names))
+                pt.time_from_start.sec = k + 1
+                msg.points.append(pt)
+            return msg
+
+        while pub.get_subscription_count() == 0:
+            with got:
+                got.wait(0.05)
+        pub.publish(command([np.nan, 0.0, 1.0]))  # NaN target
+        pub.publish(command(target, names=("a", "b")))  # two transforms per point
+        pub.publish(command(target))
+
+        def reached():
+            p = poses[-1].pose.position
+            return sim.received == 1 and np.linalg.norm([p.x, p.y, p.z] - target) < 0.02
+        with got:
+            assert got.wait_for(reached, 60), (sim.received, sim.rejected, poses[-1].pose.position)
+        assert sim.rejected == 2 and sim.error is None
+    finally:
+        spin.shutdown()
+        peer.destroy_node()
+        sim.destroy_node()
+
+
 def test_sim_eval_over_ros_runs_the_policy_node_closed_loop(ros_env, tmp_path):
     from diffusion_policy_ros.ros.sim_eval import evaluate_ros
 

@@ -23,7 +23,7 @@ from std_srvs.srv import SetBool
 from tqdm import tqdm
 
 from ..errors import SimError
-from ..sim.loop import Episode, SimEnv, eval_config, sim_config_path, summarize
+from ..sim.loop import Episode, SimEnv, eval_config, sim_config_path, summarize, task_embodiment
 from .sim_node import SimNode
 
 POLICY_NODE = "/policy_node"
@@ -37,9 +37,10 @@ def _ros_value(v) -> str:
     return str(v)
 
 
-def evaluate_ros(task: str, checkpoint: str, episodes: int, seed: int = 0, embodiment: str = "arm",
+def evaluate_ros(task: str, checkpoint: str, episodes: int, seed: int = 0, embodiment: str | None = None,
                  deploy_config: str | None = None, overrides: dict | None = None, out=None, videos: int = 2,
                  real_time_factor: float = 0.25, progress: bool = True, startup_timeout_s: float = 120.0) -> dict:
+    embodiment = task_embodiment(task, embodiment)
     cfg = eval_config(task, checkpoint, embodiment, deploy_config, overrides)
     params_file = str(sim_config_path(embodiment, deploy_config))
     args = ["-p", f"checkpoint:={checkpoint}", "-p", "use_sim_time:=true", "-p", "start_enabled:=false"]
@@ -48,7 +49,7 @@ def evaluate_ros(task: str, checkpoint: str, episodes: int, seed: int = 0, embod
     log = tempfile.NamedTemporaryFile("w+", prefix="policy_node_", suffix=".log", delete=False)
     proc = None
     rclpy.init()
-    env = SimEnv(task, cfg)
+    env = SimEnv(task, cfg, embodiment)
     node = SimNode(env, parameter_overrides=[Parameter("task", value=task), Parameter("seed", value=seed),
                                              Parameter("real_time_factor", value=float(real_time_factor))])
     node.pause(True)

@@ -1,17 +1,22 @@
 """The simulator as a ROS 2 robot: publishes what realsense-ros, ros2_control and a wrist F/T
-broadcaster publish, and follows JointTrajectory commands the way joint_trajectory_controller does.
+broadcaster publish, and follows JointTrajectory commands the way joint_trajectory_controller does
+(arm tasks) or MultiDOFJointTrajectory end-effector targets (the aerial manipulator's tasks).
 
     ros2 run diffusion_policy_ros sim_node --ros-args -p task:=push -p seed:=0
     ros2 run diffusion_policy_ros policy_node --ros-args --params-file config/sim_arm.yaml \\
         -p use_sim_time:=true -p checkpoint:=push_dp3 -p start_enabled:=true
 
-Published (sim time, /clock): ``/camera/camera/color/image_raw`` (rgb8) + ``camera_info``,
-``/camera/camera/aligned_depth_to_color/image_raw`` (16UC1, mm) + ``camera_info``,
-``/force_torque_sensor_broadcaster/wrench``, ``/joint_states``, ``~/ee_pose`` (flange PoseStamped),
-``~/success`` (std_msgs/Bool, once per camera frame). Consumed: ``/joint_trajectory_controller/joint_trajectory``
-(names in any order; header stamp 0 = now; time_from_start relative to the stamp).
-Services: ``~/reset`` (std_srvs/Trigger): next episode with seed + 1. Parameters: task, seed,
-real_time_factor (sim seconds per wall second), camera_rate_hz, state_rate_hz, frame_id.
+Topics are the sim deploy config's (``config/sim_arm.yaml``, ``config/sim_aerial.yaml``), so the policy
+node started with the same file finds them. Published (sim time, /clock): colour (rgb8) +
+``camera_info``, aligned depth (16UC1, mm) + ``camera_info``, the wrist wrench, joint states (the arm's
+joints; none for the oracle gripper), the end-effector pose (PoseStamped: on the config's ``ee_pose``
+topic for the aerial tasks, ``~/ee_pose`` = the flange for the arm), ``~/success`` (std_msgs/Bool,
+once per camera frame). Consumed on the config's command topic: JointTrajectory (names in any order)
+or MultiDOFJointTrajectory (one transform per point: the end-effector target; its position is
+followed, the base stays level); header stamp 0 = now; time_from_start relative to the stamp.
+Services: ``~/reset`` (std_srvs/Trigger): next episode with seed + 1. Parameters: task, embodiment
+("" = the task's own; ``oracle`` for the floating gripper on aerial tasks), seed, real_time_factor
+(sim seconds per wall second), camera_rate_hz, state_rate_hz, frame_id (of the published poses).
 """
 from __future__ import annotations
 
@@ -26,11 +31,11 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory
+from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 
 from ..errors import ConfigError, DiffusionPolicyRosError
 from ..runtime.schedule import TimedTrajectory
-from ..sim.loop import SimEnv, record_step, sim_deploy_config
+from ..sim.loop import SimEnv, record_step, sim_deploy_config, task_embodiment
 from ..sim.scene import NS
 from . import msgs as M
 from .entry import run_node
@@ -43,14 +48,20 @@ class SimNode(Node):
     def __init__(self, env: SimEnv | None = None, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         p = {name: self.declare_parameter(name, default).value for name, default in (
-            ("task", "push"), ("seed", 0), ("real_time_factor", 1.0), ("camera_rate_hz", 10.0),
-            ("state_rate_hz", 50.0), ("frame_id", "base_link"), ("camera_frame_id", "camera_color_optical_frame"))}
+            ("task", "push"), ("embodiment", ""), ("seed", 0), ("real_time_factor", 1.0), ("camera_rate_hz", 10.0),
+            ("state_rate_hz", 50.0), ("frame_id", ""), ("camera_frame_id", "camera_color_optical_frame"))}
         if p["real_time_factor"] <= 0 or p["camera_rate_hz"] <= 0 or p["state_rate_hz"] < p["camera_rate_hz"]:
             raise ConfigError(f"sim_node: expected real_time_factor > 0 and state_rate_hz >= camera_rate_hz > 0, got "
                               f"{p['real_time_factor']}, {p['state_rate_hz']}, {p['camera_rate_hz']}")
         self.p = p
-        self.env = env or SimEnv(p["task"], sim_deploy_config(self._embodiment(p["task"])))
-        t = self.env.cfg.topics
+        if env is None:
+            embodiment = task_embodiment(p["task"], p["embodiment"] or None)
+            env = SimEnv(p["task"], sim_deploy_config(embodiment), embodiment)
+        self.env = env
+        self.aerial = env.aerial
+        if not p["frame_id"]:
+            p["frame_id"] = env.cfg.frame_id if self.aerial else "base_link"
+        t = env.cfg.topics
         self.types = M.RosTypes()
         self.pubs = {
             "color": self.create_publisher(Image, t.color, qos_profile_sensor_data),
@@ -60,11 +71,14 @@ class SimNode(Node):
                                                 qos_profile_sensor_data),
             "wrench": self.create_publisher(WrenchStamped, t.wrench, qos_profile_sensor_data),
             "joints": self.create_publisher(JointState, t.joint_states, 10),
-            "ee_pose": self.create_publisher(PoseStamped, "~/ee_pose", 10),
+            "ee_pose": self.create_publisher(PoseStamped, t.ee_pose if self.aerial and t.ee_pose else "~/ee_pose", 10),
             "success": self.create_publisher(Bool, "~/success", 10),
             "clock": self.create_publisher(Clock, "/clock", 10),
         }
-        self.create_subscription(JointTrajectory, t.command, self._on_trajectory, 10)
+        if self.aerial:
+            self.create_subscription(MultiDOFJointTrajectory, t.command, self._on_multidof, 10)
+        else:
+            self.create_subscription(JointTrajectory, t.command, self._on_trajectory, 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
         cam = self.env.sim.camera
         self.intrinsics = M.Intrinsics(cam.width, cam.height, np.array([[cam.fx, 0, cam.cx], [0, cam.fy, cam.cy],
@@ -86,12 +100,6 @@ class SimNode(Node):
         self._thread = threading.Thread(target=self._guarded_run, daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def _embodiment(task: str) -> str:
-        from ..sim.tasks import make_task
-
-        return make_task(task).embodiment
-
     # --- episodes ------------------------------------------------------------------------------------
     def now_ns(self) -> int:
         return self.offset + self.env.sim.time_ns
@@ -112,21 +120,42 @@ class SimNode(Node):
 
     # --- commands --------------------------------------------------------------------------------------
     def _on_trajectory(self, msg) -> None:
-        arrived = time.monotonic()
-        try:
+        def targets():
             data = M.decode_joint_trajectory(msg)
             names = self.env.sim.joint_names
             if sorted(data.joint_names) != sorted(names) or len(data.time_from_start_ns) == 0:
                 raise M.MessageError(f"joint_trajectory.joint_names: expected {names} with points, got "
                                      f"{data.joint_names} ({len(data.time_from_start_ns)} points)")
             order = [data.joint_names.index(n) for n in names]
+            return data.stamp_ns, data.time_from_start_ns, data.positions[:, order]
+
+        self._follow(targets)
+
+    def _on_multidof(self, msg) -> None:
+        def targets():
+            data = M.decode_multidof_trajectory(msg)
+            if data.poses.shape[1] != 1 or len(data.time_from_start_ns) == 0:
+                raise M.MessageError(f"multi_dof_trajectory: expected one end-effector transform per point and at "
+                                     f"least one point, got joint_names {data.joint_names} "
+                                     f"({len(data.time_from_start_ns)} points)")
+            return data.stamp_ns, data.time_from_start_ns, data.poses[:, 0, :3]
+
+        self._follow(targets)
+
+    def _follow(self, targets) -> None:
+        """Splice the decoded trajectory (``targets()`` → stamp, time_from_start, values) into the running
+        one; a message that does not decode or fit is dropped with a warning."""
+        arrived = time.monotonic()
+        try:
+            stamp_ns, from_start, values = targets()
+            if (np.diff(from_start) <= 0).any():
+                raise M.MessageError(f"trajectory.points[].time_from_start: expected strictly increasing, got "
+                                     f"{(from_start / 1e9).round(3).tolist()}")
             with self.lock:
-                now = self.now_ns()
-                start = data.stamp_ns if data.stamp_ns > 0 else now
-                times = start + data.time_from_start_ns - self.offset
-                self.env.sim.follower.set(TimedTrajectory(times.astype(np.int64), data.positions[:, order]),
-                                          self.env.sim.time_ns)
-                sent = self._wall_at.get(int(data.stamp_ns))
+                start = stamp_ns if stamp_ns > 0 else self.now_ns()
+                times = start + from_start - self.offset
+                self.env.sim.follower.set(TimedTrajectory(times.astype(np.int64), values), self.env.sim.time_ns)
+                sent = self._wall_at.get(int(stamp_ns))
         except (DiffusionPolicyRosError, ValueError) as e:
             self.rejected += 1
             self.get_logger().warning(f"{self.env.cfg.topics.command}: dropped: {e}", throttle_duration_sec=2.0)
@@ -163,7 +192,8 @@ class SimNode(Node):
                     if frame is not None and self.recording is not None:
                         record_step(self.recording, self.env, frame[0], self.record_frames)
                         self.recording.steps += 1
-                    joints, wrench, pose = sim.joints(), sim.wrench(), sim.flange_pose()
+                    joints, wrench = sim.joints(), sim.wrench()
+                    pose = sim.ee_pose() if self.aerial else sim.flange_pose()
             except DiffusionPolicyRosError as e:
                 self.get_logger().error(f"{e}; resetting the episode")
                 self.episode_start(self.seed)
@@ -183,7 +213,8 @@ class SimNode(Node):
         clock = Clock()
         clock.clock = T.time(now)
         self.pubs["clock"].publish(clock)
-        self.pubs["joints"].publish(M.encode_joint_state(T, self.env.sim.joint_names, joints, now))
+        if len(joints):
+            self.pubs["joints"].publish(M.encode_joint_state(T, self.env.sim.joint_names, joints, now))
         self.pubs["wrench"].publish(M.encode_wrench(T, wrench, now, "ft_sensor"))
         self.pubs["ee_pose"].publish(M.encode_pose(T, pose, now, fid))
         if frame is None:
