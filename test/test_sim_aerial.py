@@ -13,6 +13,7 @@ from diffusion_policy_ros.sim.aerial import AerialSceneConfig, AerialSim
 from diffusion_policy_ros.sim.aerial_tasks import ReachTask
 from diffusion_policy_ros.sim.loop import SimEnv, collect, expert_episode, sim_deploy_config
 from diffusion_policy_ros.sim.scene import NS
+from diffusion_policy_ros.sim.tasks import make_task
 
 START = np.array([0.0, 0.0, 1.0])
 
@@ -161,15 +162,13 @@ def test_collect_uses_the_oracle_and_bad_embodiments_are_named(tmp_path):
         SimEnv("push", sim_deploy_config("arm"), "aerial")
 
 
-def test_demonstrations_replayed_on_the_aerial_manipulator_fail_more_on_the_far_side():
-    """Why reach needs embodiment-aware guidance: the oracle's demonstrations, commanded open loop to
-    the aerial manipulator, succeed when they go round the post on the start's side and mostly crash
-    (overshooting the swing across) on the far side. Both sides are in the demonstrations."""
-    task = ReachTask()
+def _replay_demonstrations_open_loop(task, seeds):
+    """Each seed's oracle demonstration commanded open loop to the aerial manipulator →
+    [(near side?, success, failure)]."""
     oracle, aerial = AerialSim(task.scene_config(oracle=True)), AerialSim(task.scene_config())
     period = NS // 10
-    wins = {"near": [], "far": []}
-    for seed in range(1000, 1016):
+    out = []
+    for seed in seeds:
         initial = task.reset(oracle, None, seed)
         expert, ref, targets = task.expert(oracle), np.array(initial["start"]), []
         while expert.phase != "done":
@@ -182,8 +181,26 @@ def test_demonstrations_replayed_on_the_aerial_manipulator_fail_more_on_the_far_
                 aerial.advance(k * period + s * period // 5)
                 task.update(aerial)
         near = (initial["start"][1] > 0) == (initial["demo_side"] == "left")
-        wins["near" if near else "far"].append(task.success(aerial))
+        out.append((near, task.success(aerial), task.failure(aerial)))
     oracle.close()
     aerial.close()
+    return out
+
+
+def test_demonstrations_replayed_on_the_aerial_manipulator_fail_more_on_the_far_side():
+    """Why reach needs embodiment-aware guidance: the oracle's demonstrations, commanded open loop to
+    the aerial manipulator, succeed when they go round the post on the start's side and mostly crash
+    (overshooting the swing across) on the far side. Both sides are in the demonstrations."""
+    runs = _replay_demonstrations_open_loop(ReachTask(), range(1000, 1016))
+    wins = {side: [ok for near, ok, _ in runs if near == (side == "near")] for side in ("near", "far")}
     assert len(wins["near"]) >= 4 and len(wins["far"]) >= 4
     assert np.mean(wins["near"]) >= 0.8 and np.mean(wins["far"]) <= 0.5, wins
+
+
+def test_fast_demonstrations_followed_open_loop_cut_into_the_post():
+    """reach_fast's oracle swings round the post at 1.6 m/s: the multirotor cannot turn that fast, and
+    followed as demonstrated the gripper cuts the corner into the post on either side."""
+    runs = _replay_demonstrations_open_loop(make_task("reach_fast"), range(1000, 1016))
+    post_hits = [fail for _, _, fail in runs if "post" in fail]
+    assert np.mean([ok for _, ok, _ in runs]) <= 0.7 and len(post_hits) >= 4, runs
+    assert {near for near, _, fail in runs if "post" in fail} == {True, False}, runs

@@ -228,6 +228,22 @@ class CameraScene:
 _DIVERGENCE = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC)
 
 
+class HoldTimer:
+    """How long a task's success condition has held without a break (sim time): the longest stretch."""
+
+    def __init__(self):
+        self.since: int | None = None
+        self.longest_ns = 0
+
+    def update(self, holds: bool, t_ns: int) -> None:
+        if not holds:
+            self.since = None
+            return
+        if self.since is None:
+            self.since = t_ns
+        self.longest_ns = max(self.longest_ns, t_ns - self.since)
+
+
 class TrajectoryFollower:
     """joint_trajectory_controller semantics on absolute times: linear interpolation between points,
     the last point held, and a new trajectory spliced in at its first point (before it, the running

@@ -24,9 +24,9 @@ import torch
 
 from ..embodiment.arm import ArmKinematics, ArmTracker
 from ..geometry import matrix_to_rot6d
-from .aerial_tasks import ReachTask
+from .aerial_tasks import FastReachTask, ReachTask
 from .report import draw_paths, toward
-from .scene import ArmSceneConfig, ArmSim, BoxObject, SpringPart
+from .scene import ArmSceneConfig, ArmSim, BoxObject, HoldTimer, SpringPart
 
 # The UR-style "home" with the tool pointing straight down, turned to face +x.
 HOME_Q = np.array([np.pi, -np.pi / 2, np.pi / 2, -np.pi / 2, -np.pi / 2, 0.0])
@@ -168,8 +168,7 @@ class PressTask:
         self._reset_state()
 
     def _reset_state(self) -> None:
-        self.in_band_since: int | None = None
-        self.held_ns = 0
+        self.hold = HoldTimer()
         self.peak = 0.0
 
     def scene_config(self) -> ArmSceneConfig:
@@ -197,15 +196,10 @@ class PressTask:
     def update(self, sim: ArmSim) -> None:
         f = self.force(sim)
         self.peak = max(self.peak, f)
-        if self.band[0] <= f <= self.band[1]:
-            if self.in_band_since is None:
-                self.in_band_since = sim.time_ns
-            self.held_ns = max(self.held_ns, sim.time_ns - self.in_band_since)
-        else:
-            self.in_band_since = None
+        self.hold.update(self.band[0] <= f <= self.band[1], sim.time_ns)
 
     def success(self, sim: ArmSim) -> bool:
-        return self.held_ns >= self.hold_s * 1e9 and not self.failure(sim)
+        return self.hold.longest_ns >= self.hold_s * 1e9 and not self.failure(sim)
 
     def failure(self, sim: ArmSim) -> str:
         if self.peak > self.max_force:
@@ -268,7 +262,7 @@ class PressExpert:
         return p.copy()
 
 
-TASKS = {"push": PushTask, "press": PressTask, "reach": ReachTask}
+TASKS = {"push": PushTask, "press": PressTask, "reach": ReachTask, "reach_fast": FastReachTask}
 
 
 def make_task(name: str):
