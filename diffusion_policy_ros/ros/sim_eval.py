@@ -96,7 +96,7 @@ def evaluate_ros(task: str, checkpoint: str, episodes: int, seed: int = 0, embod
             wall_limit = time.monotonic() + env.task.duration_s / real_time_factor * 3 + 30
             node.pause(False)
             enable(True)
-            while not node.success and node.now_ns() < end_ns:
+            while not node.success and not env.task.failure(env.sim) and node.now_ns() < end_ns:
                 check_alive()
                 if time.monotonic() > wall_limit:
                     raise SimError(f"seed {s}: the sim made no progress for {env.task.duration_s * 3:.0f} s")
@@ -104,7 +104,7 @@ def evaluate_ros(task: str, checkpoint: str, episodes: int, seed: int = 0, embod
             enable(False)
             node.pause(True)
             node.recording = None
-            ep.success = bool(node.success)
+            ep.success, ep.failure = bool(node.success), env.task.failure(env.sim)
             eps.append(ep)
             bar.set_postfix(success=f"{sum(e.success for e in eps)}/{len(eps)}")
         return summarize(env.task, embodiment, checkpoint, eps, seed, list(node.latency_ms), time.perf_counter() - t0,

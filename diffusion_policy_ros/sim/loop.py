@@ -311,7 +311,8 @@ def summarize(task, embodiment: str, checkpoint, eps: list[Episode], seed: int, 
                "ci95": list(wilson_ci95(wins, len(eps))), "p50_latency_ms": float(np.percentile(lat, 50)),
                "p99_latency_ms": float(np.percentile(lat, 99)), "holds": sum(e.holds for e in eps),
                "wall_s": wall_s, **extra,
-               "per_episode": [{"seed": e.seed, "success": e.success, "steps": e.steps} for e in eps]}
+               "per_episode": [{"seed": e.seed, "success": e.success, "steps": e.steps,
+                                **({"failure": e.failure} if e.failure else {})} for e in eps]}
     if out is not None:
         from .report import write_report
 
