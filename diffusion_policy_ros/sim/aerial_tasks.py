@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .aerial import AerialSceneConfig, AerialSim
-from .report import draw_paths, toward
-from .scene import BoxObject, HoldTimer
+from .report import draw_paths
+from .scene import BoxObject, HoldTimer, toward
 
 GREY = (0.55, 0.55, 0.6, 1.0)
 
@@ -117,7 +117,7 @@ class ReachTask:
         draw_paths(ax, episodes, "gripper path")
 
     def expert(self, sim: AerialSim) -> "ReachExpert":
-        return ReachExpert(self, sim, speed=self.expert_speed, side_clearance=self.side_clearance)
+        return ReachExpert(self, sim)
 
 
 @dataclass
@@ -133,21 +133,22 @@ class FastReachTask(ReachTask):
 
 
 class ReachExpert:
-    """The demonstrator's hand: round the post on ``task.demo_side`` at ``speed``, over the target, down
-    onto it slowly, hold ``hold_s`` + 0.3 s (the demonstration ends there)."""
+    """The demonstrator's hand: round the post on ``task.demo_side`` at ``task.expert_speed``, passing it
+    ``task.side_clearance`` away, over the target, down onto it slowly, hold ``hold_s`` + 0.3 s (the
+    demonstration ends there)."""
 
-    def __init__(self, task: ReachTask, sim: AerialSim, dt: float = 0.1, speed: float = 0.6,
-                 descent_speed: float = 0.25, side_clearance: float = 0.10, decel: float = 2.0):
+    def __init__(self, task: ReachTask, sim: AerialSim, dt: float = 0.1, descent_speed: float = 0.25,
+                 decel: float = 2.0):
         self.task, self.sim, self.phase = task, sim, "travel"
         post = sim.model.geom("post")
         goal = task.goal(sim)
-        y = post.pos[1] + task.demo_side * (task.post_half[1] + sim.cfg.gripper_half[1] + side_clearance)
+        y = post.pos[1] + task.demo_side * (task.post_half[1] + sim.cfg.gripper_half[1] + task.side_clearance)
         reach_x = task.post_half[0] + sim.cfg.gripper_half[0] + task.pass_margin
         z = task.flight_z
         self.waypoints = [np.array([post.pos[0] - reach_x, y, z]), np.array([post.pos[0] + reach_x, y, z]),
                           np.r_[goal[:2], goal[2] + 0.12]]
         self.goal = goal
-        self.step, self.descent_step, self.dt, self.decel = speed * dt, descent_speed * dt, dt, decel
+        self.step, self.descent_step, self.dt, self.decel = task.expert_speed * dt, descent_speed * dt, dt, decel
         self.hold_steps = int(round((task.hold_s + 0.3) / dt))
         self.held = 0
 

@@ -22,13 +22,6 @@ def draw_paths(ax, episodes, what: str) -> None:
     ax.set_aspect("equal")
 
 
-def toward(p: np.ndarray, goal: np.ndarray, step: float) -> np.ndarray:
-    """``step`` metres from ``p`` straight to ``goal`` (the goal itself when nearer): scripted experts' motion."""
-    d = goal - p
-    n = np.linalg.norm(d)
-    return goal.copy() if n <= step else p + d * (step / n)
-
-
 def write_video(path: Path, episodes, fps: int = 10) -> Path:
     """The recorded episodes one after another (MP4 through imageio-ffmpeg, else GIF)."""
     import imageio.v2 as imageio

@@ -228,6 +228,13 @@ class CameraScene:
 _DIVERGENCE = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC)
 
 
+def toward(p: np.ndarray, goal: np.ndarray, step: float) -> np.ndarray:
+    """``step`` metres from ``p`` straight to ``goal`` (the goal itself when nearer): scripted experts' motion."""
+    d = goal - p
+    n = np.linalg.norm(d)
+    return goal.copy() if n <= step else p + d * (step / n)
+
+
 class HoldTimer:
     """How long a task's success condition has held without a break (sim time): the longest stretch."""
 

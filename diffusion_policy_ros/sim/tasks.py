@@ -25,8 +25,8 @@ import torch
 from ..embodiment.arm import ArmKinematics, ArmTracker
 from ..geometry import matrix_to_rot6d
 from .aerial_tasks import FastReachTask, ReachTask
-from .report import draw_paths, toward
-from .scene import ArmSceneConfig, ArmSim, BoxObject, HoldTimer, SpringPart
+from .report import draw_paths
+from .scene import ArmSceneConfig, ArmSim, BoxObject, HoldTimer, SpringPart, toward
 
 # The UR-style "home" with the tool pointing straight down, turned to face +x.
 HOME_Q = np.array([np.pi, -np.pi / 2, np.pi / 2, -np.pi / 2, -np.pi / 2, 0.0])
