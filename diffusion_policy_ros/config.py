@@ -558,15 +558,26 @@ class GuidanceDeployConfig:
     strength: float = 0.0
     schedule: str = "alpha_bar"
     embodiment_weight: float = 1.0  # the embodiment's tracking cost
+    # plan: the flight against the plan (plan and flight agree; the plan may bend toward the robot's
+    # error) | intent: the flight against the denoiser's own x̂₀ (the command leads corners, brakes early)
+    embodiment_target: str = "plan"
     workspace_weight: float = 0.0  # squared violation of the safety workspace box
     joint_limit_weight: float = 0.0  # arm: barrier on joints within joint_limit_margin of their limits
     joint_limit_margin: float = 0.1  # rad
     clearance_weight: float = 0.0  # squared intrusion into clearance_margin around the current point cloud
     clearance_margin: float = 0.03  # m
+    # plan: the planned waypoints keep clearance | flight: the embodiment's predicted flight does (its
+    # body points, embodiment/base.py), with the cloud's points within clearance_self_radius of the
+    # end effector dropped (the gripper sees itself)
+    clearance_on: str = "plan"
+    clearance_self_radius: float = 0.1  # m
+    clearance_goal_radius: float = 0.0  # m; > 0: points this close to the chunk's last waypoint are its goal
+    candidates: int = 1  # N > 1: sample N chunks, send the one with the lowest guidance cost (best of N)
     clip_position: float = 0.1
     clip_rotation: float = 0.1
     substeps: int = 1  # K guided sub-steps with re-noising per noise level
     iterations: int = 1  # small clipped gradient steps per denoising step (10: see bench/guidance.py)
+    last_steps: int = 0  # guide only the last N denoising steps (0: all; fewer rollouts per chunk)
 
     def __post_init__(self):
         _require(self.iterations >= 1, "guidance.iterations", ">= 1", self.iterations)
@@ -577,6 +588,11 @@ class GuidanceDeployConfig:
                  "guidance.strength/embodiment_weight/workspace_weight", ">= 0",
                  (self.strength, self.embodiment_weight, self.workspace_weight))
         _require(self.substeps >= 1, "guidance.substeps", ">= 1", self.substeps)
+        _require(self.last_steps >= 0, "guidance.last_steps", ">= 0", self.last_steps)
+        _require(self.candidates >= 1, "guidance.candidates", ">= 1", self.candidates)
+        _require(self.clearance_on in ("plan", "flight"), "guidance.clearance_on", "plan | flight", self.clearance_on)
+        _require(self.embodiment_target in ("plan", "intent"), "guidance.embodiment_target", "plan | intent",
+                 self.embodiment_target)
 
 
 @dataclass

@@ -132,3 +132,54 @@ def test_joint_limit_barrier_gradient_and_zero_inside():
     x = moved.requires_grad_(True)
     assert emb.joint_limit_cost(x, state, margin=0.3).item() > 0
     assert torch.autograd.gradcheck(lambda t: emb.joint_limit_cost(t, state, margin=0.3), (x,), eps=1e-6, atol=1e-5)
+
+
+def test_aerial_cost_against_a_reference_changes_the_command_so_the_flight_follows_it():
+    emb = AerialEmbodiment()
+    start = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
+    state = emb.state(start)
+    s = torch.clamp(torch.arange(1, 16, dtype=torch.float64) * 0.1 / 1.0, max=1.0)  # 0.6 m in 1 s, then hold
+    ref = start[:, None] + torch.stack((0.6 * s, 0.3 * s * (1 - s) * 4, torch.zeros_like(s)), -1)[None]
+    plain = emb.feasibility(ref, state)["tracking_error"].item()  # the reference commanded as is
+    cmd = ref.clone().requires_grad_(True)
+    opt = torch.optim.Adam([cmd], lr=0.01)
+    for _ in range(150):
+        opt.zero_grad()
+        emb.cost(cmd, state, ref).sum().backward()
+        opt.step()
+    reached = emb.rollout(cmd.detach(), state)["ee"]
+    error = ((reached - ref) ** 2).sum(-1).mean(-1).sqrt().item()
+    assert error < 0.6 * plain  # the command leads the corner and brakes early: the flight keeps to the path
+    assert (cmd.detach() - ref).norm(dim=-1).max() > 0.02  # ... by commanding something else than the path
+
+
+def test_flight_clearance_moves_the_command_until_the_predicted_flight_keeps_off_an_obstacle():
+    """A fast swing round a post: commanded as drawn the lagging multirotor cuts the corner into it; the
+    clearance cost of the embodiment's rollout (not of the plan) widens the command until it does not."""
+    from diffusion_policy_ros.diffusion.guidance import clearance_cost
+
+    emb = AerialEmbodiment()
+    start = torch.tensor([[0.0, -0.25, 1.0]], dtype=torch.float64)
+    state = emb.state(start)
+    s = torch.clamp(torch.arange(1, 13, dtype=torch.float64) * 0.1 / 0.8, max=1.0)  # 0.8 s swing, then hold
+    path = torch.stack((0.9 * s, -0.25 + 0.4 * torch.sin(torch.pi * s) + 0.25 * s, torch.ones_like(s)), -1)[None]
+    zs = torch.linspace(0.9, 1.1, 5, dtype=torch.float64)
+    post = torch.stack([torch.tensor([0.52, 0.0, 0.0], dtype=torch.float64) + torch.tensor([0, 0, 1.0]) * z
+                        for z in zs])  # a column of points inside the swing, 0.27 m from the plan
+    near = clearance_cost(post, margin=0.08, goal_radius=0.1)
+    flight = lambda cmd: near(emb.rollout(cmd, state)["body"].flatten(1, 2), cmd[:, -1])  # noqa: E731
+
+    def gap(cmd):
+        body = emb.rollout(cmd, state)["body"]
+        return torch.cdist(body.flatten(1, 2), post[None]).min().item()
+
+    assert clearance_cost(post, 0.08)(path).item() == 0.0  # the plan itself keeps clear ...
+    assert gap(path) < 0.05  # ... the flight does not
+    cmd = path.clone().requires_grad_(True)
+    opt = torch.optim.Adam([cmd], lr=0.01)
+    for _ in range(100):
+        opt.zero_grad()
+        flight(cmd).sum().backward()
+        opt.step()
+    assert gap(cmd.detach()) > 0.07
+    assert (cmd.detach()[0, -1] - path[0, -1]).norm() < 0.1  # still ends where it meant to

@@ -100,3 +100,42 @@ def test_more_guided_substeps_lower_the_cost_further():
             x = model.conditional_sample(cond, generator=torch.Generator().manual_seed(0), guidance=guide, substeps=k)
         costs.append(float(c(model.to_world(x, tensors)).mean()))
     assert costs[1] < costs[0]
+
+
+def test_reference_cost_sees_the_steps_estimate_and_last_steps_limits_guidance():
+    from diffusion_policy_ros.diffusion.guidance import ReferenceCost
+
+    cfg = state_only_config()
+    cfg.policy.inference.solver, cfg.policy.inference.num_inference_steps = "ddim", 6
+    torch.manual_seed(0)
+    model = DiffusionPolicy.build(cfg.policy)
+    policy = Policy(model, cfg)
+    obs = start_obs(cfg, batch=4)
+    tensors, _ = policy.validate(obs)
+    seen = []
+
+    def cost(traj, ref):  # a pull toward the step's own estimate, shifted: the reference must not move
+        seen.append(ref.clone())
+        return ((traj[..., :3] - ref[..., :3] - 0.05) ** 2).sum(-1).mean(-1)
+
+    guide = CostGuidance(model, tensors, [(1.0, ReferenceCost(cost))], GuidanceConfig(iterations=3, last_steps=2))
+    policy.predict(obs, seed=0, full_horizon=True, guidance=guide)
+    assert len(seen) == 2 * 3  # the last 2 of 6 steps, 3 iterations each
+    assert all(torch.equal(seen[0], r) for r in seen[1:3]) and not torch.equal(seen[0], seen[3])
+    assert not any(r.requires_grad for r in seen)
+    with pytest.raises(ConfigError, match="last_steps"):
+        GuidanceConfig(last_steps=-1)
+
+
+def test_clearance_ignores_points_at_the_goal():
+    traj = torch.zeros(1, 4, 3, dtype=torch.float64)
+    traj[0, :, 0] = torch.tensor([0.0, 0.1, 0.2, 0.3])
+    target = torch.tensor([[0.32, 0.0, 0.0]], dtype=torch.float64)  # the point the trajectory ends at
+    wall = torch.tensor([[0.15, 0.02, 0.0]], dtype=torch.float64)  # one it passes on the way
+    assert clearance_cost(target, 0.05)(traj).item() > 0
+    assert clearance_cost(target, 0.05, goal_radius=0.05)(traj).item() == 0.0
+    both = torch.cat((target, wall))
+    assert clearance_cost(both, 0.05, goal_radius=0.05)(traj).item() == pytest.approx(
+        clearance_cost(wall, 0.05)(traj).item())
+    away = torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64)  # an explicit goal elsewhere: the target counts
+    assert clearance_cost(target, 0.05, goal_radius=0.05)(traj, away).item() > 0

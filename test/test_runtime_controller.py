@@ -206,3 +206,30 @@ def test_reset_with_clear_observations_accepts_time_starting_over(runtime):
     runtime.reset(clear_observations=True)
     feed(runtime, 0, 400 * MS)  # a new sim episode / a looped bag: the clock starts again
     assert runtime.step(400 * MS).status == "command"
+
+
+def test_best_of_n_sends_the_candidate_with_the_lowest_guidance_cost(force_checkpoint):
+    """Candidates only (strength 0): N chunks for one observation, scored by the guidance costs."""
+    import torch
+
+    box = {"workspace_min": [-0.1, 0.0, 0.28], "workspace_max": [0.1, 0.2, 0.3]}  # tighter than the samples spread
+    for n in (1, 16):
+        rt = make_runtime(force_checkpoint, safety=box, sampling={"seed": 3},
+                          guidance={"candidates": n, "workspace_weight": 1.0, "embodiment_weight": 0.0})
+        rt.set_camera(small_intrinsics())
+        feed(rt, 0, 500 * MS)
+        obs, samples, _ = rt.observe(500 * MS)
+        batch = rt._candidates(obs)
+        guide = rt._guidance(obs, samples, batch)
+        assert (guide is None) == (n == 1)
+        _, full = rt._infer(obs, samples, 500 * MS)
+        if n > 1:
+            every = rt.policy.predict(batch, seed=3, full_horizon=True)  # the same N candidates
+            with torch.no_grad():
+                costs = guide.total_cost(torch.as_tensor(every, dtype=torch.float64)).numpy()
+            chosen = guide.total_cost(torch.as_tensor(full[None], dtype=torch.float64)).item()
+    assert costs.max() > costs.min()  # the candidates differ, so choosing matters
+    assert chosen == pytest.approx(costs.min())
+    assert chosen < np.median(costs)
+    with pytest.raises(ConfigError, match="guidance.candidates"):
+        deploy_config_from_dict({"guidance": {"candidates": 0}})

@@ -6,6 +6,10 @@ evaluates it on the model's clean-sample estimate x̂₀ mapped to the world (un
 action representation, by autograd: no hand-derived mappings), clips the gradient per waypoint
 (position and rotation separately), scales it by the schedule and subtracts it from the sample.
 Post-hoc refinement re-noises a finished sample to a small t and denoises it with guidance on.
+
+A ``ReferenceCost`` also sees the denoiser's own x̂₀ of that step (world frame, held fixed while the
+step's gradient iterations run): an embodiment cost against it changes the *command* so the robot's
+flight follows what the policy meant, instead of pulling the plan toward what the robot would do.
 """
 from __future__ import annotations
 
@@ -21,6 +25,13 @@ Cost = Callable[[torch.Tensor], torch.Tensor]  # world-frame (B, H, Da) → (B,)
 
 
 @dataclass
+class ReferenceCost:
+    """A cost of the trajectory and a fixed reference (the step's x̂₀, world frame): fn(traj, ref) → (B,)."""
+
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
 class GuidanceConfig:
     strength: float = 1.0
     schedule: str = "alpha_bar"  # alpha_bar: strength·ᾱ_t (strongest near the end) | constant
@@ -28,12 +39,14 @@ class GuidanceConfig:
     clip_rotation: float = 0.1  # ... on 6-D rotation dims
     clip_other: float = 0.1  # ... on anything else (gripper, joints)
     iterations: int = 1  # clipped gradient steps per denoising step (re-evaluating the cost each time)
+    last_steps: int = 0  # guide only the last N denoising steps (0: all)
 
     def __post_init__(self):
         from ..errors import ConfigError
 
-        if self.iterations < 1:
-            raise ConfigError(f"guidance.iterations: expected >= 1, got {self.iterations}")
+        if self.iterations < 1 or self.last_steps < 0:
+            raise ConfigError(f"guidance.iterations/last_steps: expected >= 1 and >= 0, got {self.iterations}, "
+                              f"{self.last_steps}")
         if self.strength < 0 or self.schedule not in ("alpha_bar", "constant"):
             raise ConfigError(f"guidance: expected strength >= 0 and schedule alpha_bar|constant, got "
                               f"{self.strength}, {self.schedule!r}")
@@ -63,18 +76,25 @@ class CostGuidance:
                        + ([(slice(9, d), cfg.clip_other)] if d > 9 else [])) if ee else [(slice(0, d), cfg.clip_other)]
         self.last_cost: torch.Tensor | None = None
 
-    def total_cost(self, world: torch.Tensor) -> torch.Tensor:
-        return sum(w * c(world) for w, c in self.costs)
+    def total_cost(self, world: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        return sum(w * (c.fn(world, world.detach() if reference is None else reference)
+                        if isinstance(c, ReferenceCost) else c(world)) for w, c in self.costs)
 
-    def __call__(self, ctx: GuidanceContext) -> torch.Tensor:
+    def __call__(self, ctx: GuidanceContext) -> torch.Tensor | None:
+        if self.cfg.last_steps and ctx.step_index < ctx.num_steps - self.cfg.last_steps:
+            return None
         scale = self.cfg.strength * (ctx.alpha_bar if self.cfg.schedule == "alpha_bar" else 1.0)
         step = scale / self.cfg.iterations
         x0 = ctx.pred_original.detach()
+        reference = None
+        if any(isinstance(c, ReferenceCost) for _, c in self.costs):
+            with torch.no_grad():
+                reference = self.model.to_world(x0, self.obs)
         total = torch.zeros_like(x0)
         for _ in range(self.cfg.iterations):  # small steps re-evaluated: the rollout costs are not convex
             with torch.enable_grad():
                 x = (x0 + total).requires_grad_(True)
-                cost = self.total_cost(self.model.to_world(x, self.obs))
+                cost = self.total_cost(self.model.to_world(x, self.obs), reference)
                 (grad,) = torch.autograd.grad(cost.sum(), x)
             self.last_cost = cost.detach()
             total = total - step * clip_per_waypoint(grad, self.groups)
@@ -94,11 +114,19 @@ def workspace_cost(lo, hi) -> Cost:
                          .sum(-1).sum(-1))
 
 
-def clearance_cost(points: torch.Tensor, margin: float) -> Cost:
-    """Squared intrusion of waypoints into a margin around a point cloud (N, 3) (e.g. the current scene)."""
+def clearance_cost(points: torch.Tensor, margin: float, goal_radius: float = 0.0) -> Cost:
+    """Squared intrusion of waypoints into a margin around a point cloud (N, 3) (e.g. the current scene).
+    ``goal_radius`` > 0: points that close to the goal (B, 3), by default the trajectory's last waypoint,
+    do not count (what the policy means to touch: a target, the surface it rests on)."""
 
-    def cost(traj):
-        d = torch.cdist(traj[..., :3], points.to(traj)[None].expand(traj.shape[0], -1, -1))  # (B, H, N)
-        return (torch.relu(margin - d) ** 2).sum(-1).sum(-1)
+    def cost(traj, goal=None):
+        p = points.to(traj)
+        d = torch.cdist(traj[..., :3], p[None].expand(traj.shape[0], -1, -1))  # (B, H, N)
+        intrusion = torch.relu(margin - d) ** 2
+        if goal_radius > 0:
+            end = (traj[:, -1, :3] if goal is None else goal).detach().to(traj)
+            keep = (end[:, None, :] - p[None]).norm(dim=-1)[:, None, :] > goal_radius  # (B, 1, N)
+            intrusion = intrusion * keep.to(traj.dtype)
+        return intrusion.sum(-1).sum(-1)
 
     return cost

@@ -44,6 +44,8 @@ class AerialConfig:
     arm_damping: float = 0.05
     position_weight: float = 1.0
     effort_weight: float = 1e-3  # on the commanded base acceleration squared (m/s²)²
+    # against a reference path the effort is what following it takes: only a light regulariser
+    reference_effort_weight: float = 1e-5
 
     def __post_init__(self):
         positive = ("mass", "thrust_to_weight", "max_tilt_deg", "response_time", "max_jerk", "kp", "kd", "dt",
@@ -130,12 +132,17 @@ class AerialManipulator:
         return {"ee": torch.stack(ee, 1), "base": torch.stack(base, 1), "q": torch.stack(qs, 1),
                 "a_cmd": torch.stack(cmds, 1)}
 
-    def cost(self, target: torch.Tensor, state: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean squared end-effector tracking error + effort, per trajectory (B,)."""
+    def cost(self, target: torch.Tensor, state: dict[str, torch.Tensor],
+             reference: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean squared end-effector error + effort, per trajectory (B,): of the flight against the
+        commanded ``target`` itself (plan and flight agree), or against a fixed ``reference`` path (the
+        command is changed so the flight follows the reference: lead the corners, brake early)."""
         r = self.rollout(target, state)
-        err = ((r["ee"] - target[..., :3].to(self.dtype)) ** 2).sum(-1).mean(-1)
+        goal = target if reference is None else reference
+        err = ((r["ee"] - goal[..., :3].to(self.dtype)) ** 2).sum(-1).mean(-1)
         effort = (r["a_cmd"] ** 2).sum(-1).mean(-1)
-        return self.cfg.position_weight * err + self.cfg.effort_weight * effort
+        w = self.cfg.effort_weight if reference is None else self.cfg.reference_effort_weight
+        return self.cfg.position_weight * err + w * effort
 
     def tracking_error(self, target: torch.Tensor, state: dict[str, torch.Tensor]) -> torch.Tensor:
         """RMS end-effector position error over the trajectory, metres (B,)."""

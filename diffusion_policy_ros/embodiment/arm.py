@@ -105,12 +105,13 @@ class ArmTracker:
             out.append(q)
         return torch.stack(out, dim=1)
 
-    def cost(self, target: torch.Tensor, q0: torch.Tensor) -> torch.Tensor:
-        """Mean weighted squared tracking error of the rollout, per trajectory (B,)."""
+    def cost(self, target: torch.Tensor, q0: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean weighted squared error of the rollout against the target itself or a fixed reference (B,)."""
         q = self.rollout(target, q0)
         reached = self.kin.fk(q)
-        pos = ((reached[..., :3] - target[..., :3].to(reached.dtype)) ** 2).sum(-1)
-        rot = (rotation_error(rot6d_to_matrix(target[..., 3:9].to(reached.dtype)),
+        goal = target if reference is None else reference
+        pos = ((reached[..., :3] - goal[..., :3].to(reached.dtype)) ** 2).sum(-1)
+        rot = (rotation_error(rot6d_to_matrix(goal[..., 3:9].to(reached.dtype)),
                               rot6d_to_matrix(reached[..., 3:])) ** 2).sum(-1)
         return (self.w_pos * pos + self.w_rot * rot).mean(-1)
 

@@ -4,7 +4,8 @@ Given world-frame end-effector trajectories (B, T, ≥9: position, 6-D rotation[
 policy's control period and the robot's current state, an embodiment returns
 
   cost(traj, state)          differentiable scalar per trajectory (B,): its controller's tracking cost
-  rollout(traj, state)       what its controller does: {'ee': reached positions (B, T, 3), 'command': ...}
+  rollout(traj, state)       what its controller does: {'ee': reached positions (B, T, 3), 'command': ...,
+                             'body': points on the robot (B, T, K, 3), ee first, for clearance checks}
   feasibility(traj, state)   {'tracking_error': RMS position error (m), 'limit_violations': count} (B,)
 
 Three ship: ``OracleEmbodiment`` (a handheld gripper: tracks anything, cost 0; the embodiment the
@@ -29,7 +30,7 @@ class Embodiment(Protocol):
     def state(self, ee_pose: torch.Tensor, joints: torch.Tensor | None = None,
               velocity: torch.Tensor | None = None) -> dict: ...
 
-    def cost(self, traj: torch.Tensor, state: dict) -> torch.Tensor: ...
+    def cost(self, traj: torch.Tensor, state: dict, reference: torch.Tensor | None = None) -> torch.Tensor: ...
 
     def rollout(self, traj: torch.Tensor, state: dict) -> dict: ...
 
@@ -48,11 +49,13 @@ class OracleEmbodiment:
     def state(self, ee_pose, joints=None, velocity=None) -> dict:
         return {}
 
-    def cost(self, traj, state) -> torch.Tensor:
-        return traj.new_zeros(traj.shape[0])
+    def cost(self, traj, state, reference=None) -> torch.Tensor:
+        if reference is None:
+            return traj.new_zeros(traj.shape[0])
+        return ((traj[..., :3] - reference[..., :3].to(traj)) ** 2).sum(-1).mean(-1)
 
     def rollout(self, traj, state) -> dict:
-        return {"ee": traj[..., :3], "command": traj}
+        return {"ee": traj[..., :3], "command": traj, "body": traj[..., None, :3]}
 
     def feasibility(self, traj, state) -> dict:
         z = torch.zeros(traj.shape[0], dtype=torch.float64)
@@ -83,12 +86,14 @@ class ArmEmbodiment:
         q = state["q"]
         return q.expand(b, -1) if q.shape[0] == 1 else q
 
-    def cost(self, traj, state) -> torch.Tensor:
-        return self.tracker.cost(self._local(traj), self._q0(state, traj.shape[0]))
+    def cost(self, traj, state, reference=None) -> torch.Tensor:
+        return self.tracker.cost(self._local(traj), self._q0(state, traj.shape[0]),
+                                 None if reference is None else self._local(reference))
 
     def rollout(self, traj, state) -> dict:
         q = self.tracker.rollout(self._local(traj), self._q0(state, traj.shape[0]))
-        return {"ee": self.kin.fk(q)[..., :3] + self.base, "command": q}
+        ee = self.kin.fk(q)[..., :3] + self.base
+        return {"ee": ee, "command": q, "body": ee[..., None, :]}
 
     def joint_limit_cost(self, traj, state, margin: float = 0.1) -> torch.Tensor:
         """Barrier: squared intrusion of the tracking rollout's joints into a margin inside the limits (B,)."""
@@ -122,12 +127,18 @@ class AerialEmbodiment:
     def _expand(self, state, b):
         return {k: (v.expand(b, -1) if v.shape[0] == 1 else v) for k, v in state.items()}
 
-    def cost(self, traj, state) -> torch.Tensor:
-        return self.model.cost(traj, self._expand(state, traj.shape[0]))
+    def cost(self, traj, state, reference=None) -> torch.Tensor:
+        return self.model.cost(traj, self._expand(state, traj.shape[0]), reference)
+
+    # where on the line from the end effector to the base the body points lie: the arm's lower half
+    # (the multirotor flies above obstacles the gripper reaches round; its frame is not in the cloud)
+    BODY_FRACTIONS = (0.0, 0.25, 0.5)
 
     def rollout(self, traj, state) -> dict:
         r = self.model.rollout(traj, self._expand(state, traj.shape[0]))
-        return {"ee": r["ee"], "command": r["base"], "arm": r["q"], "a_cmd": r["a_cmd"]}
+        f = torch.tensor(self.BODY_FRACTIONS, dtype=r["ee"].dtype)[:, None]
+        body = r["ee"][..., None, :] + f * (r["base"] - r["ee"])[..., None, :]
+        return {"ee": r["ee"], "command": r["base"], "arm": r["q"], "a_cmd": r["a_cmd"], "body": body}
 
     def feasibility(self, traj, state) -> dict:
         with torch.no_grad():

@@ -25,7 +25,7 @@ import torch
 
 from .. import constants as C
 from ..config import DeployConfig
-from ..diffusion.guidance import CostGuidance, GuidanceConfig, clearance_cost, workspace_cost
+from ..diffusion.guidance import CostGuidance, GuidanceConfig, ReferenceCost, clearance_cost, workspace_cost
 from ..embodiment.aerial import AerialConfig
 from ..embodiment.arm import ArmTracker
 from ..embodiment.base import AerialEmbodiment, ArmEmbodiment
@@ -146,7 +146,9 @@ class PolicyRuntime:
         # The embodiment whose tracking cost guides sampling (embodiment/base.py protocol).
         self.embodiment = None
         g = cfg.guidance
-        if g.strength > 0 and (g.embodiment_weight > 0 or g.joint_limit_weight > 0) and not self.joint_repr:
+        uses_flight = g.embodiment_weight > 0 or g.joint_limit_weight > 0 or (
+            g.clearance_weight > 0 and g.clearance_on == "flight")
+        if (g.strength > 0 or g.candidates > 1) and uses_flight and not self.joint_repr:
             if arm is not None:
                 self.embodiment = ArmEmbodiment(arm, dt=self.period / NS)
             elif cfg.embodiment.kind == "aerial":
@@ -404,16 +406,33 @@ class PolicyRuntime:
             shift = int(round((t_obs - self._prev[0]) / self.period))
             if 0 <= shift < pc.horizon:
                 kwargs.update(warm_start=self._prev[1], shift=shift, start_index=s.warm_start_index)
-        guidance = self._guidance(obs, samples)
-        if guidance is not None:
-            kwargs.update(guidance=guidance, substeps=self.cfg.guidance.substeps)
-        full = self.policy.predict(obs, **kwargs)
+        g = self.cfg.guidance
+        batch = self._candidates(obs)
+        guidance = self._guidance(obs, samples, batch)
+        if guidance is not None and g.strength > 0:
+            kwargs.update(guidance=guidance, substeps=g.substeps)
+        if guidance is None or g.candidates == 1:
+            full = self.policy.predict(obs, **kwargs)
+        else:  # best of N: N chunks for the same observation, the lowest guidance cost is sent
+            if "warm_start" in kwargs:
+                kwargs["warm_start"] = np.repeat(kwargs["warm_start"][None], g.candidates, 0)
+            full_n = self.policy.predict(batch, **kwargs)
+            with torch.no_grad():
+                cost = guidance.total_cost(torch.as_tensor(full_n, dtype=torch.float64))
+            full = full_n[int(torch.argmin(cost))]
         start = pc.n_obs_steps - 1
         return full[start:start + self.n_action], full
 
-    def _guidance(self, obs, samples):
+    def _candidates(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The observation repeated for best-of-N sampling (guidance.candidates), or as is."""
+        n = self.cfg.guidance.candidates
+        return {k: np.repeat(v[None], n, 0) for k, v in obs.items()} if n > 1 else obs
+
+    def _guidance(self, obs, samples, batch=None):
+        """The guidance hook for this cycle's observation (its costs also score best-of-N candidates);
+        ``batch``: the observation as sampled (repeated for candidates)."""
         g = self.cfg.guidance
-        if g.strength == 0:
+        if g.strength == 0 and g.candidates == 1:
             return None
         costs = []
         start = self.pcfg.n_obs_steps - 1
@@ -421,6 +440,7 @@ class PolicyRuntime:
             ws = workspace_cost(self.cfg.safety.workspace_min, self.cfg.safety.workspace_max)
             costs.append((g.workspace_weight, lambda traj: ws(traj[:, start:])))
         n = self.n_action
+        state = emb = pose = None
         if self.embodiment is not None:
             joints = torch.as_tensor(samples["joints"][-1:, :self.arm.dof]) if self.arm is not None else None
             pose = torch.as_tensor(samples["ee_pose"][-1:]) if "ee_pose" in samples else None
@@ -429,7 +449,10 @@ class PolicyRuntime:
                 velocity = torch.as_tensor((samples["ee_pose"][-1:, :3] - samples["ee_pose"][-2:-1, :3])
                                            * (NS / self.period))
             state, emb = self.embodiment.state(pose, joints, velocity), self.embodiment
-            if g.embodiment_weight > 0:
+            if g.embodiment_weight > 0 and g.embodiment_target == "intent":
+                costs.append((g.embodiment_weight, ReferenceCost(lambda traj, ref: emb.cost(
+                    traj[:, start:start + n], state, ref[:, start:start + n]).to(traj.dtype))))
+            elif g.embodiment_weight > 0:
                 costs.append((g.embodiment_weight,
                               lambda traj: emb.cost(traj[:, start:start + n], state).to(traj.dtype)))
             if g.joint_limit_weight > 0 and hasattr(emb, "joint_limit_cost"):
@@ -437,13 +460,24 @@ class PolicyRuntime:
                     traj[:, start:start + n], state, g.joint_limit_margin).to(traj.dtype)))
         if g.clearance_weight > 0 and self.keys[C.OBS_POINT_CLOUD] and not self.joint_repr:
             cloud = torch.as_tensor(obs[self.keys[C.OBS_POINT_CLOUD][0]][-1, :, :3])
-            near = clearance_cost(cloud, g.clearance_margin)
-            costs.append((g.clearance_weight, lambda traj: near(traj[:, start:start + n])))
+            if g.clearance_on == "flight" and emb is not None:
+                here = torch.as_tensor(self._state(samples, C.EE_POSE_DIM)[-1, :3], dtype=cloud.dtype)
+                near = clearance_cost(cloud[(cloud - here).norm(dim=-1) > g.clearance_self_radius],
+                                      g.clearance_margin, g.clearance_goal_radius)
+
+                def flight_clearance(traj):  # body points of the predicted flight; the plan's end as the goal
+                    body = emb.rollout(traj[:, start:start + n], state)["body"].flatten(1, 2)
+                    return near(body, traj[:, start + n - 1, :3])
+
+                costs.append((g.clearance_weight, lambda traj: flight_clearance(traj).to(traj.dtype)))
+            else:
+                near = clearance_cost(cloud, g.clearance_margin)
+                costs.append((g.clearance_weight, lambda traj: near(traj[:, start:start + n])))
         if not costs:
             return None
-        tensors, _ = self.policy.validate(obs)
+        tensors, _ = self.policy.validate(obs if batch is None else batch)
         gcfg = GuidanceConfig(strength=g.strength, schedule=g.schedule, clip_position=g.clip_position,
-                              clip_rotation=g.clip_rotation, iterations=g.iterations)
+                              clip_rotation=g.clip_rotation, iterations=g.iterations, last_steps=g.last_steps)
         return CostGuidance(self.policy.model, {k: v.clone() for k, v in tensors.items()}, costs, gcfg)
 
     def _to_output(self, chunk: np.ndarray, samples) -> np.ndarray:
