@@ -204,3 +204,19 @@ def test_fast_demonstrations_followed_open_loop_cut_into_the_post():
     post_hits = [fail for _, _, fail in runs if "post" in fail]
     assert np.mean([ok for _, ok, _ in runs]) <= 0.7 and len(post_hits) >= 4, runs
     assert {near for near, _, fail in runs if "post" in fail} == {True, False}, runs
+
+
+def test_guidance_by_the_predicted_flight_gets_the_shipped_policy_round_the_post():
+    """reach_fast's shipped policy (oracle demonstrations at 1.6 m/s) on the aerial manipulator, the same
+    sampling seed: unguided its plan is followed into the post; guided by the clearance of the
+    embodiment's predicted flight (config/sim_aerial.yaml) the same policy goes round and lands."""
+    from diffusion_policy_ros.config import resolve_shipped_checkpoint
+    from diffusion_policy_ros.sim.loop import evaluate
+
+    ckpt = str(resolve_shipped_checkpoint("reach_fast_dp3"))
+    runs = {g: [evaluate("reach_fast", ckpt, 1, seed=s, overrides={"sampling.seed": 0, "guidance.strength": g},
+                         progress=False)["per_episode"][0] for s in (0, 2)] for g in (0.0, 3.0)}
+    unguided, guided = runs[0.0], runs[3.0]
+    assert sum(e["success"] for e in guided) > sum(e["success"] for e in unguided), runs
+    assert any(e.get("failure") == "the robot hit the post" for e in unguided), unguided
+    assert not any("post" in (e.get("failure") or "") for e in guided), guided

@@ -135,3 +135,20 @@ def test_sim_eval_over_ros_runs_the_policy_node_closed_loop(ros_env, tmp_path):
     assert summary["successes"] >= 1, summary["per_episode"]
     assert 0 < summary["p50_latency_ms"] <= summary["p99_latency_ms"]
     assert (tmp_path / "results.md").is_file()
+
+
+def test_sim_eval_over_ros_flies_the_aerial_manipulator_with_guidance(ros_env, tmp_path):
+    """The shipped reach_fast checkpoint through the policy node, guided by the aerial manipulator's
+    predicted flight (MultiDOFJointTrajectory to the sim node, end-effector pose back)."""
+    from diffusion_policy_ros.ros.sim_eval import evaluate_ros
+
+    oracle = evaluate_ros("reach_fast", str(resolve_shipped_checkpoint("reach_fast_dp3")), episodes=1, seed=0,
+                          embodiment="oracle", out=tmp_path / "oracle", videos=0, real_time_factor=0.5,
+                          progress=False)
+    assert oracle["successes"] == 1, oracle["per_episode"]  # the embodiment it was demonstrated with
+    guided = evaluate_ros("reach_fast", str(resolve_shipped_checkpoint("reach_fast_dp3")), episodes=1, seed=0,
+                          overrides={"guidance.strength": 3.0}, out=tmp_path / "guided", videos=0,
+                          real_time_factor=0.25, progress=False)
+    assert guided["embodiment"] == "aerial" and guided["trajectories_rejected"] == 0
+    assert guided["trajectories_received"] >= 2
+    assert guided["episodes"] == 1 and guided["p50_latency_ms"] > 0
