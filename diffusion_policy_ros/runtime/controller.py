@@ -440,7 +440,7 @@ class PolicyRuntime:
             ws = workspace_cost(self.cfg.safety.workspace_min, self.cfg.safety.workspace_max)
             costs.append((g.workspace_weight, lambda traj: ws(traj[:, start:])))
         n = self.n_action
-        state = emb = pose = None
+        state = emb = None
         if self.embodiment is not None:
             joints = torch.as_tensor(samples["joints"][-1:, :self.arm.dof]) if self.arm is not None else None
             pose = torch.as_tensor(samples["ee_pose"][-1:]) if "ee_pose" in samples else None
