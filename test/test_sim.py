@@ -161,8 +161,41 @@ def test_press_is_decided_by_force_one_depth_cannot_serve_every_spring():
         ep, _ = expert_episode(env, stiff, num_points=64)
         assert not ep.success and ep.failure.startswith("over-pressed"), ep.failure
         assert len(ep.trace[0]) == 3  # time, force, depth for the report's plot
+
+        class Creep(PressExpert):  # never stops: passes through the band at the expert's press speed
+            def next_target(self, p):
+                return super().next_target(p) if self.phase != "press" else p - [0, 0, self.press_step]
+
+        task.expert = lambda sim: Creep(task, sim)
+        ep, _ = expert_episode(env, soft, num_points=64)
+        band_s = np.diff(np.asarray(ep.trace)[:, 0]).mean() * sum(
+            task.band[0] <= f <= task.band[1] for _, f, _ in ep.trace)
+        assert band_s > 1.2, band_s  # more than hold_s inside the band on the soft spring ...
+        assert task.hold.longest_ns < task.hold_s * 1e9, task.hold.longest_ns  # ... but never held steady
     finally:
         env.close()
+
+
+def test_press_arm_holds_its_command_under_load_only_with_integral_action(monkeypatch):
+    """Without integral action the servo holds the pose ~0.3 mm above the command at 15 N, so a fixed
+    command offset is a force controller a policy can learn without feeling anything; with it (the
+    press task's default) the held pose is the command."""
+    import functools
+
+    from diffusion_policy_ros.sim import tasks
+
+    offsets = {}
+    for ki in (0.0, tasks.PressTask.ki):
+        monkeypatch.setitem(tasks.TASKS, "press", functools.partial(tasks.PressTask, ki=ki))
+        env = SimEnv("press", sim_deploy_config())
+        try:
+            ep, data = expert_episode(env, 1000, num_points=64)
+        finally:
+            env.close()
+        assert ep.success, ep.failure
+        offsets[ki] = data["action"][-1, 2] - data["state"][-1, 2]  # commanded - measured flange z, held
+    assert tasks.PressTask.ki > 0 and offsets[0.0] < -2e-4, offsets
+    assert abs(offsets[tasks.PressTask.ki]) < 5e-5, offsets
 
 
 def test_shipped_press_checkpoint_seats_the_part_by_feel():
@@ -170,6 +203,21 @@ def test_shipped_press_checkpoint_seats_the_part_by_feel():
     summary = evaluate("press", str(resolve_shipped_checkpoint("press_dp3_force")), episodes=2, seed=0,
                        overrides={"sampling.replan_steps": 2}, progress=False)
     assert summary["successes"] == 2, summary["per_episode"]
+
+
+def test_hold_timer_counts_a_steady_hold_not_a_pass_through():
+    from diffusion_policy_ros.sim.scene import HoldTimer
+
+    t = np.arange(0, 3e9, 2e7).astype(np.int64)  # 3 s at 50 Hz
+    ramp, steady = HoldTimer(spread=1.0), HoldTimer(spread=1.0)
+    for ti in t:
+        ramp.update(True, int(ti), 12.0 + 2.0 * ti / 1e9)  # 2 N/s through the band
+        steady.update(True, int(ti), 15.0 + 0.4 * np.sin(ti / 1e8))
+    assert ramp.longest_ns <= 0.52e9 and steady.longest_ns >= 2.9e9
+    plain = HoldTimer()
+    for ti in t:
+        plain.update(True, int(ti), 12.0 + 2.0 * ti / 1e9)
+    assert plain.longest_ns >= 2.9e9  # without a spread any value holds
 
 
 def test_wilson_interval():

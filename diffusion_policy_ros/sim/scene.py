@@ -94,6 +94,12 @@ class ArmSceneConfig:
     tip_half: tuple[float, float, float] = (0.04, 0.008, 0.015)
     tool_mass: float = 0.1
     kp: float = 3000.0  # joint position gains (N·m/rad)
+    # Integral action on the joint position error (1/s; 0 = none): the target the servo sees is the
+    # command plus ki·∫(command - measured) dt, so a steady load leaves no steady-state error, as an
+    # industrial position controller holds its pose under load. Added on top of MuJoCo's built-in
+    # position servo (not the mujoco.pid plugin) so the servo keeps its implicit damping.
+    ki: float = 0.0
+    integral_limit: float = 0.02  # rad: anti-windup bound on the integral correction
     timestep: float = 0.002
     camera: CameraSpec = field(default_factory=CameraSpec)
     objects: list[BoxObject | SpringPart] = field(default_factory=list)
@@ -236,18 +242,26 @@ def toward(p: np.ndarray, goal: np.ndarray, step: float) -> np.ndarray:
 
 
 class HoldTimer:
-    """How long a task's success condition has held without a break (sim time): the longest stretch."""
+    """How long a task's success condition has held without a break (sim time): the longest stretch.
+    With ``spread``, the stretch also restarts (from the current sample) when the ``value`` passed with
+    it has varied by more than ``spread`` since the stretch began: held steady, not passed through."""
 
-    def __init__(self):
+    def __init__(self, spread: float | None = None):
+        self.spread = spread
         self.since: int | None = None
         self.longest_ns = 0
+        self.lo = self.hi = 0.0
 
-    def update(self, holds: bool, t_ns: int) -> None:
+    def update(self, holds: bool, t_ns: int, value: float = 0.0) -> None:
         if not holds:
             self.since = None
             return
+        if self.since is not None and self.spread is not None:
+            self.lo, self.hi = min(self.lo, value), max(self.hi, value)
+            if self.hi - self.lo > self.spread:
+                self.since = None
         if self.since is None:
-            self.since = t_ns
+            self.since, self.lo, self.hi = t_ns, value, value
         self.longest_ns = max(self.longest_ns, t_ns - self.since)
 
 
@@ -288,6 +302,7 @@ class ArmSim(CameraScene):
         self.tip = self.model.geom("tool_tip").id
         self.time_ns = 0
         self.follower = TrajectoryFollower(np.zeros(len(joint_names)))
+        self._integral = np.zeros(len(joint_names))
         self.camera = cfg.camera.model()
         self._renderer: RgbdRenderer | None = None
         self._steps_per_ms = 1e-3 / self.model.opt.timestep
@@ -302,6 +317,7 @@ class ArmSim(CameraScene):
             self.data.qpos[adr:adr + 3] = xyz
             self.data.qpos[adr + 3:adr + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
         self.data.ctrl[self.act] = q
+        self._integral = np.zeros(len(self.act))
         self.time_ns = 0
         self.follower = TrajectoryFollower(np.asarray(q, float))
         mujoco.mj_forward(self.model, self.data)
@@ -310,8 +326,14 @@ class ArmSim(CameraScene):
         """Step physics to ``t_ns``, the follower setting the joint targets at every step."""
         dt = self.model.opt.timestep
         n = int(round((t_ns - self.time_ns) / NS / dt))
+        ki, lim = self.cfg.ki, self.cfg.integral_limit
         for _ in range(max(0, n)):
-            self.data.ctrl[self.act] = self.follower.command(self.time_ns)
+            q_cmd = self.follower.command(self.time_ns)
+            if ki > 0.0:
+                err = q_cmd - self.data.qpos[self.qadr]
+                self._integral = np.clip(self._integral + ki * dt * err, -lim, lim)
+                q_cmd = q_cmd + self._integral
+            self.data.ctrl[self.act] = q_cmd
             mujoco.mj_step(self.model, self.data)
             self.time_ns += int(round(dt * NS))
         # MuJoCo resets the state itself when it becomes non-finite or huge, and counts a warning.
