@@ -230,7 +230,7 @@ def test_node_streams_trajectories_holds_on_stale_camera_and_stops_when_disabled
     robot.camera_on.set()
     robot.wait_for(lambda tr: len(tr) >= n + 2)
     set_enabled(robot, False)
-    time.sleep(0.3)  # let a cycle already in flight and the final hold land
+    robot.wait_for(lambda tr: len(tr[-1][1].time_from_start_ns) == 1)  # the final hold (a cycle in flight sends nothing)
     n = len(robot.trajectories)
     time.sleep(0.8)  # silence window
     assert len(robot.trajectories) == n

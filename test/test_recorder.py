@@ -81,10 +81,9 @@ class Peer:
         assert client.wait_for_service(timeout_sec=20)
         req = client.srv_type.Request(**fields)
         future = client.call_async(req)
-        end = time.monotonic() + 30
-        while not future.done() and time.monotonic() < end:
-            time.sleep(0.01)
-        assert future.done(), f"{name}: no response"
+        done = threading.Event()
+        future.add_done_callback(lambda f: done.set())
+        assert done.wait(30), f"{name}: no response"
         return future.result()
 
 

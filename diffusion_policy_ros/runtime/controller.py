@@ -428,7 +428,7 @@ class PolicyRuntime:
         n = self.cfg.guidance.candidates
         return {k: np.repeat(v[None], n, 0) for k, v in obs.items()} if n > 1 else obs
 
-    def _guidance(self, obs, samples, batch=None):
+    def _guidance(self, obs, samples, batch):
         """The guidance hook for this cycle's observation (its costs also score best-of-N candidates);
         ``batch``: the observation as sampled (repeated for candidates)."""
         g = self.cfg.guidance
@@ -475,7 +475,7 @@ class PolicyRuntime:
                 costs.append((g.clearance_weight, lambda traj: near(traj[:, start:start + n])))
         if not costs:
             return None
-        tensors, _ = self.policy.validate(obs if batch is None else batch)
+        tensors, _ = self.policy.validate(batch)
         gcfg = GuidanceConfig(strength=g.strength, schedule=g.schedule, clip_position=g.clip_position,
                               clip_rotation=g.clip_rotation, iterations=g.iterations, last_steps=g.last_steps)
         return CostGuidance(self.policy.model, {k: v.clone() for k, v in tensors.items()}, costs, gcfg)
