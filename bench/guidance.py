@@ -29,7 +29,7 @@ from common import machine
 
 from diffusion_policy_ros.data.synthetic import ObstacleScene, make_obstacle_dataset, state_policy_config
 from diffusion_policy_ros.embodiment.base import AerialEmbodiment
-from diffusion_policy_ros.embodiment.evaluate import (GuidanceMode, aerial_scene, arm_near_limits, demo_windows,
+from diffusion_policy_ros.sim.guidance_effect import (GuidanceMode, aerial_scene, arm_near_limits, demo_windows,
                                                       guidance_effect)
 from diffusion_policy_ros.policy import Policy
 from diffusion_policy_ros.train import Trainer

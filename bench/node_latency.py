@@ -71,8 +71,8 @@ class Peer:
         from trajectory_msgs.msg import JointTrajectory
 
         from diffusion_policy_ros.perception.synthetic import D435_640, tabletop_depth
-        from diffusion_policy_ros.ros import msgs as M
-        from diffusion_policy_ros.ros.msgs import Intrinsics
+        from diffusion_policy_ros.io import msgs as M
+        from diffusion_policy_ros.perception.pointcloud import Intrinsics
 
         self.M, self.types = M, M.RosTypes()
         self.node = n = Node("bench_robot", context=context)

@@ -43,8 +43,8 @@ def run_mode(serialized: bool, seconds: float, out: Path, drain_s: float = 0.0, 
     from sensor_msgs.msg import CameraInfo, Image
     from std_srvs.srv import SetBool, Trigger
 
-    from diffusion_policy_ros.ros import msgs as M
-    from diffusion_policy_ros.ros.bags import BagReader
+    from diffusion_policy_ros.io import msgs as M
+    from diffusion_policy_ros.io.bags import BagReader
 
     out.mkdir(parents=True)
     proc = subprocess.Popen([sys.executable, "-m", "diffusion_policy_ros.ros.recorder_node", "--ros-args",

@@ -72,16 +72,9 @@ def checkpoint_config(path: str | Path) -> Config:
     return config_from_dict(read_checkpoint_meta(path)["config"], source=f"{path}/{C.CKPT_CONFIG}")
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"):
-    """→ (Config, DiffusionPolicy in eval mode with the checkpoint's inference weights)."""
-    from .policy import DiffusionPolicy
-
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Config, dict]:
+    """→ (Config, weights as a state dict). ``DiffusionPolicy.from_checkpoint`` builds the model from
+    them: this module stays below policy.py (no import cycle)."""
     meta = read_checkpoint_meta(path)
     config = config_from_dict(meta["config"], source=f"{path}/{C.CKPT_CONFIG}")
-    model = DiffusionPolicy.build(config.policy)
-    state = load_file(str(Path(path) / C.CKPT_WEIGHTS), device=str(map_location))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"checkpoint '{path}': weights do not match the config "
-                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-    return config, model.to(map_location).eval()
+    return config, load_file(str(Path(path) / C.CKPT_WEIGHTS), device=str(map_location))

@@ -121,7 +121,7 @@ def _cmd_convert(args) -> int:
 def _cmd_replay(args) -> int:
     from .config import resolve_shipped_checkpoint
     from .policy import Policy
-    from .ros.replay import replay
+    from .io.replay import replay
 
     deploy = _deploy(args.deploy_config, args.param)
     policy = Policy.from_checkpoint(resolve_shipped_checkpoint(args.checkpoint), device=deploy.device,
@@ -206,7 +206,7 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_modes_demo(args) -> int:
-    from .demo import run_demo
+    from .modes_demo import run_demo
 
     summary = run_demo(args.out, config=args.config, episodes=args.episodes, max_steps=args.max_steps,
                        samples=args.samples, seed=args.seed)

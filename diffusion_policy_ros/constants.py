@@ -34,3 +34,5 @@ CKPT_FORMAT_VERSION = 1
 ZARR_DATA = "data"
 ZARR_META = "meta"
 ZARR_EPISODE_ENDS = "episode_ends"
+
+NS = 1_000_000_000  # nanoseconds per second: time is integer ns everywhere

@@ -31,3 +31,7 @@ class SimError(DiffusionPolicyRosError, RuntimeError):
 
 class BagError(DiffusionPolicyRosError, ValueError):
     """A rosbag that cannot be read or written: missing, corrupt, or without the topics asked for."""
+
+
+class UnsafeCommandError(DiffusionPolicyRosError, RuntimeError):
+    """A command cannot be made safe (non-finite values, impossible limits); it must not be sent."""

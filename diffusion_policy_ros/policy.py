@@ -19,9 +19,10 @@ from torch import nn
 
 from . import constants as C
 from .action import ActionRepresentation
+from .checkpoint import load_checkpoint
 from .config import Config, PolicyConfig
 from .diffusion import GuidanceFn, make_scheduler, sample
-from .errors import NonFiniteActionError, ObservationError
+from .errors import CheckpointError, NonFiniteActionError, ObservationError
 from .model.encoders import ObservationEncoder
 from .model.normalizer import Normalizer
 from .model.unet1d import ConditionalUnet1D
@@ -52,6 +53,18 @@ class DiffusionPolicy(nn.Module):
         encoder = ObservationEncoder(cfg)
         denoiser = ConditionalUnet1D(cfg.action.dim, encoder.step_dim * cfg.n_obs_steps, cfg.denoiser)
         return cls(cfg, build_normalizer(cfg), encoder, denoiser, make_scheduler(cfg.noise, C.SOLVER_DDPM))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu"
+                        ) -> tuple[Config, "DiffusionPolicy"]:
+        """→ (Config, the model in eval mode with the checkpoint's inference weights)."""
+        config, state = load_checkpoint(path, map_location)
+        model = cls.build(config.policy)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"checkpoint '{path}': weights do not match the config "
+                                  f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        return config, model.to(map_location).eval()
 
     # --- observation conditioning -------------------------------------------------------------
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -146,9 +159,7 @@ class Policy:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", solver: str | None = None,
                         num_inference_steps: int | None = None) -> "Policy":
-        from .checkpoint import load_checkpoint
-
-        config, model = load_checkpoint(path, map_location=device)
+        config, model = DiffusionPolicy.from_checkpoint(path, map_location=device)
         if solver is not None:
             config.policy.inference.solver = solver
         if num_inference_steps is not None:

@@ -42,7 +42,7 @@ ARM_HOME = np.array([0.0, -1.2, 1.4, -1.77, -1.57, 0.0])
 
 
 def small_intrinsics():
-    from diffusion_policy_ros.ros.msgs import Intrinsics
+    from diffusion_policy_ros.perception.pointcloud import Intrinsics
 
     c = SMALL_CAMERA
     k = np.array([[c["fx"], 0, c["cx"]], [0, c["fy"], c["cy"]], [0, 0, 1.0]])

@@ -79,7 +79,7 @@ def test_nearest_demo_distance():
 def aerial_policy(tmp_path_factory):
     """A state-only policy trained on fast oracle demonstrations (600 steps)."""
     from diffusion_policy_ros.data.synthetic import make_obstacle_dataset
-    from diffusion_policy_ros.embodiment.evaluate import aerial_scene
+    from diffusion_policy_ros.sim.guidance_effect import aerial_scene
     from diffusion_policy_ros.policy import Policy
     from diffusion_policy_ros.train import Trainer
 
@@ -91,7 +91,7 @@ def aerial_policy(tmp_path_factory):
 
 
 def test_aerial_guidance_lowers_tracking_error_and_stays_near_the_demonstrations(aerial_policy):
-    from diffusion_policy_ros.embodiment.evaluate import GuidanceMode, aerial_scene, demo_windows, guidance_effect
+    from diffusion_policy_ros.sim.guidance_effect import GuidanceMode, aerial_scene, demo_windows, guidance_effect
 
     scene = aerial_scene()
     obs = {k: np.repeat(v[None], 100, 0) for k, v in scene.policy_observation(aerial_policy.cfg).items()}
@@ -106,7 +106,7 @@ def test_aerial_guidance_lowers_tracking_error_and_stays_near_the_demonstrations
 
 
 def test_arm_near_its_limits_guidance_lowers_tracking_error(state_policy):
-    from diffusion_policy_ros.embodiment.evaluate import GuidanceMode, arm_near_limits, demo_windows, guidance_effect
+    from diffusion_policy_ros.sim.guidance_effect import GuidanceMode, arm_near_limits, demo_windows, guidance_effect
 
     from .factories import TEST_SCENE
 
@@ -120,7 +120,7 @@ def test_arm_near_its_limits_guidance_lowers_tracking_error(state_policy):
 
 
 def test_joint_limit_barrier_gradient_and_zero_inside():
-    from diffusion_policy_ros.embodiment.evaluate import arm_near_limits
+    from diffusion_policy_ros.sim.guidance_effect import arm_near_limits
 
     emb, q = arm_near_limits()
     state = emb.state(None, q)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from rosbags.typesys import Stores, get_typestore
 
-from diffusion_policy_ros.ros import msgs as M
+from diffusion_policy_ros.io import msgs as M
 
 TS = get_typestore(Stores.ROS2_JAZZY)
 T = TS.types

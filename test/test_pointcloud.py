@@ -8,7 +8,7 @@ from diffusion_policy_ros.perception.pointcloud import (CameraModel, PointCloudP
                                                         extrinsic_matrix, farthest_point_indices, transform_points,
                                                         voxel_filter)
 from diffusion_policy_ros.perception.synthetic import D435_640, tabletop_depth
-from diffusion_policy_ros.ros.msgs import Intrinsics
+from diffusion_policy_ros.perception.pointcloud import Intrinsics
 
 NORMAL = np.array([0.0, -0.5, -1.0])
 OFFSET = -0.8

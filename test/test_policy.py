@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_policy_ros.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+from diffusion_policy_ros.checkpoint import read_checkpoint_meta, save_checkpoint
 from diffusion_policy_ros.config import config_from_dict, config_to_dict
 from diffusion_policy_ros.errors import CheckpointError, NonFiniteActionError, ObservationError
 from diffusion_policy_ros.policy import DiffusionPolicy, Policy
@@ -99,7 +99,7 @@ def test_every_shipped_config_saves_and_loads_exactly(name, tmp_path):
     save_checkpoint(tmp_path / "ckpt", cfg, model, step=3)
     meta = read_checkpoint_meta(tmp_path / "ckpt")
     assert meta["step"] == 3 and meta["action_representation"] == "abs_ee" and "package_version" in meta
-    loaded_cfg, loaded = load_checkpoint(tmp_path / "ckpt")
+    loaded_cfg, loaded = DiffusionPolicy.from_checkpoint(tmp_path / "ckpt")
     assert loaded_cfg == cfg
     a, b = model.state_dict(), loaded.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

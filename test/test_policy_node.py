@@ -34,7 +34,7 @@ class Robot:
         from sensor_msgs.msg import CameraInfo, Image, JointState
         from trajectory_msgs.msg import JointTrajectory
 
-        from diffusion_policy_ros.ros import msgs as M
+        from diffusion_policy_ros.io import msgs as M
 
         self.M, self.types = M, M.RosTypes()
         self.node = node = Node("fake_robot", context=context)

@@ -55,7 +55,7 @@ def test_node_publishes_realsense_ros_topics_over_dds(ros_context):
     from rclpy.node import Node
     from sensor_msgs.msg import CameraInfo, Image
 
-    from diffusion_policy_ros.ros import msgs as M
+    from diffusion_policy_ros.io import msgs as M
     from diffusion_policy_ros.ros.realsense_node import TOPICS, RealSenseNode
 
     depth_mm, rgb = scene()

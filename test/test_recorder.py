@@ -28,7 +28,7 @@ class Peer:
         from sensor_msgs.msg import Image, JointState
         from std_srvs.srv import SetBool, Trigger
 
-        from diffusion_policy_ros.ros import msgs as M
+        from diffusion_policy_ros.io import msgs as M
 
         self.M, self.types = M, M.RosTypes()
         self.node = node = Node("peer", context=context)
@@ -90,8 +90,8 @@ class Peer:
 def test_episodes_record_every_message_and_discard_leaves_nothing(ros_context, tmp_path):
     from rclpy.parameter import Parameter
 
-    from diffusion_policy_ros.ros import msgs as M
-    from diffusion_policy_ros.ros.bags import BagReader
+    from diffusion_policy_ros.io import msgs as M
+    from diffusion_policy_ros.io.bags import BagReader
     from diffusion_policy_ros.ros.recorder_node import RecorderNode
 
     rec = RecorderNode(context=ros_context, parameter_overrides=[

@@ -17,8 +17,8 @@ from diffusion_policy_ros.data.convert import bag_episode, convert_bags, observa
 from diffusion_policy_ros.errors import BagError
 from diffusion_policy_ros.perception.image import prepare_rgb
 from diffusion_policy_ros.policy import Policy
-from diffusion_policy_ros.ros.bags import BagReader
-from diffusion_policy_ros.ros.replay import PREDICTED_TOPIC, replay
+from diffusion_policy_ros.io.bags import BagReader
+from diffusion_policy_ros.io.replay import PREDICTED_TOPIC, replay
 from diffusion_policy_ros.sim.loop import SimEnv, expert_episode, sim_deploy_config
 from diffusion_policy_ros.sim.record import BagOptions, BagRecording, collect_bags
 
@@ -76,7 +76,7 @@ def test_conversion_reproduces_what_the_simulator_itself_records(bags, tmp_path)
 def test_conversion_does_not_depend_on_arrival_order_across_topics(bags, tmp_path):
     """A loaded recorder stamps some topics seconds late: the same bag with joint states logged 3 s
     and depth 1.5 s after their header stamps converts to exactly the same episode."""
-    from diffusion_policy_ros.ros.bags import BagWriter
+    from diffusion_policy_ros.io.bags import BagWriter
 
     cfg, dep = push_config(), sim_deploy_config()
     lag = {dep.topics.joint_states: 3_000_000_000, dep.topics.depth: 1_500_000_000}
@@ -167,7 +167,7 @@ def record_through_the_recorder(bags, out, monkeypatch):
     from rclpy.parameter import Parameter
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-    from diffusion_policy_ros.ros import msgs as M
+    from diffusion_policy_ros.io import msgs as M
     from diffusion_policy_ros.ros.recorder_node import RecorderNode, message_class
 
     monkeypatch.setenv("ROS_DOMAIN_ID", str(101 + os.getpid() % 100))

@@ -40,7 +40,7 @@ def test_node_turns_joy_into_twist_and_stops_when_the_joystick_goes_silent(ros_c
     from sensor_msgs.msg import Joy
     from std_msgs.msg import Float64
 
-    from diffusion_policy_ros.ros import msgs as M
+    from diffusion_policy_ros.io import msgs as M
     from diffusion_policy_ros.ros.teleop_node import TeleopNode
 
     teleop = TeleopNode(context=ros_context, parameter_overrides=[
@@ -85,8 +85,8 @@ def test_gamepad_buttons_start_and_stop_episodes_on_the_real_recorder(ros_contex
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Joy
 
-    from diffusion_policy_ros.ros import msgs as M
-    from diffusion_policy_ros.ros.bags import BagReader
+    from diffusion_policy_ros.io import msgs as M
+    from diffusion_policy_ros.io.bags import BagReader
     from diffusion_policy_ros.ros.recorder_node import RecorderNode
     from diffusion_policy_ros.ros.teleop_node import TeleopNode
 

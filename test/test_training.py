@@ -12,7 +12,7 @@ import yaml
 import zarr
 
 from diffusion_policy_ros.cli import main
-from diffusion_policy_ros.demo import MODE_THRESHOLD, mode_summary
+from diffusion_policy_ros.modes_demo import MODE_THRESHOLD, mode_summary
 from diffusion_policy_ros.policy import Policy
 from diffusion_policy_ros.train import Trainer
 

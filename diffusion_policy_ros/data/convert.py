@@ -22,9 +22,9 @@ from tqdm import tqdm
 from ..config import Config, DeployConfig
 from ..errors import BagError, DatasetError, DiffusionPolicyRosError, ObservationError
 from ..geometry import quat_xyzw_to_rot6d
-from ..ros import msgs as M
-from ..ros.bags import BagReader
-from ..ros.inputs import runtime_inputs
+from ..io import msgs as M
+from ..io.bags import BagReader
+from ..io.inputs import runtime_inputs
 from ..runtime.controller import PolicyRuntime
 from .replay_buffer import ReplayBuffer
 

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import ConfigError
 from ..geometry import matrix_to_rot6d, rot6d_to_matrix
-from ..runtime.safety import Limits
+from .limits import Limits
 
 
 class ArmKinematics:

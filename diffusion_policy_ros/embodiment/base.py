@@ -21,7 +21,7 @@ import torch
 
 from .aerial import AerialConfig, AerialManipulator
 from .arm import ArmKinematics, ArmTracker
-from ..runtime.safety import Limits
+from .limits import Limits
 
 
 class Embodiment(Protocol):

@@ -40,6 +40,34 @@ def extrinsic_matrix(values) -> np.ndarray:
     raise ObservationError(f"extrinsic: expected 16 values (4x4) or 7 (xyz + quaternion xyzw), got {v.size}")
 
 
+@dataclass(frozen=True)
+class Intrinsics:
+    """A camera's calibration as sensor_msgs/CameraInfo carries it (io.msgs decodes into this)."""
+
+    width: int
+    height: int
+    K: np.ndarray  # (3, 3)
+    D: np.ndarray  # distortion coefficients
+    distortion_model: str
+    frame_id: str = ""
+
+    @property
+    def fx(self) -> float:
+        return float(self.K[0, 0])
+
+    @property
+    def fy(self) -> float:
+        return float(self.K[1, 1])
+
+    @property
+    def cx(self) -> float:
+        return float(self.K[0, 2])
+
+    @property
+    def cy(self) -> float:
+        return float(self.K[1, 2])
+
+
 @dataclass
 class CameraModel:
     """Pinhole intrinsics; the per-pixel rays for a given stride are computed once and cached."""
@@ -54,7 +82,7 @@ class CameraModel:
 
     @classmethod
     def from_intrinsics(cls, intr) -> "CameraModel":
-        """From ``msgs.Intrinsics`` (CameraInfo) or anything with width, height, fx, fy, cx, cy."""
+        """From ``Intrinsics`` (CameraInfo) or anything with width, height, fx, fy, cx, cy."""
         return cls(int(intr.width), int(intr.height), float(intr.fx), float(intr.fy), float(intr.cx), float(intr.cy))
 
     def rays(self, stride: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ObservationError
-from ..ros.msgs import Intrinsics
+from .pointcloud import Intrinsics
 
 
 def _rs():

@@ -1,2 +1,2 @@
-"""The ROS 2 room: message conversion (msgs.py, importable without rclpy) and the nodes, the only
-modules that import rclpy."""
+"""The ROS 2 room: nodes, entry points and launch helpers, the only modules that import rclpy.
+Message conversion, bags and the input table live below, in the rclpy-free io/."""

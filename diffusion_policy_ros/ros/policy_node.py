@@ -36,9 +36,9 @@ from ..errors import ConfigError, DiffusionPolicyRosError
 from ..geometry import enu_to_ned, ned_yaw_from_enu_rotation, rot6d_to_quat_xyzw
 from ..runtime.controller import Command, PolicyRuntime
 from ..runtime.schedule import TimedTrajectory
-from . import msgs as M
+from ..io import msgs as M
 from .entry import run_node
-from .inputs import STREAM_OF, Input, runtime_inputs
+from ..io.inputs import STREAM_OF, Input, runtime_inputs
 
 NODE_NAME = "policy_node"
 MSG_CLASSES = {c.__name__: c for c in (Image, CompressedImage, CameraInfo, WrenchStamped, JointState, PoseStamped)}

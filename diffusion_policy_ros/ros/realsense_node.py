@@ -20,7 +20,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..perception.realsense import RealSenseSource
-from . import msgs as M
+from ..io import msgs as M
 from .entry import run_node
 
 TOPICS = {

@@ -54,7 +54,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from ..config import TopicsConfig
 from ..errors import BagError, ConfigError
-from .bags import BagWriter, typestore
+from ..io.bags import BagWriter, typestore
 from .entry import run_node
 
 NODE_NAME = "recorder_node"

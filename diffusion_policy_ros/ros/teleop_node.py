@@ -27,7 +27,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from ..errors import ConfigError, DiffusionPolicyRosError
 from ..runtime.teleop import TeleopConfig, TeleopMapper
-from . import msgs as M
+from ..io import msgs as M
 from .entry import run_node
 
 NODE_NAME = "teleop_node"

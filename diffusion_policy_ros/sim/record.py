@@ -13,9 +13,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import TopicsConfig
-from ..ros import msgs as M
-from ..ros.bags import BagWriter
-from .scene import NS
+from ..io import msgs as M
+from ..io.bags import BagWriter
+from ..constants import NS
 
 EPISODE_META = "episode.json"  # beside metadata.yaml in each episode's bag folder
 

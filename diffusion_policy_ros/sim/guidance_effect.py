@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..diffusion.guidance import CostGuidance, GuidanceConfig
-from .base import nearest_demo_rmse
+from ..embodiment.base import nearest_demo_rmse
 
 MODES = ("per_step", "substeps", "posthoc")
 
@@ -121,9 +121,9 @@ def arm_near_limits(dt: float = 0.1, scene=None):
     only 0.25 rad further. → (ArmEmbodiment, q_start (1, 6))."""
     from ..config import resolve_shipped
     from ..data.synthetic import IDENTITY_ROT6D, ObstacleScene
-    from ..runtime.safety import Limits
-    from .arm import DEFAULT_URDF, ArmKinematics, ArmTracker
-    from .base import ArmEmbodiment
+    from ..embodiment.limits import Limits
+    from ..embodiment.arm import DEFAULT_URDF, ArmKinematics, ArmTracker
+    from ..embodiment.base import ArmEmbodiment
 
     scene = scene or ObstacleScene()
     kin = ArmKinematics(resolve_shipped("urdf", DEFAULT_URDF, "urdf"))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DiffusionPolicyRosError
+from ..perception.pointcloud import Intrinsics  # noqa: F401  (CameraInfo's decoded form)
 
 
 class MessageError(DiffusionPolicyRosError, ValueError):
@@ -231,32 +232,6 @@ def encode_compressed_depth(types: RosTypes, depth_mm: np.ndarray, stamp_ns: int
 
 
 # --- sensor_msgs/CameraInfo ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Intrinsics:
-    width: int
-    height: int
-    K: np.ndarray  # (3, 3)
-    D: np.ndarray  # distortion coefficients
-    distortion_model: str
-    frame_id: str = ""
-
-    @property
-    def fx(self) -> float:
-        return float(self.K[0, 0])
-
-    @property
-    def fy(self) -> float:
-        return float(self.K[1, 1])
-
-    @property
-    def cx(self) -> float:
-        return float(self.K[0, 2])
-
-    @property
-    def cy(self) -> float:
-        return float(self.K[1, 2])
-
-
 def decode_camera_info(msg) -> Intrinsics:
     k = np.asarray(msg.k, dtype=np.float64).reshape(-1)
     if k.size != 9 or not np.isfinite(k).all() or k[0] <= 0 or k[4] <= 0:
