@@ -144,7 +144,7 @@ def headline(runs: int, windows: int, references: int, episodes: int, out_dir: P
     ckpt = resolve_shipped_checkpoint("push_dp3")
     dataset = out_dir / f"push_{episodes}.zarr"
     if not (dataset / "meta" / "episode_ends").exists():
-        from diffusion_policy_ros.sim.loop import collect
+        from diffusion_policy_ros.sim.experts import collect
 
         collect("push", episodes, dataset, seed=5000, overwrite=True)
     names = {"ddim_10": CANDIDATES["ddim_10"], "default": CANDIDATES["default"],

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from .errors import DiffusionPolicyRosError
+from .errors import ConfigError, DiffusionPolicyRosError
 
 
 def _cmd_train(args) -> int:
@@ -30,7 +30,6 @@ def _cmd_make_dataset(args) -> int:
 def _parse_sets(items: list[str]) -> dict:
     import yaml
 
-    from .errors import ConfigError
 
     out = {}
     for item in items:
@@ -52,7 +51,7 @@ def _cmd_collect(args) -> int:
               f"bags: {args.out} ({summary['episodes']} episodes; expert failures (episode.json success false): "
               f"{summary['failed_seeds'] or 'none'})")
         return 0
-    from .sim.loop import collect
+    from .sim.experts import collect
 
     summary = collect(args.task, args.episodes, args.out, seed=args.seed, num_points=args.num_points,
                       embodiment=args.embodiment, progress=not args.no_progress, overwrite=args.overwrite)
@@ -148,7 +147,7 @@ def _cmd_replay(args) -> int:
 
 def _sim_list() -> str:
     from .config import share_dirs
-    from .sim.loop import SIM_CONFIGS
+    from .sim.env import SIM_CONFIGS
     from .sim.tasks import TASKS
 
     lines = ["tasks:"] + [f"  {n:<10} {t().embodiment:<6} {t().description}" for n, t in TASKS.items()]
@@ -160,7 +159,7 @@ def _sim_list() -> str:
 
 def _cmd_sim_eval(args) -> int:
     from .config import resolve_shipped_checkpoint
-    from .sim.loop import evaluate
+    from .sim.closed_loop import evaluate
     from .sim.report import results_table
 
     if args.list:
@@ -175,9 +174,12 @@ def _cmd_sim_eval(args) -> int:
     if args.ros:
         from .ros.sim_eval import evaluate_ros
 
+        if args.delay_ms not in ("0", "measured"):
+            raise ConfigError("--delay-ms with --ros: the node's own inference time is the delay; leave it out")
+
         summary = evaluate_ros(args.task, checkpoint, args.episodes, real_time_factor=args.real_time_factor, **kwargs)
     else:
-        summary = evaluate(args.task, checkpoint, args.episodes, **kwargs)
+        summary = evaluate(args.task, checkpoint, args.episodes, delay=args.delay_ms, **kwargs)
     if args.json:
         print(json.dumps({k: v for k, v in summary.items() if k != "per_episode"}, indent=2))
     else:
@@ -188,7 +190,7 @@ def _cmd_sim_eval(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .sim.loop import evaluate
+    from .sim.closed_loop import evaluate
     from .sim.report import results_table
     from .config import resolve_shipped_checkpoint
 
@@ -325,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a node parameter, e.g. --set sampling.solver=dpmsolver++ (repeatable)")
     se.add_argument("--out", default=None, help="folder for the video, plot and results table")
     se.add_argument("--videos", type=int, default=2, help="episodes to record into the video")
+    se.add_argument("--delay-ms", default="0", metavar="D",
+                    help="latency charged to each inference in sim time: 0 (lockstep), milliseconds, or 'measured' "
+                    "/ 'measured*F' (each inference's wall time x F); the arm executes meanwhile")
     se.add_argument("--ros", action="store_true",
                     help="run the policy node as its own process over DDS (sim time), not the runtime in process")
     se.add_argument("--real-time-factor", type=float, default=0.25,

@@ -503,9 +503,9 @@ class SamplingConfig:
     solver: str = ""  # ddpm | ddim | dpmsolver++
     num_inference_steps: int = 0
     n_action_steps: int = 0  # waypoints sent per chunk (0: the checkpoint's)
-    # Periods between inferences: 1 replans every control period (hides inference latency on a real
-    # robot; cycles that overrun are skipped); 0 = n_action_steps (Diffusion Policy's execute-then-replan).
-    replan_steps: int = 1
+    # Periods between inferences at most: sync mode replans every replan_steps periods (0 = n_action_steps,
+    # Diffusion Policy's execute-then-replan); async mode also starts early when the chunk runs low.
+    replan_steps: int = 0
     warm_start_index: int = 0  # > 0: start from the previous chunk, shifted, at this inference step
     trace: bool = True  # TorchScript-trace the denoiser (sets the checkpoint's inference.trace)
     seed: int = -1  # >= 0: a fixed noise seed per cycle (reproducible runs)
@@ -515,6 +515,36 @@ class SamplingConfig:
         _require(min(self.num_inference_steps, self.n_action_steps, self.warm_start_index, self.replan_steps) >= 0,
                  "sampling.num_inference_steps/n_action_steps/warm_start_index/replan_steps", ">= 0",
                  (self.num_inference_steps, self.n_action_steps, self.warm_start_index, self.replan_steps))
+
+
+@dataclass
+class ExecutionConfig:
+    """How inference meets the running trajectory (runtime/controller.py, diffusion/chunking.py)."""
+
+    # async: the next inference starts when the running chunk's remaining time falls to the predicted
+    # latency + margin_s (or after sampling.replan_steps periods, if > 0), so the robot never waits on
+    # the model | sync: every replan_steps periods (0: n_action_steps), whatever the latency
+    mode: str = "async"
+    # How a new chunk agrees with the actions that execute while it is computed: rtc (real-time
+    # chunking's soft-masked guidance) | inpaint (the frozen prefix replaced at each denoising step) |
+    # none (only the scheduler's blend over timing.blend_steps)
+    consistency: str = "rtc"
+    latency_percentile: float = 95.0  # the predicted latency: this percentile of recent inferences ...
+    latency_window: int = 20  # ... over this many
+    initial_latency_s: float = 0.2  # predicted latency before any inference was measured
+    margin_s: float = 0.1  # start this much earlier than the predicted latency requires (one 10 Hz period)
+    rtc_max_weight: float = 1.0  # RTC's guidance-weight cap (β), at most 1 in this identity-Jacobian form
+
+    def __post_init__(self):
+        _require(self.mode in ("async", "sync"), "execution.mode", "async | sync", self.mode)
+        _require(self.consistency in ("rtc", "inpaint", "none"), "execution.consistency", "rtc | inpaint | none",
+                 self.consistency)
+        _require(0 < self.latency_percentile <= 100, "execution.latency_percentile", "in (0, 100]",
+                 self.latency_percentile)
+        _require(self.latency_window >= 1, "execution.latency_window", ">= 1", self.latency_window)
+        _require(self.initial_latency_s >= 0 and self.margin_s >= 0, "execution.initial_latency_s/margin_s",
+                 ">= 0", (self.initial_latency_s, self.margin_s))
+        _require(0 < self.rtc_max_weight <= 1, "execution.rtc_max_weight", "in (0, 1]", self.rtc_max_weight)
 
 
 @dataclass
@@ -542,8 +572,16 @@ class SafetyConfig:
     workspace_min: tuple[float, float, float] = (-1.0, -1.0, 0.0)  # end-effector box, base frame, metres
     workspace_max: tuple[float, float, float] = (1.0, 1.0, 1.2)
     velocity_scale: float = 1.0  # fraction of the URDF joint velocity limits allowed
+    # End-effector outputs (pose, multidof, px4): limits on the commanded motion, from the measured pose
+    max_linear_velocity: float = 1.0  # m/s
+    max_angular_velocity: float = 2.0  # rad/s
+    max_linear_acceleration: float = 5.0  # m/s²
+    max_angular_acceleration: float = 10.0  # rad/s²
 
     def __post_init__(self):
+        for name in ("max_linear_velocity", "max_angular_velocity", "max_linear_acceleration",
+                     "max_angular_acceleration"):
+            _require(getattr(self, name) > 0, f"safety.{name}", "> 0", getattr(self, name))
         _require(len(self.workspace_min) == 3 and len(self.workspace_max) == 3
                  and all(a < b for a, b in zip(self.workspace_min, self.workspace_max)),
                  "safety.workspace_min/workspace_max", "three values each with min < max",
@@ -606,6 +644,7 @@ class DeployConfig:
     topics: TopicsConfig = field(default_factory=TopicsConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     embodiment: EmbodimentConfig = field(default_factory=EmbodimentConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     guidance: GuidanceDeployConfig = field(default_factory=GuidanceDeployConfig)

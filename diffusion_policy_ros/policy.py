@@ -22,6 +22,7 @@ from .action import ActionRepresentation
 from .checkpoint import load_checkpoint
 from .config import Config, PolicyConfig
 from .diffusion import GuidanceFn, make_scheduler, sample
+from .diffusion.chunking import PrefixGuidance, compose
 from .errors import CheckpointError, NonFiniteActionError, ObservationError
 from .model.encoders import ObservationEncoder
 from .model.normalizer import Normalizer
@@ -167,6 +168,22 @@ class Policy:
         config.policy.inference.__post_init__()
         return cls(model, config, device)
 
+    def _prefix_guidance(self, tensors, prefix, weights, mode, max_weight, batched, seed) -> PrefixGuidance:
+        n = next(iter(tensors.values())).shape[0]
+        prev = torch.as_tensor(np.asarray(prefix), device=self.device)
+        prev = prev if batched else prev.unsqueeze(0)
+        expected = (n, self.cfg.horizon, self.cfg.action.dim)
+        if tuple(prev.shape) != expected or not torch.isfinite(prev).all():
+            raise ObservationError(f"prefix: expected finite running-chunk actions of shape {expected}, got "
+                                   f"{tuple(prev.shape)}")
+        w = torch.as_tensor(np.ones(self.cfg.horizon) if weights is None else np.asarray(weights, np.float64))
+        if w.shape != (self.cfg.horizon,) or not torch.isfinite(w).all() or (w < 0).any() or (w > 1).any():
+            raise ObservationError(f"prefix_weights: expected {self.cfg.horizon} weights in [0, 1], got "
+                                   f"{w.tolist()}")
+        target = self.model.warm_start_guess(prev, tensors, 0)
+        generator = torch.Generator(device=self.device).manual_seed(int(seed) + 1) if seed is not None else None
+        return PrefixGuidance(target, w, mode, max_weight, generator)
+
     @property
     def observation_keys(self) -> list[str]:
         return list(self.cfg.observations)
@@ -208,14 +225,18 @@ class Policy:
     @torch.inference_mode()
     def predict(self, obs: dict[str, np.ndarray], *, seed: int | None = None, guidance: GuidanceFn | None = None,
                 full_horizon: bool = False, warm_start: np.ndarray | None = None, shift: int = 0,
-                start_index: int = 0, substeps: int = 1) -> np.ndarray:
+                start_index: int = 0, substeps: int = 1, prefix: np.ndarray | None = None,
+                prefix_weights: np.ndarray | None = None, prefix_mode: str = "rtc",
+                prefix_max_weight: float = 1.0) -> np.ndarray:
         """One action chunk (n_action_steps, Da), or (B, n_action_steps, Da) for batched observations.
 
         ``full_horizon=True`` returns all ``horizon`` predicted steps instead. Warm start: pass the
         previous full-horizon prediction as ``warm_start``, the steps executed since as ``shift``, and
         the inference step to resume from as ``start_index`` (only the remaining steps run). Post-hoc
         refinement: ``warm_start`` = a finished chunk, ``shift=0``, a late ``start_index``, with guidance.
-        ``substeps``: K guided sub-steps per noise level (single-step solvers)."""
+        ``substeps``: K guided sub-steps per noise level (single-step solvers). Real-time chunking:
+        ``prefix`` = the running chunk's world-frame actions at this chunk's H step times, with
+        ``prefix_weights`` (H,) (``diffusion/chunking.py``; ``prefix_mode`` rtc | inpaint)."""
         tensors, batched = self.validate(obs)
         generator = None
         if seed is not None:
@@ -229,14 +250,17 @@ class Policy:
                 raise ObservationError(f"warm_start: expected finite previous predictions of shape {expected}, "
                                        f"got {tuple(prev.shape)}")
             kwargs.update(initial=self.model.warm_start_guess(prev, tensors, shift), start_index=start_index)
-        if guidance is not None:
+        if prefix is not None:
+            guidance = compose(guidance, self._prefix_guidance(tensors, prefix, prefix_weights, prefix_mode,
+                                                               prefix_max_weight, batched, seed))
+        if guidance is not None and getattr(guidance, "needs_grad", True):
             # Tensors made under inference_mode cannot enter autograd: clone them outside it.
             with torch.inference_mode(False), torch.enable_grad():
                 result = self.model.predict_action({k: v.clone() for k, v in tensors.items()}, guidance=guidance,
                                                    **{k: (v.clone() if torch.is_tensor(v) else v)
                                                       for k, v in kwargs.items()})
         else:
-            result = self.model.predict_action(tensors, **kwargs)
+            result = self.model.predict_action(tensors, guidance=guidance, **kwargs)
         action = result["action_pred" if full_horizon else "action"].detach().cpu().numpy()
         if not np.isfinite(action).all():
             raise NonFiniteActionError("policy produced NaN/inf actions; nothing returned "

@@ -14,7 +14,8 @@ MS = 1_000_000
 
 
 def make_runtime(ckpt, **cfg):
-    deploy = deploy_config_from_dict({"sampling": {"seed": 0}, **cfg})
+    sampling = {"seed": 0, **cfg.pop("sampling", {})}
+    deploy = deploy_config_from_dict({"sampling": sampling, **cfg})
     policy = Policy.from_checkpoint(ckpt)
     return PolicyRuntime(policy, deploy, arm_from_config(deploy.embodiment) if deploy.embodiment.kind == "arm" else None)
 
@@ -43,12 +44,12 @@ def feed_pose(rt, ee_xyz, t1_ns=400 * MS):
 
 @pytest.fixture
 def runtime(force_checkpoint):
-    rt = make_runtime(force_checkpoint)
+    rt = make_runtime(force_checkpoint, sampling={"replan_steps": 1})  # a new chunk every period
     rt.set_camera(small_intrinsics())
     return rt
 
 
-def test_a_cycle_produces_a_safe_joint_trajectory_stamped_from_the_observation_time(runtime):
+def test_a_cycle_produces_a_safe_joint_trajectory_on_the_observation_grid(runtime):
     feed(runtime, 0, 500 * MS)
     now = 500 * MS
     res = runtime.step(now)
@@ -131,7 +132,7 @@ def test_pose_output_stays_in_the_workspace_box(force_checkpoint):
 
 
 def test_warm_start_and_guidance_run_through_the_runtime(force_checkpoint):
-    rt = make_runtime(force_checkpoint, sampling={"seed": 0, "warm_start_index": 5},
+    rt = make_runtime(force_checkpoint, sampling={"seed": 0, "warm_start_index": 5, "replan_steps": 1},
                       guidance={"strength": 0.5, "workspace_weight": 1.0})
     rt.set_camera(small_intrinsics())
     feed(rt, 0, 500 * MS)
@@ -181,7 +182,8 @@ def test_every_guidance_term_switches_on_from_config(force_checkpoint):
 
 
 def test_replan_steps_executes_the_chunk_but_still_watches_for_stale_data(force_checkpoint):
-    rt = make_runtime(force_checkpoint, sampling={"seed": 0, "replan_steps": 0})  # 0: n_action_steps (8)
+    rt = make_runtime(force_checkpoint, sampling={"seed": 0, "replan_steps": 0},  # 0: n_action_steps (8)
+                      execution={"mode": "sync"})
     rt.set_camera(small_intrinsics())
     feed(rt, 0, 500 * MS)
     assert rt.step(500 * MS).status == "command"
@@ -222,7 +224,7 @@ def test_best_of_n_sends_the_candidate_with_the_lowest_guidance_cost(force_check
         batch = rt._candidates(obs)
         guide = rt._guidance(obs, samples, batch)
         assert (guide is None) == (n == 1)
-        _, full = rt._infer(obs, samples, 500 * MS)
+        _, full, _ = rt._infer(obs, samples, 500 * MS, 500 * MS)
         if n > 1:
             every = rt.policy.predict(batch, seed=3, full_horizon=True)  # the same N candidates
             with torch.no_grad():
@@ -233,3 +235,62 @@ def test_best_of_n_sends_the_candidate_with_the_lowest_guidance_cost(force_check
     assert chosen < np.median(costs)
     with pytest.raises(ConfigError, match="guidance.candidates"):
         deploy_config_from_dict({"guidance": {"candidates": 0}})
+
+
+def test_async_inference_begins_when_the_running_chunk_runs_low_and_commits_from_the_publish_time(
+        force_checkpoint):
+    rt = make_runtime(force_checkpoint, execution={"initial_latency_s": 0.3, "margin_s": 0.0})
+    rt.set_camera(small_intrinsics())
+    feed(rt, 0, 500 * MS)
+    plan = rt.begin(500 * MS)
+    publish = 500 * MS + 300 * MS  # the inference took 300 ms of robot time
+    res = rt.commit(plan, publish)
+    assert res.status == "command" and res.latency_ms == pytest.approx(300)
+    traj = res.command.trajectory
+    assert traj.times_ns[0] > publish + rt.scheduler.latency  # never a first point in the past
+    assert traj.velocities is not None and np.allclose(traj.velocities[-1], 0)
+    assert rt.predicted_latency_ns() == 300 * MS
+    # Not due while more than the predicted latency remains; due from then on.
+    assert not rt.due(traj.end_ns - 300 * MS - 1 * MS) and rt.due(traj.end_ns - 300 * MS)
+
+
+def test_a_late_chunk_is_not_sent_and_a_plan_from_before_a_reset_is_dropped(force_checkpoint):
+    rt = make_runtime(force_checkpoint, sampling={"replan_steps": 1})
+    rt.set_camera(small_intrinsics())
+    feed(rt, 0, 500 * MS)
+    first = rt.step(500 * MS)
+    assert first.status == "command"
+    t = first.command.trajectory.end_ns - 100 * MS
+    feed(rt, 500 * MS, t)
+    plan = rt.begin(t)
+    late = rt.commit(plan, plan.started_ns + 5_000 * MS)  # every waypoint long due
+    assert late.status == "late" and late.command is None and rt.stats.late == 1
+    assert rt.scheduler.current is first.command.trajectory  # the running trajectory goes on
+    plan = rt.begin(t)
+    rt.reset()  # e.g. disabled while the chunk was being computed
+    assert rt.commit(plan, plan.started_ns + 10 * MS).status == "dropped"
+
+
+@pytest.mark.parametrize("consistency", ["rtc", "inpaint"])
+def test_real_time_chunking_holds_the_new_chunk_to_the_running_one(force_checkpoint, consistency):
+    """A chunk begun mid-trajectory with a 300 ms predicted latency: the actions that execute before it
+    lands equal the running plan's (frozen), whatever the new observation says."""
+    rt = make_runtime(force_checkpoint, execution={"consistency": consistency})
+    rt.set_camera(small_intrinsics())
+    feed(rt, 0, 500 * MS)
+    assert rt.commit(rt.begin(500 * MS), 800 * MS).status == "command"  # 300 ms of latency measured
+    t_prev, full_prev = rt._prev
+    end = rt.scheduler.current.end_ns
+    feed(rt, 500 * MS, end - 300 * MS, q=ARM_HOME + 0.05)  # the arm moved: the observation changed
+    plan = rt.begin(end - 300 * MS)
+    assert plan.frozen_steps >= 3
+    steps = (np.arange(rt.pcfg.horizon) - (rt.pcfg.n_obs_steps - 1)) * rt.period
+    frozen = np.arange(plan.frozen_steps)  # the running plan at the new chunk's step times
+    expected = np.stack([np.interp(plan.t_obs_ns + steps[frozen], t_prev + steps, full_prev[:, j])
+                         for j in range(3)], -1)
+    np.testing.assert_allclose(plan.full[frozen, :3], expected, atol=1e-4)
+    unguided = rt.policy.predict(rt.observe(end - 300 * MS)[0], seed=0, full_horizon=True)
+    assert np.abs(unguided[frozen, :3] - expected).max() > 1e-3  # left alone, the new chunk would differ
+    rt.reset()
+    free = rt.begin(end - 300 * MS)  # nothing running: nothing to stay consistent with
+    assert free.frozen_steps == 0

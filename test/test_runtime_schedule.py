@@ -9,39 +9,55 @@ MS = 1_000_000
 DT = 100 * MS
 
 
-def test_waypoints_are_stamped_from_the_observation_and_late_ones_dropped():
+def test_waypoints_are_stamped_from_the_publish_time_and_late_ones_dropped():
     s = ActionScheduler(DT, action_latency_ns=30 * MS)
     chunk = np.arange(8.0)[:, None]
-    traj = s.schedule(chunk, t_obs_ns=1000 * MS, now_ns=1150 * MS)
-    # due at 1000, 1100, ..., 1700 ms; those not after now + latency = 1180 ms are gone
+    traj = s.schedule(chunk, t_obs_ns=1000 * MS, publish_ns=1150 * MS)
+    # due at 1000, 1100, ..., 1700 ms; those not after publish + latency + lead = 1190 ms are gone
     assert list(traj.times_ns // MS) == [1200, 1300, 1400, 1500, 1600, 1700]
     assert list(traj.values[:, 0]) == [2, 3, 4, 5, 6, 7]
-    s.reset()
-    late = s.schedule(chunk, t_obs_ns=0, now_ns=5000 * MS)  # all late: go to the last action
-    assert list(late.times_ns // MS) == [5130] and late.values[0, 0] == 7
+    # All late: nothing is sent (the running trajectory goes on), never a jump to the last action.
+    assert s.schedule(chunk, t_obs_ns=0, publish_ns=5000 * MS) is None
 
 
 def test_offset_shifts_every_waypoint():
-    traj = ActionScheduler(DT, offset_steps=1).schedule(np.zeros((4, 2)), t_obs_ns=0, now_ns=0)
+    traj = ActionScheduler(DT, offset_steps=1).schedule(np.zeros((4, 2)), t_obs_ns=0, publish_ns=0)
     assert list(traj.times_ns // MS) == [100, 200, 300, 400]
 
 
-def test_hand_over_is_continuous_for_random_chunks():
+def test_hand_over_is_continuous_and_in_the_future_for_random_chunks():
     rng = np.random.default_rng(0)
     for trial in range(300):
         s = ActionScheduler(DT, action_latency_ns=int(rng.integers(0, 50)) * MS, blend_steps=int(rng.integers(0, 4)))
         first = np.cumsum(rng.normal(0, 0.1, (8, 6)), axis=0)
         t0 = int(rng.integers(0, 10**6)) * MS
-        old = s.schedule(first, t_obs_ns=t0, now_ns=t0 + 20 * MS)
-        now = t0 + int(rng.integers(300, 500)) * MS  # the next chunk arrives mid-trajectory
+        s.current = old = s.schedule(first, t_obs_ns=t0, publish_ns=t0 + 20 * MS).with_velocities()
+        publish = t0 + int(rng.integers(300, 500)) * MS  # the next chunk arrives mid-trajectory
         second = first[-1] + rng.normal(0, 1.0, (8, 6))  # far from the old plan on purpose
-        new = s.schedule(second, t_obs_ns=now - 50 * MS, now_ns=now)
+        new = s.schedule(second, t_obs_ns=publish - int(rng.integers(0, 400)) * MS, publish_ns=publish)
         start = new.times_ns[0]
-        assert start == now + s.latency
+        assert start == publish + s.latency + s.lead > publish + s.latency  # first point in the future
         assert np.allclose(new.values[0], old.at(start))  # no jump where the new trajectory begins
         assert np.all(np.diff(new.times_ns) > 0)
         if s.blend == 0:
             assert np.allclose(new.values[1:], second[-(len(new.times_ns) - 1):])
+
+
+def test_velocities_are_consistent_with_positions_and_zero_at_the_end():
+    rng = np.random.default_rng(2)
+    times = np.cumsum(rng.integers(50, 150, 9)) * MS
+    traj = TimedTrajectory(times, np.cumsum(rng.normal(0, 0.1, (9, 3)), axis=0)).with_velocities()
+    assert np.allclose(traj.velocities[-1], 0)
+    t = times / 1e9
+    central = (traj.values[2:] - traj.values[:-2]) / (t[2:] - t[:-2])[:, None]
+    assert np.allclose(traj.velocities[1:-1], central)
+    # Cubic segments pass through every waypoint with the given velocity (JTC's spline).
+    q, v = traj.sample(times)
+    assert np.allclose(q, traj.values) and np.allclose(v[1:-1], traj.velocities[1:-1])
+    mid = (times[3] + times[4]) // 2
+    eps = 1000
+    numeric = (traj.at(mid + eps) - traj.at(mid - eps)) / (2 * eps / 1e9)
+    assert np.allclose(traj.sample(mid)[1], numeric, atol=1e-6)
 
 
 def test_limits_hold_on_random_trajectories():

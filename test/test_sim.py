@@ -12,8 +12,13 @@ from diffusion_policy_ros.data import ReplayBuffer
 from diffusion_policy_ros.errors import ConfigError, SimError
 from diffusion_policy_ros.perception.pointcloud import PointCloudPipeline
 from diffusion_policy_ros.runtime.schedule import TimedTrajectory
-from diffusion_policy_ros.sim.loop import SimEnv, collect, evaluate, expert_episode, sim_deploy_config, wilson_ci95
-from diffusion_policy_ros.sim.scene import NS, CameraSpec, TrajectoryFollower
+from diffusion_policy_ros.sim.closed_loop import evaluate
+from diffusion_policy_ros.sim.env import SimEnv, sim_deploy_config
+from diffusion_policy_ros.sim.experts import collect, expert_episode
+from diffusion_policy_ros.sim.stats import wilson_ci95
+from diffusion_policy_ros.constants import NS
+from diffusion_policy_ros.sim.camera import CameraSpec
+from diffusion_policy_ros.sim.controllers import JointTrajectoryFollower
 from diffusion_policy_ros.sim.tasks import HOME_Q, R_DOWN, solve_ik
 
 
@@ -55,18 +60,41 @@ def test_flange_pose_matches_the_urdf_kinematics(env):
     np.testing.assert_allclose(Rotation.from_quat(env.sim.flange_pose()[3:]).as_matrix(), R_DOWN, atol=1e-3)
 
 
-def test_follower_interpolates_and_splices_like_jtc():
-    f = TrajectoryFollower(np.zeros(2))
-    f.set(TimedTrajectory(np.array([100, 200], np.int64), np.array([[1.0, 2.0], [2.0, 4.0]])), now_ns=0)
-    np.testing.assert_allclose(f.command(50), [0.5, 1.0])
+def test_follower_ramps_to_a_future_first_point_and_jumps_to_a_past_one_like_jtc():
+    """joint_trajectory_controller's semantics (ros2_controllers Trajectory::sample): the state at
+    receipt (measured by default) → first point; waypoints; last point held; a first point in the past
+    means the command jumps to where the new trajectory is now."""
+    f = JointTrajectoryFollower(np.zeros(2))
+    traj = TimedTrajectory(np.array([100, 200], np.int64), np.array([[1.0, 2.0], [2.0, 4.0]]))
+    measured = np.array([0.1, 0.0])  # the arm lags its command a little
+    assert f.set(traj, now_ns=0, measured=measured)
+    np.testing.assert_allclose(f.command(0), measured)  # from the measured state, not the old command
+    np.testing.assert_allclose(f.command(50), (measured + [1.0, 2.0]) / 2)
     np.testing.assert_allclose(f.command(150), [1.5, 3.0])
     np.testing.assert_allclose(f.command(500), [2.0, 4.0])  # the last point is held
-    # A new trajectory at t=150 whose first point is in the past: starts from the running command.
-    f.set(TimedTrajectory(np.array([120, 250], np.int64), np.array([[9.0, 9.0], [0.0, 0.0]])), now_ns=150)
-    np.testing.assert_allclose(f.command(150), [1.5, 3.0])
-    np.testing.assert_allclose(f.command(250), [0.0, 0.0])
+    assert f.stats.first_point_in_past == 0 and f.stats.max_jump == pytest.approx(0.1)
+    # A trajectory received at t=150 whose first point (120) is already past: sampled at now, a jump.
+    late = TimedTrajectory(np.array([120, 250], np.int64), np.array([[9.0, 9.0], [0.0, 0.0]]))
+    assert f.set(late, now_ns=150, measured=f.command(150))
+    np.testing.assert_allclose(f.command(150), late.at(150))
+    assert f.stats.first_point_in_past == 1 and f.stats.max_jump > 5.0
+    # One that ends in the past is rejected; the running one continues.
+    assert not f.set(TimedTrajectory(np.array([200], np.int64), np.ones((1, 2))), now_ns=300)
+    assert f.stats.rejected == 1
+    np.testing.assert_allclose(f.command(300), [0.0, 0.0])
     with pytest.raises(ConfigError, match="finite"):
-        f.set(TimedTrajectory(np.array([300], np.int64), np.array([[np.nan, 0.0]])), now_ns=250)
+        f.set(TimedTrajectory(np.array([400], np.int64), np.array([[np.nan, 0.0]])), now_ns=300)
+
+
+def test_follower_splines_with_velocities_and_open_loop_starts_from_the_command():
+    f = JointTrajectoryFollower(np.zeros(1), open_loop=True)
+    traj = TimedTrajectory(np.array([100, 200, 300], np.int64), np.array([[1.0], [2.0], [2.0]])).with_velocities()
+    f.set(traj, now_ns=0, measured=np.array([0.5]))  # open loop: the measured state is ignored
+    np.testing.assert_allclose(f.command(0), [0.0])
+    q, v = f.sample(150)
+    assert 1.5 < q[0] < 2.0 and v[0] > 0  # a cubic through the waypoints with their velocities
+    np.testing.assert_allclose(f.sample(200)[1], traj.velocities[1])
+    np.testing.assert_allclose(f.sample(400), ([2.0], [0.0]))
 
 
 def test_joints_track_a_commanded_trajectory(env):
@@ -206,7 +234,7 @@ def test_shipped_press_checkpoint_seats_the_part_by_feel():
 
 
 def test_hold_timer_counts_a_steady_hold_not_a_pass_through():
-    from diffusion_policy_ros.sim.scene import HoldTimer
+    from diffusion_policy_ros.sim.task_parts import HoldTimer
 
     t = np.arange(0, 3e9, 2e7).astype(np.int64)  # 3 s at 50 Hz
     ramp, steady = HoldTimer(spread=1.0), HoldTimer(spread=1.0)

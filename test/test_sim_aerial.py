@@ -11,8 +11,9 @@ from diffusion_policy_ros.perception.pointcloud import PointCloudPipeline
 from diffusion_policy_ros.runtime.schedule import TimedTrajectory
 from diffusion_policy_ros.sim.aerial import AerialSceneConfig, AerialSim
 from diffusion_policy_ros.sim.aerial_tasks import ReachTask
-from diffusion_policy_ros.sim.loop import SimEnv, collect, expert_episode, sim_deploy_config
-from diffusion_policy_ros.sim.scene import NS
+from diffusion_policy_ros.sim.env import SimEnv, sim_deploy_config
+from diffusion_policy_ros.sim.experts import collect, expert_episode
+from diffusion_policy_ros.constants import NS
 from diffusion_policy_ros.sim.tasks import make_task
 
 START = np.array([0.0, 0.0, 1.0])
@@ -211,7 +212,7 @@ def test_guidance_by_the_predicted_flight_gets_the_shipped_policy_round_the_post
     sampling seed: unguided its plan is followed into the post; guided by the clearance of the
     embodiment's predicted flight (config/sim_aerial.yaml) the same policy goes round and lands."""
     from diffusion_policy_ros.config import resolve_shipped_checkpoint
-    from diffusion_policy_ros.sim.loop import evaluate
+    from diffusion_policy_ros.sim.closed_loop import evaluate
 
     ckpt = str(resolve_shipped_checkpoint("reach_fast_dp3"))
     runs = {g: [evaluate("reach_fast", ckpt, 1, seed=s, overrides={"sampling.seed": 0, "guidance.strength": g},

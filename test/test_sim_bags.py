@@ -19,7 +19,8 @@ from diffusion_policy_ros.perception.image import prepare_rgb
 from diffusion_policy_ros.policy import Policy
 from diffusion_policy_ros.io.bags import BagReader
 from diffusion_policy_ros.io.replay import PREDICTED_TOPIC, replay
-from diffusion_policy_ros.sim.loop import SimEnv, expert_episode, sim_deploy_config
+from diffusion_policy_ros.sim.env import SimEnv, sim_deploy_config
+from diffusion_policy_ros.sim.experts import expert_episode
 from diffusion_policy_ros.sim.record import BagOptions, BagRecording, collect_bags
 
 from .spinning import SpinEach
@@ -263,6 +264,6 @@ def test_replay_cli_reports_and_refuses_an_existing_output(bags, tmp_path, capsy
 
 
 def _sim_yaml():
-    from diffusion_policy_ros.sim.loop import sim_config_path
+    from diffusion_policy_ros.sim.env import sim_config_path
 
     return sim_config_path("arm")

@@ -20,6 +20,7 @@ class GuidanceContext:
     step_index: int
     num_steps: int
     alpha_bar: float  # ᾱ at the timestep the model was evaluated at
+    alpha_bar_prev: float = 1.0  # ᾱ after this step (the noise level of ``sample``)
 
 
 GuidanceFn = Callable[[GuidanceContext], Optional[torch.Tensor]]
@@ -67,6 +68,8 @@ def sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedu
         raise ValueError(f"substeps: expected 1, or > 1 with a single-step solver (ddpm, ddim), got {substeps} "
                          f"with {type(scheduler).__name__}")
     alphas = scheduler.alphas_cumprod.to(device=x.device, dtype=x.dtype)
+    # Guidance sees x̂₀ as the solver uses it: clipped where the scheduler clips.
+    clip = float(scheduler.config.get("clip_sample_range", 1.0)) if scheduler.config.get("clip_sample") else None
     prediction_type = scheduler.config.prediction_type
     one = torch.ones((), dtype=x.dtype, device=x.device)
     for i, t in enumerate(timesteps):
@@ -76,9 +79,10 @@ def sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedu
             out = denoise(scheduler.scale_model_input(x, t), t)
             x_prev = scheduler.step(out, t, x, generator=generator).prev_sample
             if guidance is not None:
-                ctx = GuidanceContext(sample=x_prev, pred_original=predicted_original(out, x, a, prediction_type),
+                x0 = predicted_original(out, x, a, prediction_type)
+                ctx = GuidanceContext(sample=x_prev, pred_original=x0 if clip is None else x0.clamp(-clip, clip),
                                       timestep=int(t), step_index=start_index + i, num_steps=num_inference_steps,
-                                      alpha_bar=float(a))
+                                      alpha_bar=float(a), alpha_bar_prev=float(a_prev))
                 correction = guidance(ctx)
                 if correction is not None:
                     x_prev = x_prev + correction

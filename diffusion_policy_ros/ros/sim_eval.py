@@ -23,7 +23,8 @@ from std_srvs.srv import SetBool
 from tqdm import tqdm
 
 from ..errors import SimError
-from ..sim.loop import Episode, SimEnv, eval_config, sim_config_path, summarize, task_embodiment
+from ..sim.env import Episode, SimEnv, eval_config, sim_config_path, task_embodiment
+from ..sim.stats import summarize
 from .sim_node import SimNode
 
 POLICY_NODE = "/policy_node"

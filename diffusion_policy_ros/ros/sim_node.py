@@ -35,9 +35,9 @@ from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 
 from ..errors import ConfigError, DiffusionPolicyRosError
 from ..runtime.schedule import TimedTrajectory
-from ..sim.loop import SimEnv, record_step, sim_deploy_config, task_embodiment
-from ..sim.scene import NS
-from . import msgs as M
+from ..sim.env import SimEnv, record_step, sim_deploy_config, task_embodiment
+from ..constants import NS
+from ..io import msgs as M
 from .entry import run_node
 
 NODE_NAME = "sim_node"
@@ -88,7 +88,7 @@ class SimNode(Node):
         self.offset = START_NS  # sim time = offset + episode time; monotonic across episodes
         self.seed = int(p["seed"])
         self.received = self.rejected = 0
-        self.recording = None  # a sim.loop.Episode to append camera frames and paths to (sim-eval --ros)
+        self.recording = None  # a sim.env.Episode to append camera frames and paths to (sim-eval --ros)
         self.record_frames = False
         self.latency_ms: list[float] = []  # wall time from a cycle's sim time to its trajectory's arrival
         self._wall_at: dict[int, float] = {}  # sim stamp → wall time it was published (insertion = time order)

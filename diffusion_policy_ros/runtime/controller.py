@@ -1,23 +1,30 @@
 """The deployment loop every driver shares: stamped sensor data in → safe, timed command trajectories out.
 
-Drivers (the rclpy node, bag replay, the simulator) decode messages with ``ros/msgs.py`` and call
-``add_*`` with integer-ns stamps; once per control period they call ``step(now_ns)``. One cycle:
+Drivers (the rclpy node, bag replay, the simulator) decode messages with ``io/msgs.py`` and call
+``add_*`` with integer-ns stamps. A cycle has two halves, so that inference never holds up the
+command stream:
 
-  window.sample(now) → n_obs_steps synchronised samples (stale → hold)
-  perception        → point clouds (depth + camera_info), images, filtered wrench, state (FK or pose)
-  policy.predict    → world-frame action chunk (optionally warm-started and guided)
-  embodiment        → workspace clamp; joint trajectories by damped-least-squares IK for arm outputs
-  ActionScheduler   → waypoints stamped from the observation time, late ones dropped, blended hand-over
-  safety            → joint position / velocity limits; NaN or inf never leaves (hold instead)
+  begin(now)   window.sample(now) → n_obs_steps synchronised samples (stale → hold); if a new chunk
+               is due (``due``): perception → point clouds, images, filtered wrench, state;
+               policy.predict → world-frame chunk (warm-started, guided, kept consistent with the
+               running chunk by real-time chunking); embodiment → workspace clamp, IK for joint
+               outputs. Returns a ``Plan`` (or a hold / "running" result).
+  commit(plan, publish)  ActionScheduler → waypoints stamped from the *publish* time, read after
+               inference (late ones dropped; an all-late chunk is not sent); safety → joint or
+               Cartesian limits from the running command; velocities on every waypoint.
 
-Thread use: ``add_*`` may run on one thread while ``step`` runs on another (a lock guards the window;
-inference runs outside it). No wall clock: ``now_ns`` comes from the driver.
+``step(now, publish)`` runs both at once. Asynchronous drivers call ``begin`` when ``due`` says the
+running chunk's remaining time has fallen to the predicted latency (execution.mode async), let the
+robot run meanwhile, and ``commit`` when the inference is done. No wall clock inside: times come
+from the driver. ``add_*`` may run on one thread while a cycle runs on another (a lock guards the
+window; inference runs outside it).
 """
 from __future__ import annotations
 
 import dataclasses
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,11 +41,13 @@ from ..geometry import quat_xyzw_to_rot6d, rot6d_to_matrix
 from ..perception.force import WrenchProcessor
 from ..perception.image import prepare_rgb
 from ..perception.pointcloud import CameraModel, PointCloudPipeline
-from .safety import Limits, UnsafeCommandError, clamp_to_box, enforce_limits
+from ..diffusion.chunking import prefix_weights
+from .safety import (CartesianLimits, Limits, UnsafeCommandError, clamp_to_box, enforce_cartesian_limits,
+                     enforce_limits)
 from .schedule import ActionScheduler, TimedTrajectory
 from .window import ObservationWindow, StreamSpec
 
-NS = 1_000_000_000
+from ..constants import NS  # noqa: E402,F401  (drivers import it from here)
 
 
 @dataclass
@@ -54,13 +63,31 @@ class Command:
 
 @dataclass
 class CycleResult:
-    status: str  # "command" | "hold" | "waiting" (nothing to send) | "running" (the current chunk continues)
+    # "command" | "hold" | "waiting" (nothing to send) | "running" (the current chunk continues) |
+    # "late" (the chunk was entirely due before it could take over: not sent) | "dropped" (a plan from
+    # before a reset/disable: never sent)
+    status: str
     command: Command | None = None
     reason: str = ""
     inference_ms: float = 0.0
     perception_ms: float = 0.0
+    latency_ms: float = 0.0  # observation (cycle start) → publish, in driver time
     position_clamped: int = 0
     velocity_limited: int = 0
+
+
+@dataclass
+class Plan:
+    """One inference, not yet scheduled: ``commit`` stamps it from its publish time."""
+
+    started_ns: int  # driver time the cycle began (its observation is the newest then)
+    t_obs_ns: int
+    chunk: np.ndarray  # (n_action, D) output-space waypoints
+    full: np.ndarray  # (H, Da) world-frame prediction (warm start and real-time chunking of the next)
+    generation: int  # the runtime's reset count when it began: a reset in between drops it
+    inference_ms: float = 0.0
+    perception_ms: float = 0.0
+    frozen_steps: int = 0  # actions held to the running chunk (real-time chunking)
 
 
 @dataclass
@@ -70,6 +97,7 @@ class RuntimeStats:
     holds: int = 0
     rejected: dict[str, int] = field(default_factory=dict)  # per stream: bad or out-of-order samples
     unsynced: int = 0  # cycles skipped: colour and depth further apart than sync_slop
+    late: int = 0  # chunks not sent: every waypoint was due before they could take over
 
 
 class PolicyRuntime:
@@ -136,10 +164,15 @@ class PolicyRuntime:
         self._lock = threading.Lock()
         self._latest: dict[str, tuple[int, np.ndarray]] = {}
         self._prev: tuple[int, np.ndarray] | None = None  # (t_obs, full-horizon world prediction) for warm start
+        self._generation = 0
+        self._latencies: deque[int] = deque(maxlen=cfg.execution.latency_window)
         self._commanding = False
         self._gripper_cmd = 0.0
         self.stats = RuntimeStats(rejected={k: 0 for k in streams})
         self.limits = self._limits() if not self.ee_output else None
+        sc = cfg.safety
+        self.cartesian = CartesianLimits(sc.max_linear_velocity, sc.max_angular_velocity, sc.max_linear_acceleration,
+                                         sc.max_angular_acceleration) if self.ee_output else None
         self.tracker = None
         if arm is not None:
             self.tracker = ArmTracker(arm, dt=self.period / NS, damping=cfg.embodiment.ik_damping)
@@ -286,6 +319,7 @@ class PolicyRuntime:
         looped bag, a clock that jumped back): older stamps would otherwise be rejected as out of order."""
         self.scheduler.reset()
         self._prev, self._commanding, self._last_plan_ns = None, False, None
+        self._generation += 1
         if clear_observations:
             with self._lock:
                 self.window.clear()
@@ -323,7 +357,39 @@ class PolicyRuntime:
         end-effector pose [+ gripper in [0, 1]]. Dataset conversion takes the next step's as the action."""
         return self._state(samples, self.pcfg.action.dim)
 
-    def step(self, now_ns: int) -> CycleResult:
+    # --- timing ------------------------------------------------------------------------------------
+    def predicted_latency_ns(self) -> int:
+        """Cycle start → publish, predicted: a high percentile of recent inferences (execution.*)."""
+        e = self.cfg.execution
+        if not self._latencies:
+            return int(e.initial_latency_s * NS)
+        return int(np.percentile(np.asarray(self._latencies, np.float64), e.latency_percentile))
+
+    def due(self, now_ns: int) -> bool:
+        """Whether a new inference should begin at ``now_ns``. sync: every replan period; async: when the
+        running trajectory's remaining time falls to the predicted latency + margin, or after
+        sampling.replan_steps periods (> 0)."""
+        cur = self.scheduler.current
+        if not self._commanding or self._last_plan_ns is None or cur is None:
+            return True
+        elapsed = now_ns - self._last_plan_ns
+        if self.cfg.execution.mode == "sync":
+            return elapsed >= (self.replan - 0.5) * self.period
+        if cur.end_ns - now_ns <= self.predicted_latency_ns() + int(self.cfg.execution.margin_s * NS):
+            return True
+        r = self.cfg.sampling.replan_steps
+        return r > 0 and elapsed >= (r - 0.5) * self.period
+
+    # --- one control cycle -----------------------------------------------------------------------------
+    def step(self, now_ns: int, publish_ns: int | None = None) -> CycleResult:
+        """``begin`` and, if it planned, ``commit`` at ``publish_ns`` (default ``now_ns``: lockstep)."""
+        out = self.begin(now_ns)
+        if isinstance(out, CycleResult):
+            return out
+        return self.commit(out, now_ns if publish_ns is None else publish_ns)
+
+    def begin(self, now_ns: int) -> "Plan | CycleResult":
+        """Start of a cycle: a hold (stale or bad data), "running" (no new chunk due) or a ``Plan``."""
         if self.policy is None:
             raise ConfigError("PolicyRuntime.step: this runtime was built without a policy (observations only)")
         self.stats.cycles += 1
@@ -331,9 +397,9 @@ class PolicyRuntime:
             samples, stamps, t_obs, cloud_pipe = self._sample(now_ns)
         except ObservationError as e:
             return self.hold(now_ns, str(e))
-        if (self._commanding and self._last_plan_ns is not None
-                and now_ns - self._last_plan_ns < (self.replan - 0.5) * self.period):
+        if not self.due(now_ns):
             return CycleResult("running", reason="executing the current chunk")
+        generation = self._generation
         t0 = time.perf_counter()
         try:
             self._check_sync(stamps)
@@ -342,21 +408,40 @@ class PolicyRuntime:
             return self.hold(now_ns, str(e))
         t1 = time.perf_counter()
         try:
-            chunk, full = self._infer(obs, samples, t_obs)
+            chunk, full, frozen = self._infer(obs, samples, t_obs, now_ns)
             t2 = time.perf_counter()
             values = self._to_output(chunk, samples)
-            running = self.scheduler.current
-            traj = self.scheduler.schedule(values, t_obs, now_ns)
-            result = CycleResult("command", inference_ms=(t2 - t1) * 1e3, perception_ms=(t1 - t0) * 1e3)
-            traj = self._make_safe(traj, running, now_ns, result)
         except (NonFiniteActionError, UnsafeCommandError, ObservationError) as e:
             self.scheduler.reset()
             return self.hold(now_ns, str(e))
-        self._prev, self._last_plan_ns = (t_obs, full), int(now_ns)
+        return Plan(int(now_ns), int(t_obs), values, full, generation, (t2 - t1) * 1e3, (t1 - t0) * 1e3, frozen)
+
+    def commit(self, plan: Plan, publish_ns: int) -> CycleResult:
+        """The plan as a command published at ``publish_ns`` (the driver's clock after inference)."""
+        publish_ns = int(publish_ns)
+        result = CycleResult("command", inference_ms=plan.inference_ms, perception_ms=plan.perception_ms,
+                             latency_ms=(publish_ns - plan.started_ns) / 1e6)
+        if plan.generation != self._generation:
+            return CycleResult("dropped", reason="planned before a reset or disable; not sent")
+        self._latencies.append(max(publish_ns - plan.started_ns, 0))
+        try:
+            traj = self.scheduler.schedule(plan.chunk, plan.t_obs_ns, publish_ns)
+            if traj is None:
+                self.stats.late += 1
+                result.status = "late"
+                result.reason = (f"chunk late: every waypoint was due before publish + action latency "
+                                 f"({result.latency_ms:.0f} ms after its observation); the running trajectory "
+                                 f"continues")
+                return result
+            traj = self._make_safe(traj, publish_ns, result)
+        except (UnsafeCommandError, ObservationError) as e:
+            self.scheduler.reset()
+            return self.hold(publish_ns, str(e))
+        self._prev, self._last_plan_ns = (plan.t_obs_ns, plan.full), plan.started_ns
         self.scheduler.current = traj
         self._commanding = True
         self.stats.commands += 1
-        result.command = Command("trajectory", self.output_names, traj, t_obs)
+        result.command = Command("trajectory", self.output_names, traj, plan.t_obs_ns)
         return result
 
     def _observation(self, samples, stamps, cloud_pipe) -> dict[str, np.ndarray]:
@@ -399,13 +484,22 @@ class PolicyRuntime:
             pose = self.arm.fk(torch.as_tensor(samples["joints"][:, :self.arm.dof])).numpy()
         return np.concatenate((pose, self._gripper_state(samples)), axis=1) if dim > C.EE_POSE_DIM else pose
 
-    def _infer(self, obs, samples, t_obs: int) -> tuple[np.ndarray, np.ndarray]:
+    def _infer(self, obs, samples, t_obs: int, now_ns: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """→ (executable chunk, full-horizon prediction, number of actions frozen to the running chunk)."""
         s, pc = self.cfg.sampling, self.pcfg
         kwargs = {"seed": s.seed if s.seed >= 0 else None, "full_horizon": True}
         if s.warm_start_index > 0 and self._prev is not None:
             shift = int(round((t_obs - self._prev[0]) / self.period))
             if 0 <= shift < pc.horizon:
                 kwargs.update(warm_start=self._prev[1], shift=shift, start_index=s.warm_start_index)
+        frozen = 0
+        if self.cfg.execution.consistency != "none" and self._commanding and self._prev is not None \
+                and self.scheduler.current is not None:
+            prefix, weights = self._chunk_prefix(t_obs, now_ns)
+            if weights.any():
+                kwargs.update(prefix=prefix, prefix_weights=weights, prefix_mode=self.cfg.execution.consistency,
+                              prefix_max_weight=self.cfg.execution.rtc_max_weight)
+                frozen = int(np.count_nonzero(weights >= 1.0))
         g = self.cfg.guidance
         batch = self._candidates(obs)
         guidance = self._guidance(obs, samples, batch)
@@ -414,14 +508,41 @@ class PolicyRuntime:
         if guidance is None or g.candidates == 1:
             full = self.policy.predict(obs, **kwargs)
         else:  # best of N: N chunks for the same observation, the lowest guidance cost is sent
-            if "warm_start" in kwargs:
-                kwargs["warm_start"] = np.repeat(kwargs["warm_start"][None], g.candidates, 0)
+            for key in ("warm_start", "prefix"):
+                if key in kwargs:
+                    kwargs[key] = np.repeat(kwargs[key][None], g.candidates, 0)
             full_n = self.policy.predict(batch, **kwargs)
             with torch.no_grad():
                 cost = guidance.total_cost(torch.as_tensor(full_n, dtype=torch.float64))
             full = full_n[int(torch.argmin(cost))]
         start = pc.n_obs_steps - 1
-        return full[start:start + self.n_action], full
+        return full[start:start + self.executed_steps()], full, frozen
+
+    def executed_steps(self) -> int:
+        """Waypoints sent per chunk. async: n_action_steps plus the steps the predicted latency covers
+        (they are due before the chunk lands and dropped), up to the horizon, so a chunk still runs
+        n_action_steps once it takes over, whatever the latency; sync: n_action_steps."""
+        if self.cfg.execution.mode != "async":
+            return self.n_action
+        pc = self.pcfg
+        late = int(np.ceil((self.predicted_latency_ns() + self.scheduler.latency) / self.period))
+        return min(self.n_action + late, pc.horizon - pc.n_obs_steps + 1)
+
+    def _chunk_prefix(self, t_obs: int, now_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """Real-time chunking's target and weights for a chunk observed at ``t_obs`` and begun at
+        ``now_ns``: the running chunk's world-frame plan at the new chunk's step times, weight 1 on the
+        steps that execute before the new chunk can take over (predicted latency + action latency),
+        decaying over the rest of the running trajectory, 0 after it (diffusion/chunking.py)."""
+        pc = self.pcfg
+        steps = (np.arange(pc.horizon) - (pc.n_obs_steps - 1)) * self.period
+        t_prev, full_prev = self._prev
+        new_t, old_t = int(t_obs) + steps, int(t_prev) + steps
+        prefix = np.stack([np.interp(new_t, old_t, full_prev[:, j]) for j in range(full_prev.shape[1])], -1)
+        frozen_until = self.scheduler.handover_ns(now_ns + self.predicted_latency_ns()) + self.scheduler.lead
+        overlap_until = min(self.scheduler.current.end_ns, int(old_t[-1]))
+        weights = prefix_weights(new_t, frozen_until, max(overlap_until, frozen_until), self.period,
+                                 self.cfg.execution.consistency)
+        return prefix.astype(np.float32), weights
 
     def _candidates(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The observation repeated for best-of-N sampling (guidance.candidates), or as is."""
@@ -500,18 +621,39 @@ class PolicyRuntime:
             q = np.concatenate((q, (e.gripper_open + g * (e.gripper_closed - e.gripper_open))[:, None]), axis=1)
         return q
 
-    def _make_safe(self, traj: TimedTrajectory, running: TimedTrajectory | None, now_ns: int,
-                   result: CycleResult) -> TimedTrajectory:
+    def _make_safe(self, traj: TimedTrajectory, publish_ns: int, result: CycleResult) -> TimedTrajectory:
+        """Limits counted from where the controller is commanded at publish time (continuity of the
+        command), or from the measured state when nothing runs; joint waypoints get velocities."""
         if not np.isfinite(traj.values).all():
             raise UnsafeCommandError("trajectory: expected finite values, got NaN/inf; nothing is sent")
-        if self.limits is None:
-            return traj
-        # Velocity limits count from where the controller is being commanded now (continuity of the
-        # command), or from the measured joints when nothing runs yet.
-        current = running.at(now_ns) if running is not None else self._latest_joints()
-        safe, report = enforce_limits(traj, current, now_ns, self.limits)
+        running = self.scheduler.current
+        if self.limits is not None:
+            current = running.at(publish_ns) if running is not None else self._latest_joints()
+            safe, report = enforce_limits(traj, current, publish_ns, self.limits)
+            first_velocity = running.sample(int(safe.times_ns[0]))[1] if running is not None else None
+            safe = safe.with_velocities(first_velocity)
+        else:
+            if running is not None:
+                current, v = running.sample(publish_ns)
+                velocity = np.concatenate((v[:3], np.zeros(3)))
+            else:
+                current, velocity = self._measured_pose(), None
+            safe, report = enforce_cartesian_limits(traj, current, publish_ns, self.cartesian, velocity)
+            # The workspace box wins over the limiter (an acceleration limit may overshoot a target).
+            safe.values[:, :3], _ = clamp_to_box(safe.values[:, :3], self.cfg.safety.workspace_min,
+                                                 self.cfg.safety.workspace_max)
         result.position_clamped, result.velocity_limited = report.position_clamped, report.velocity_limited
         return safe
+
+    def _measured_pose(self) -> np.ndarray:
+        """The latest measured end-effector pose9 (ee_pose, or FK of the joints)."""
+        with self._lock:
+            if "ee_pose" in self._latest:
+                return np.asarray(self._latest["ee_pose"][1], float).copy()
+            joints = self._latest.get("joints")
+        if joints is None or self.arm is None:
+            raise ObservationError("end-effector limits: no measured pose yet (ee_pose or joint_states)")
+        return self.arm.fk(torch.as_tensor(np.asarray(joints[1][:self.arm.dof], float))).numpy()
 
     def _latest_joints(self) -> np.ndarray:
         with self._lock:

@@ -32,8 +32,11 @@ import torch
 from ..embodiment.aerial import G, AerialConfig
 from ..embodiment.arm import ArmKinematics
 from ..errors import ConfigError, SimError
-from .scene import (_DIVERGENCE, NS, SELF_FILTERED_GROUP, BoxObject, CameraScene, CameraSpec, RgbdRenderer,
-                    TrajectoryFollower, add_camera)
+from ..constants import NS
+from .arm import _DIVERGENCE
+from .camera import SELF_FILTERED_GROUP, CameraScene, CameraSpec, RgbdRenderer, add_camera
+from .controllers import JointTrajectoryFollower
+from .task_parts import BoxObject
 
 
 @dataclass
@@ -156,7 +159,7 @@ class AerialSim(CameraScene):
         self.data = mujoco.MjData(self.model)
         self.camera = cfg.camera.model()
         self.time_ns = 0
-        self.follower = TrajectoryFollower(np.zeros(3))
+        self.follower = JointTrajectoryFollower(np.zeros(3), open_loop=True)
         self._renderer: RgbdRenderer | None = None
         self.wind = np.zeros(3)
         self._rng = np.random.default_rng(0)
@@ -194,7 +197,7 @@ class AerialSim(CameraScene):
         ``seed`` seeds the wind."""
         mujoco.mj_resetData(self.model, self.data)
         p = np.asarray(ee_position, float)
-        self.follower = TrajectoryFollower(p)
+        self.follower.hold(p)
         self.time_ns, self._step = 0, 0
         self._rng = np.random.default_rng(seed)
         self.wind = np.zeros(3)
@@ -211,14 +214,12 @@ class AerialSim(CameraScene):
         mujoco.mj_forward(self.model, self.data)
 
     def _reference(self, t_ns: int) -> tuple[np.ndarray, np.ndarray]:
-        """The end-effector target and its velocity (slope of the current segment) at ``t_ns``."""
-        tr = self.follower.trajectory
-        p = tr.at(int(t_ns))
-        i = int(np.searchsorted(tr.times_ns, t_ns, side="right"))
-        if 0 < i < len(tr.times_ns):
-            dt = (tr.times_ns[i] - tr.times_ns[i - 1]) / NS
-            return p, (tr.values[i] - tr.values[i - 1]) / max(dt, 1e-9)
-        return p, np.zeros(3)
+        """The end-effector target and its velocity at ``t_ns``, as the follower commands them."""
+        return self.follower.sample(int(t_ns))
+
+    def send(self, traj, now_ns: int) -> bool:
+        """A MultiDOFJointTrajectory (end-effector positions) arrives; JTC semantics, from the last command."""
+        return self.follower.set(traj, now_ns)
 
     def _arm_ik(self, goal: np.ndarray, h: float) -> None:
         """One damped-least-squares step of the arm toward ``goal`` relative to the (level, heading-0)

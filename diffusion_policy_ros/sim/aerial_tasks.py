@@ -21,7 +21,7 @@ import numpy as np
 
 from .aerial import AerialSceneConfig, AerialSim
 from .report import draw_paths
-from .scene import BoxObject, HoldTimer, toward
+from .task_parts import BoxObject, HoldTimer, toward
 
 GREY = (0.55, 0.55, 0.6, 1.0)
 

@@ -84,7 +84,8 @@ def collect_bags(task: str, episodes: int, out: str | Path, seed: int = 1000, op
                  topics: TopicsConfig | None = None, progress: bool = True) -> dict:
     """Scripted demonstrations, one rosbag2 folder each (``out/episode_<seed>``), with episode.json
     (task, seed, success). Failed demonstrations are kept and marked ``success: false``."""
-    from .loop import SimEnv, expert_episode, sim_deploy_config
+    from .env import SimEnv, sim_deploy_config
+    from .experts import expert_episode
 
     env = SimEnv(task, sim_deploy_config("arm"))
     topics = topics or env.cfg.topics

@@ -26,7 +26,8 @@ from ..embodiment.arm import ArmKinematics, ArmTracker
 from ..geometry import matrix_to_rot6d
 from .aerial_tasks import FastReachTask, ReachTask
 from .report import draw_paths
-from .scene import ArmSceneConfig, ArmSim, BoxObject, HoldTimer, SpringPart, toward
+from .arm import ArmSceneConfig, ArmSim
+from .task_parts import BoxObject, HoldTimer, SpringPart, toward
 
 # The UR-style "home" with the tool pointing straight down, turned to face +x.
 HOME_Q = np.array([np.pi, -np.pi / 2, np.pi / 2, -np.pi / 2, -np.pi / 2, 0.0])

@@ -3,9 +3,9 @@
 ``build_arm_model`` loads the URDF with MuJoCo's own URDF importer (MjSpec), then adds what a real
 cell has: position-controlled joints (ros2_control position interface: PD with gravity compensation),
 a pusher tool on the flange with a wrist force/torque sensor, a table, the task's objects and a
-RealSense-like camera. ``ArmSim`` steps it: a joint_trajectory_controller-style follower interpolates
-the commanded trajectory at every physics step, and ``render`` returns what realsense-ros publishes
-(rgb8 colour and depth in millimetres aligned to it, 0 where invalid).
+RealSense-like camera. ``ArmSim`` steps it: a follower with joint_trajectory_controller's semantics
+(``sim/controllers.py``) sets the joint targets at every physics step, and ``render`` returns what
+realsense-ros publishes.
 """
 from __future__ import annotations
 
@@ -14,75 +14,12 @@ from pathlib import Path
 
 import mujoco
 import numpy as np
-from scipy.spatial.transform import Rotation
 
+from ..constants import NS
 from ..errors import ConfigError, SimError
-from ..perception.pointcloud import CameraModel
-from ..runtime.schedule import TimedTrajectory
-
-NS = 1_000_000_000
-
-
-@dataclass(frozen=True)
-class CameraSpec:
-    """A fixed pinhole camera looking from ``pos`` at ``target`` (base frame)."""
-
-    pos: tuple[float, float, float] = (0.95, -0.5, 0.6)
-    target: tuple[float, float, float] = (0.48, 0.0, 0.05)
-    fovy_deg: float = 45.0
-    width: int = 320
-    height: int = 240
-    max_range: float = 3.0  # metres; farther pixels read 0 (invalid), as on a RealSense
-
-    def optical_rotation(self) -> np.ndarray:
-        """Columns: the optical frame's x (right), y (down), z (forward) in the base frame."""
-        f = np.subtract(self.target, self.pos).astype(float)
-        f /= np.linalg.norm(f)
-        right = np.cross(f, [0.0, 0.0, 1.0])
-        if np.linalg.norm(right) < 1e-6:
-            raise ConfigError(f"camera: expected a view direction not parallel to z, got {f.tolist()}")
-        right /= np.linalg.norm(right)
-        down = np.cross(f, right)
-        return np.stack([right, down, f], axis=1)
-
-    def extrinsic(self) -> list[float]:
-        """camera_color_optical_frame → base: x, y, z, qx, qy, qz, qw (the deploy config's format)."""
-        q = Rotation.from_matrix(self.optical_rotation()).as_quat()
-        return [float(v) for v in (*self.pos, *q)]
-
-    def model(self) -> CameraModel:
-        fy = 0.5 * self.height / np.tan(np.radians(self.fovy_deg) / 2)
-        # MuJoCo's image centre is at W/2, H/2 in pixel-edge coordinates: (W-1)/2 in pixel centres.
-        return CameraModel(self.width, self.height, fy, fy, (self.width - 1) / 2, (self.height - 1) / 2)
-
-
-@dataclass
-class BoxObject:
-    """A free box (the task's object) or, with ``free=False``, a fixed visual-only marker."""
-
-    name: str
-    half: tuple[float, float, float]
-    rgba: tuple[float, float, float, float]
-    mass: float = 0.2
-    friction: float = 0.6
-    free: bool = True
-    pos: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-
-@dataclass
-class SpringPart:
-    """A part held up by a spring in a fixed housing: a box on a vertical slide joint (``travel`` metres
-    of stroke below its rest height). Its stiffness is set per episode (``ArmSim.set_part``), so it
-    cannot be seen, only felt. The housing is visual only."""
-
-    name: str
-    half: tuple[float, float, float]
-    rgba: tuple[float, float, float, float]
-    rest_z: float  # the part's centre height at rest
-    travel: float = 0.03
-    damping: float = 20.0  # N·s/m
-    housing_rgba: tuple[float, float, float, float] = (0.3, 0.3, 0.35, 1.0)
-    pos: tuple[float, float] = (0.45, 0.0)
+from .camera import CameraScene, CameraSpec, RgbdRenderer, add_camera
+from .controllers import JointTrajectoryFollower
+from .task_parts import BoxObject, SpringPart
 
 
 @dataclass
@@ -177,114 +114,7 @@ def build_arm_model(cfg: ArmSceneConfig) -> mujoco.MjModel:
     return spec.compile()
 
 
-def add_camera(world, cam: CameraSpec) -> None:
-    """The scene camera 'camera' at ``cam``'s pose. MuJoCo cameras look along -z with y up: columns
-    x = right, y = -down, z = -forward of the optical frame."""
-    r = cam.optical_rotation() @ np.diag([1.0, -1.0, -1.0])
-    q = Rotation.from_matrix(r).as_quat()
-    world.add_camera(name="camera", pos=list(cam.pos), quat=[q[3], q[0], q[1], q[2]], fovy=cam.fovy_deg)
-
-
-SELF_FILTERED_GROUP = 2  # geoms the depth camera does not see (a robot self-filter's job on a real cell)
-
-
-class RgbdRenderer:
-    """What realsense-ros publishes from a MuJoCo camera named 'camera': rgb8 colour and depth in
-    millimetres aligned to it (0 = invalid or beyond ``max_range``). Geoms in ``SELF_FILTERED_GROUP``
-    are drawn in colour but left out of depth, as robot_self_filter removes the robot's own points."""
-
-    def __init__(self, model: mujoco.MjModel, camera: CameraSpec):
-        self.camera = camera
-        self.renderer = mujoco.Renderer(model, camera.height, camera.width)
-        self.depth_option = mujoco.MjvOption()
-        self.depth_option.geomgroup[SELF_FILTERED_GROUP] = 0
-
-    def render(self, data: mujoco.MjData) -> tuple[np.ndarray, np.ndarray]:
-        r = self.renderer
-        r.disable_depth_rendering()
-        r.update_scene(data, camera="camera")
-        rgb = r.render().copy()
-        r.enable_depth_rendering()
-        r.update_scene(data, camera="camera", scene_option=self.depth_option)
-        z = r.render()
-        depth = np.where((z > 0) & (z < self.camera.max_range), np.round(z * 1000.0), 0).astype(np.uint16)
-        return rgb, depth
-
-    def close(self) -> None:
-        self.renderer.close()
-
-
-class CameraScene:
-    """``render()`` and ``close()`` for a sim with ``model``, ``data``, ``cfg.camera`` and ``_renderer``."""
-
-    _renderer: RgbdRenderer | None
-
-    def render(self) -> tuple[np.ndarray, np.ndarray]:
-        """(rgb (H, W, 3) uint8, depth (H, W) uint16 millimetres, 0 = invalid) from the scene camera."""
-        if self._renderer is None:
-            self._renderer = RgbdRenderer(self.model, self.cfg.camera)
-        return self._renderer.render(self.data)
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
-
-
 _DIVERGENCE = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC)
-
-
-def toward(p: np.ndarray, goal: np.ndarray, step: float) -> np.ndarray:
-    """``step`` metres from ``p`` straight to ``goal`` (the goal itself when nearer): scripted experts' motion."""
-    d = goal - p
-    n = np.linalg.norm(d)
-    return goal.copy() if n <= step else p + d * (step / n)
-
-
-class HoldTimer:
-    """How long a task's success condition has held without a break (sim time): the longest stretch.
-    With ``spread``, the stretch also restarts (from the current sample) when the ``value`` passed with
-    it has varied by more than ``spread`` since the stretch began: held steady, not passed through."""
-
-    def __init__(self, spread: float | None = None):
-        self.spread = spread
-        self.since: int | None = None
-        self.longest_ns = 0
-        self.lo = self.hi = 0.0
-
-    def update(self, holds: bool, t_ns: int, value: float = 0.0) -> None:
-        if not holds:
-            self.since = None
-            return
-        if self.since is not None and self.spread is not None:
-            self.lo, self.hi = min(self.lo, value), max(self.hi, value)
-            if self.hi - self.lo > self.spread:
-                self.since = None
-        if self.since is None:
-            self.since, self.lo, self.hi = t_ns, value, value
-        self.longest_ns = max(self.longest_ns, t_ns - self.since)
-
-
-class TrajectoryFollower:
-    """joint_trajectory_controller semantics on absolute times: linear interpolation between points,
-    the last point held, and a new trajectory spliced in at its first point (before it, the running
-    command continues; a first point in the past starts from the current command)."""
-
-    def __init__(self, initial: np.ndarray):
-        self.trajectory = TimedTrajectory(np.array([0], np.int64), np.asarray(initial, float)[None])
-
-    def command(self, t_ns: int) -> np.ndarray:
-        return self.trajectory.at(int(t_ns))
-
-    def set(self, traj: TimedTrajectory, now_ns: int) -> None:
-        if traj.values.shape[1] != self.trajectory.values.shape[1] or not np.isfinite(traj.values).all():
-            raise ConfigError(f"trajectory: expected finite values for {self.trajectory.values.shape[1]} joints, "
-                              f"got shape {traj.values.shape}")
-        keep = traj.times_ns > now_ns
-        times, values = traj.times_ns[keep], traj.values[keep]
-        start = self.command(now_ns)
-        self.trajectory = TimedTrajectory(np.concatenate(([int(now_ns)], times)).astype(np.int64),
-                                          np.concatenate((start[None], values)))
 
 
 class ArmSim(CameraScene):
@@ -301,7 +131,7 @@ class ArmSim(CameraScene):
         self.flange = self.model.body(cfg.ee_link).id
         self.tip = self.model.geom("tool_tip").id
         self.time_ns = 0
-        self.follower = TrajectoryFollower(np.zeros(len(joint_names)))
+        self.follower = JointTrajectoryFollower(np.zeros(len(joint_names)))
         self._integral = np.zeros(len(joint_names))
         self.camera = cfg.camera.model()
         self._renderer: RgbdRenderer | None = None
@@ -319,8 +149,12 @@ class ArmSim(CameraScene):
         self.data.ctrl[self.act] = q
         self._integral = np.zeros(len(self.act))
         self.time_ns = 0
-        self.follower = TrajectoryFollower(np.asarray(q, float))
+        self.follower.hold(q)
         mujoco.mj_forward(self.model, self.data)
+
+    def send(self, traj, now_ns: int) -> bool:
+        """A JointTrajectory arrives at the controller (JTC semantics: ``sim/controllers.py``)."""
+        return self.follower.set(traj, now_ns, self.joints(), self.joint_velocities())
 
     def advance(self, t_ns: int) -> None:
         """Step physics to ``t_ns``, the follower setting the joint targets at every step."""
@@ -377,4 +211,3 @@ class ArmSim(CameraScene):
         """(xyz, quaternion wxyz) of a free object."""
         adr = self.model.joint(name).qposadr[0]
         return self.data.qpos[adr:adr + 3].copy(), self.data.qpos[adr + 3:adr + 7].copy()
-

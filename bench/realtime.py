@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Success versus inference latency: what a robot gets when the policy takes D ms to answer.
+
+Each episode runs in the MuJoCo simulator with inference charged D ms of sim time (``dpros sim-eval
+--delay-ms D``): the arm keeps executing the running trajectory under the joint_trajectory_controller-
+faithful follower while the next chunk is computed. Execution modes compared in the same run:
+
+  before         the timing before real-time execution, as the baseline: every chunk stamped and
+                 scheduled as if published when its observation was taken (late first points: JTC jumps)
+  sync           stamped from the publish time; inference every n_action_steps (or replan_steps) periods
+  async_blend    inference starts when the running chunk's remaining time falls to the predicted
+                 latency + margin, the chunk extended by the latency; the scheduler's blend only
+  async_rtc      the same + real-time chunking guidance (diffusion/chunking.py) — the default
+  async_inpaint  the same + replacement inpainting of the frozen prefix
+
+Per task its shipped checkpoint and recipe (push; press with replan_steps=2; reach_fast guided by
+flight clearance, --guidance 3), a fixed sampling seed, and a seed block never used for tuning
+(default 5000–5049; the execution settings were tuned on 7000–7009).
+
+    python bench/realtime.py                                 # table + plot in bench_out/realtime/
+    python bench/realtime.py --tasks push --episodes 10      # quicker
+    python bench/realtime.py --json                          # {"success_by_delay": {task: {mode: {delay: rate}}}, ...}
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from common import machine
+
+from diffusion_policy_ros.sim.closed_loop import evaluate
+from diffusion_policy_ros.sim.stats import wilson_ci95
+
+TASKS = {  # task → (shipped checkpoint, its recipe's overrides)
+    "push": ("push_dp3", {}),
+    "press": ("press_dp3_force", {"sampling.replan_steps": 2}),
+    "reach_fast": ("reach_fast_dp3", {"guidance.strength": 3.0}),
+}
+MODES = {  # mode → (overrides, stamp_from_observation)
+    "before": ({"execution.mode": "sync", "execution.consistency": "none"}, True),
+    "sync": ({"execution.mode": "sync", "execution.consistency": "none"}, False),
+    "async_blend": ({"execution.mode": "async", "execution.consistency": "none"}, False),
+    "async_rtc": ({"execution.mode": "async", "execution.consistency": "rtc"}, False),
+    "async_inpaint": ({"execution.mode": "async", "execution.consistency": "inpaint"}, False),
+}
+DEFAULT_MODE = "async_rtc"
+
+
+def run(tasks, modes, delays, episodes: int, seed: int, progress: bool) -> dict:
+    from diffusion_policy_ros.config import resolve_shipped_checkpoint
+
+    out = {"machine": machine(), "seeds": [seed, seed + episodes - 1], "episodes": episodes, "delays_ms": delays,
+           "default_mode": DEFAULT_MODE, "success_by_delay": {}, "ci95": {}, "first_point_in_past": {},
+           "max_handover_jump": {}, "late_chunks": {}, "wall_s": {}}
+    for task in tasks:
+        ckpt, recipe = TASKS[task]
+        ckpt = str(resolve_shipped_checkpoint(ckpt))
+        for key in ("success_by_delay", "ci95", "first_point_in_past", "max_handover_jump", "late_chunks"):
+            out[key][task] = {}
+        for mode in modes:
+            overrides, stamp_obs = MODES[mode]
+            for key in ("success_by_delay", "ci95", "first_point_in_past", "max_handover_jump", "late_chunks"):
+                out[key][task][mode] = {}
+            for d in delays:
+                t0 = time.perf_counter()
+                s = evaluate(task, ckpt, episodes, seed=seed, overrides={**recipe, **overrides, "sampling.seed": 0},
+                             progress=progress, delay=d, stamp_from_observation=stamp_obs)
+                jump = s.get("max_handover_jump_rad", s.get("max_handover_jump_m"))
+                out["success_by_delay"][task][mode][d] = s["success_rate"]
+                out["ci95"][task][mode][d] = wilson_ci95(s["successes"], s["episodes"])
+                out["first_point_in_past"][task][mode][d] = s["first_point_in_past"]
+                out["max_handover_jump"][task][mode][d] = jump
+                out["late_chunks"][task][mode][d] = s["late_chunks"]
+                out["wall_s"][f"{task}/{mode}/{d}"] = round(time.perf_counter() - t0, 1)
+                print(f"{task:10s} {mode:14s} {d:>4} ms: {s['successes']:>2}/{episodes} "
+                      f"first-in-past {s['first_point_in_past']:>4}  max jump {jump:.3f}  late {s['late_chunks']}",
+                      file=sys.stderr, flush=True)
+        if DEFAULT_MODE in modes and 0 in delays:
+            rates = out["success_by_delay"][task][DEFAULT_MODE]
+            out.setdefault("target_met", {})[task] = all(rates[0] - rates[d] <= 0.05 for d in delays if d >= 200)
+    return out
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(result["success_by_delay"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for mode, rates in result["success_by_delay"][task].items():
+            d = sorted(rates)
+            ax.plot(d, [100 * rates[x] for x in d], marker="o", label=mode, lw=2.5 if mode == DEFAULT_MODE else 1.2)
+        ax.set_title(task)
+        ax.set_xlabel("inference latency (ms, sim time)")
+        ax.set_ylabel("success %")
+        ax.set_ylim(-5, 105)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"success vs latency, seeds {result['seeds'][0]}–{result['seeds'][1]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", default=",".join(TASKS))
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--delays", default="0,100,200,400", help="ms, comma-separated")
+    ap.add_argument("--episodes", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=5000)
+    ap.add_argument("--out", default="bench_out/realtime")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--progress", action="store_true")
+    args = ap.parse_args()
+    tasks, modes = args.tasks.split(","), args.modes.split(",")
+    unknown = sorted(set(tasks) - set(TASKS)) + sorted(set(modes) - set(MODES))
+    if unknown:
+        ap.error(f"unknown tasks/modes {unknown}: expected tasks {list(TASKS)}, modes {list(MODES)}")
+    delays = [int(x) for x in args.delays.split(",")]
+    result = run(tasks, modes, delays, args.episodes, args.seed, args.progress)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "realtime.json").write_text(json.dumps(result, indent=2))
+    plot(result, out / "success_vs_delay.png")
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"success rate by inference latency, seeds {result['seeds'][0]}-{result['seeds'][1]}, "
+          f"{args.episodes} episodes each ({out}/success_vs_delay.png)")
+    print(f"{'task':10s} {'mode':14s} " + " ".join(f"{d:>7} ms" for d in delays))
+    for task, per_mode in result["success_by_delay"].items():
+        for mode, rates in per_mode.items():
+            print(f"{task:10s} {mode:14s} " + " ".join(f"{100 * rates[d]:>8.0f}%" for d in delays))
+    for task, ok in result.get("target_met", {}).items():
+        print(f"{task}: {DEFAULT_MODE} within 5 points of its 0 ms success at >= 200 ms: {'yes' if ok else 'no'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

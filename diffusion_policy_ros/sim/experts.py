@@ -1,0 +1,108 @@
+"""Scripted demonstrations on the simulator: one expert episode (optionally recorded as a rosbag, as
+the robot's drivers would publish it), and many into a zarr dataset."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..embodiment.arm import ArmTracker
+from ..errors import ConfigError
+from ..perception.pointcloud import PointCloudPipeline
+from ..runtime.schedule import TimedTrajectory
+from ..constants import NS
+from ..geometry import quat_xyzw_to_rot6d
+from .env import Episode, SimEnv, record_step, sim_deploy_config, sub_steps, task_embodiment
+from .tasks import ROT6D_DOWN, make_task
+
+
+def expert_episode(env: SimEnv, seed: int, num_points: int, frames: bool = False,
+                   bag=None) -> tuple[Episode, dict]:
+    """One scripted demonstration; returns the episode and its data (DP3 keys: point_cloud, state,
+    wrench, action). The wrench is the wrist sensor at the state rate through the node's own filter
+    (``force`` parameters), sampled at each control period as the runtime samples it.
+    ``bag``: a ``sim.record.BagRecording`` that also gets every sensor message and command, as the
+    robot's drivers would publish them."""
+    from ..perception.force import WrenchProcessor
+
+    sim, task = env.sim, env.task
+    if bag is not None and env.aerial:
+        raise ConfigError("collect --format bags: the aerial tasks are recorded as zarr only so far")
+    initial = task.reset(sim, env.kin, seed)
+    expert = task.expert(sim)
+    pcfg = dataclasses.replace(env.cfg.point_cloud, num_points=num_points)
+    cloud = PointCloudPipeline(pcfg, sim.camera)
+    wrench = WrenchProcessor(env.cfg.force)
+    filtered = wrench.add(0, sim.wrench())
+    if env.aerial:
+        pose = sim.ee_pose()
+        ref, rot6d = pose[:3], quat_xyzw_to_rot6d(pose[3:])
+    else:
+        tracker = ArmTracker(env.kin, dt=env.period / NS, damping=env.cfg.embodiment.ik_damping)
+        ref, rot6d = sim.flange_pose()[:3], ROT6D_DOWN
+        q_cmd = torch.as_tensor(sim.joints())[None]
+    data = {"point_cloud": [], "state": [], "wrench": [], "action": []}
+    ep = Episode(seed, False, 0, initial)
+    after_done = 0
+    for k in range(env.steps):
+        t = k * env.period
+        rgb, depth = sim.render()
+        if bag is not None:
+            bag.camera(t, rgb, depth)
+        data["point_cloud"].append(cloud(depth.astype(np.float32) * np.float32(0.001), seed=0).astype(np.float32))
+        data["state"].append(env.ee_state().astype(np.float32))
+        data["wrench"].append(filtered.astype(np.float32))
+        data["action"].append(np.concatenate((ref, rot6d, [0.0])).astype(np.float32))
+        record_step(ep, env, rgb, frames)
+        if expert.phase == "done":
+            after_done += 1
+            if after_done > 3:
+                break
+        ref = expert.next_target(ref)
+        if env.aerial:  # a MultiDOFJointTrajectory point: the end-effector target one period ahead
+            sim.follower.set(TimedTrajectory(np.array([t + env.period], np.int64), ref[None]), t)
+        else:
+            target = torch.as_tensor(np.concatenate((ref, ROT6D_DOWN)))[None, None]
+            with torch.no_grad():
+                q_cmd = tracker.rollout(target, q_cmd)[:, -1]
+            sim.follower.set(TimedTrajectory(np.array([t + env.period], np.int64), q_cmd.numpy()), t)
+            if bag is not None:
+                bag.command(t, t + env.period, q_cmd.numpy()[0])
+        for sub in sub_steps(t, t + env.period):
+            sim.advance(sub)
+            task.update(sim)
+            filtered = wrench.add(sub, sim.wrench())
+            if bag is not None:
+                bag.state(sub)
+    ep.success, ep.steps = task.success(sim), len(data["action"])
+    ep.failure = task.failure(sim)
+    return ep, {k: np.stack(v) for k, v in data.items()}
+
+
+def collect(task: str, episodes: int, out: str | Path, seed: int = 1000, num_points: int = 256,
+            embodiment: str | None = None, progress: bool = True, overwrite: bool = False) -> dict:
+    """Scripted demonstrations (seeds seed, seed+1, …) into a zarr dataset; failed ones are left out.
+    Aerial tasks are demonstrated with the oracle gripper unless ``embodiment`` says otherwise."""
+    from ..data import ReplayBuffer
+
+    if embodiment is None and make_task(task).embodiment == "aerial":
+        embodiment = "oracle"
+    embodiment = task_embodiment(task, embodiment)
+    env = SimEnv(task, sim_deploy_config(embodiment), embodiment)
+    buf = ReplayBuffer.create(out, overwrite=overwrite)
+    kept, failed, steps = 0, [], 0
+    try:
+        for s in tqdm(range(seed, seed + episodes), desc=f"collect {task}", disable=not progress):
+            ep, data = expert_episode(env, s, num_points)
+            if not ep.success:
+                failed.append(s)
+                continue
+            buf.add_episode(data)
+            kept, steps = kept + 1, steps + ep.steps
+    finally:
+        env.close()
+    return {"dataset": str(out), "task": task, "episodes": kept, "failed_seeds": failed, "steps": steps,
+            "seeds": [seed, seed + episodes - 1]}

@@ -1,0 +1,45 @@
+"""Success statistics of closed-loop episodes: rates with Wilson intervals, latency percentiles,
+hand-over figures, and the report files."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .env import Episode
+
+
+def wilson_ci95(successes: int, n: int) -> tuple[float, float]:
+    """95 % Wilson score interval of a success rate (sensible at 0 % and 100 %, unlike mean ± 1.96·se)."""
+    if n == 0:
+        return 0.0, 1.0
+    z, p = 1.959964, successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if successes == 0 else lo), (1.0 if successes == n else hi)
+
+
+def summarize(task, embodiment: str, checkpoint, eps: list[Episode], seed: int, latencies_ms: list[float],
+              wall_s: float, out: str | Path | None, **extra) -> dict:
+    wins = sum(e.success for e in eps)
+    lat = np.asarray(latencies_ms if latencies_ms else [np.nan])
+    summary = {"task": task.name, "embodiment": embodiment, "checkpoint": str(checkpoint), "episodes": len(eps),
+               "seeds": [seed, seed + len(eps) - 1], "successes": wins, "success_rate": wins / max(1, len(eps)),
+               "ci95": list(wilson_ci95(wins, len(eps))), "p50_latency_ms": float(np.percentile(lat, 50)),
+               "p99_latency_ms": float(np.percentile(lat, 99)), "holds": sum(e.holds for e in eps),
+               "first_point_in_past": sum(e.first_point_in_past for e in eps),
+               "max_handover_jump_rad" if task.embodiment == "arm" else "max_handover_jump_m":
+                   max((e.max_handover_jump for e in eps), default=0.0),
+               "late_chunks": sum(e.late for e in eps),
+               "p50_publish_latency_ms": float(np.percentile([m for e in eps for m in e.latency_ms] or [np.nan], 50)),
+               "wall_s": wall_s, **extra,
+               "per_episode": [{"seed": e.seed, "success": e.success, "steps": e.steps,
+                                "max_handover_jump": round(e.max_handover_jump, 5),
+                                **({"failure": e.failure} if e.failure else {})} for e in eps]}
+    if out is not None:
+        from .report import write_report
+
+        summary["files"] = write_report(Path(out), task, eps, summary)
+    return summary
