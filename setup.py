@@ -54,7 +54,7 @@ setup(
         "perception": ["pyrealsense2>=2.54", "open3d-cpu>=0.18"],
         # MuJoCo simulator (sim-eval, collect, make demo) and rollout videos. Pinned: the shipped
         # checkpoints and every sim figure were made with 3.14.0, and closed-loop results move with
-        # MuJoCo's contacts and dynamics (press_dp3_force: 50/50 on 3.14.0, 12/20 on 3.17.0; push_dp3
+        # MuJoCo's contacts and dynamics (an earlier press_dp3_force: every seed of a block on 3.14.0, 12/20 on 3.17.0; push_dp3
         # 10/10 vs 9/10). mujoco 4.0's offscreen OSMesa context fails here ("gladLoadGL error").
         "sim": ["mujoco==3.14.0", "imageio>=2.30", "imageio-ffmpeg>=0.5"],
         "test": ["pytest>=8", "pytest-timeout>=2.3"],

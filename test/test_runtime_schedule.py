@@ -90,3 +90,42 @@ def test_within_limits_is_unchanged_and_nan_is_never_sent():
         Limits(lower=[1.0], upper=[0.0], max_velocity=[1.0])
     boxed, moved = clamp_to_box(np.array([[0.0, 0.0, 2.0]]), [-1, -1, 0], [1, 1, 1])
     assert moved == 1 and boxed[0, 2] == 1.0
+
+
+def test_cartesian_limits_hold_on_random_end_effector_trajectories():
+    import torch
+    from scipy.spatial.transform import Rotation
+
+    from diffusion_policy_ros.geometry import rot6d_to_matrix
+    from diffusion_policy_ros.runtime.safety import CartesianLimits, enforce_cartesian_limits
+
+    def pose9(p, r):
+        return np.concatenate((p, r.as_matrix()[:2, :].reshape(6)))
+
+    rng = np.random.default_rng(3)
+    lim = CartesianLimits(max_linear_velocity=0.5, max_angular_velocity=1.0, max_linear_acceleration=2.0,
+                          max_angular_acceleration=4.0)
+    for trial in range(100):
+        times = np.cumsum(rng.integers(20, 120, 8)) * MS
+        rots = Rotation.random(9, random_state=trial)
+        current = pose9(rng.normal(0, 0.2, 3), rots[0])
+        values = np.stack([np.concatenate((pose9(rng.normal(0, 0.5, 3), rots[k + 1]), [rng.uniform()]))
+                           for k in range(8)])
+        out, report = enforce_cartesian_limits(TimedTrajectory(times, values), current, 0, lim)
+        assert report.velocity_limited > 0 and np.array_equal(out.values[:, 9], values[:, 9])  # gripper untouched
+        t = np.concatenate(([0], times)) / 1e9
+        dt = np.diff(t)
+        p = np.vstack((current[:3], out.values[:, :3]))
+        v = np.diff(p, axis=0) / dt[:, None]
+        assert (np.linalg.norm(v, axis=1) <= 0.5 + 1e-9).all()
+        dv = np.diff(np.vstack((np.zeros(3), v)), axis=0)
+        assert (np.linalg.norm(dv, axis=1) <= 2.0 * dt + 1e-9).all()
+        mats = rot6d_to_matrix(torch.as_tensor(np.vstack((current[None, 3:9], out.values[:, 3:9])))).numpy()
+        assert np.allclose(np.einsum("kij,kil->kjl", mats, mats), np.eye(3), atol=1e-9)  # still rotations
+        w = np.array([(Rotation.from_matrix(a).inv() * Rotation.from_matrix(b)).magnitude()
+                      for a, b in zip(mats[:-1], mats[1:])]) / dt
+        assert (w <= 1.0 + 1e-6).all()
+    # Within the limits nothing changes.
+    slow = TimedTrajectory(np.array([100, 200]) * MS, np.stack([pose9([0.01 * k, 0, 0], rots[0]) for k in (1, 2)]))
+    out, report = enforce_cartesian_limits(slow, pose9([0, 0, 0], rots[0]), 0, lim)
+    assert report.velocity_limited == 0 and np.allclose(out.values, slow.values)

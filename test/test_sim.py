@@ -8,6 +8,7 @@ import torch
 
 from diffusion_policy_ros.cli import main
 from diffusion_policy_ros.config import resolve_shipped_checkpoint
+from diffusion_policy_ros.embodiment.arm import arm_from_config
 from diffusion_policy_ros.data import ReplayBuffer
 from diffusion_policy_ros.errors import ConfigError, SimError
 from diffusion_policy_ros.perception.pointcloud import PointCloudPipeline
@@ -275,3 +276,20 @@ def test_sim_eval_cli_errors_are_clear(capsys, tmp_path):
     assert main(["sim-eval", "--list"]) == 0
     out = capsys.readouterr().out
     assert "push" in out and "push_dp3" in out
+
+
+def test_a_late_stamped_chunk_makes_the_controller_jump_and_publish_time_stamping_does_not():
+    """Inference charged 300 ms of sim time. Stamped from the observation (the timing before real-time
+    execution), the follower receives first points in the past and the commanded position jumps;
+    stamped from the publish time, none arrives late and every hand-over stays within what the fastest
+    joint's velocity limit allows in one 50 Hz command period."""
+
+    ckpt = str(resolve_shipped_checkpoint("push_dp3"))
+    old = evaluate("push", ckpt, 2, seed=95000, progress=False, delay=300, stamp_from_observation=True,
+                   overrides={"execution.mode": "sync", "execution.consistency": "none", "sampling.seed": 0})
+    new = evaluate("push", ckpt, 2, seed=95000, progress=False, delay=300, overrides={"sampling.seed": 0})
+    v_max = float(np.max(arm_from_config(sim_deploy_config("arm").embodiment).limits.max_velocity))
+    assert old["first_point_in_past"] > 0 and old["max_handover_jump_rad"] > v_max * 0.02
+    assert new["first_point_in_past"] == 0 and new["max_handover_jump_rad"] <= v_max * 0.02
+    assert new["delay_ms"] == 300 and new["execution"] == "async+rtc"
+

@@ -27,7 +27,7 @@ def test_sim_node_follows_trajectories_like_jtc_and_drops_bad_ones(ros_context):
         node.pause(True)
         names = node.env.sim.joint_names
         q0 = node.env.sim.joints()
-        start = node.env.sim.follower.command(node.env.sim.time_ns)  # JTC starts from its current command
+        start = node.env.sim.joints()  # JTC ramps from the state measured when the trajectory arrives
         msg = JointTrajectory(joint_names=list(reversed(names)))  # any order, as JTC accepts
         target = q0 + 0.05
         msg.points = [JointTrajectoryPoint(positions=list(reversed(target.tolist())),
@@ -35,7 +35,7 @@ def test_sim_node_follows_trajectories_like_jtc_and_drops_bad_ones(ros_context):
         node._on_trajectory(msg)  # stamp 0: starts now
         assert node.received == 1
         np.testing.assert_allclose(node.env.sim.follower.command(node.env.sim.time_ns + 250_000_000),
-                                   (start + target) / 2, atol=1e-9)
+                                   (start + target) / 2, atol=1e-4)  # the arm settles by ~1e-5 rad meanwhile
         bad = JointTrajectory(joint_names=["elbow", "wrist"])
         bad.points = [JointTrajectoryPoint(positions=[0.0, 0.0])]
         node._on_trajectory(bad)

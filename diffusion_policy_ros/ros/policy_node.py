@@ -34,7 +34,7 @@ from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 from ..config import DeployConfig, deploy_config_from_dict, flatten_params, unflatten_params
 from ..errors import ConfigError, DiffusionPolicyRosError
 from ..geometry import enu_to_ned, ned_yaw_from_enu_rotation, rot6d_to_quat_xyzw
-from ..runtime.controller import Command, PolicyRuntime
+from ..runtime.controller import Command, Plan, PolicyRuntime
 from ..runtime.schedule import TimedTrajectory
 from ..io import msgs as M
 from .entry import run_node
@@ -98,6 +98,8 @@ class PolicyNode(Node):
         self.active: TimedTrajectory | None = None  # what streamed outputs (pose, px4) follow
         self.last_status, self.last_reason = "waiting", "starting"
         self.inference_ms: deque[float] = deque(maxlen=100)
+        self.latency_ms: deque[float] = deque(maxlen=100)  # cycle start → publish
+        self._enable_lock = threading.Lock()
         self.overruns = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -185,7 +187,7 @@ class PolicyNode(Node):
         with self._lock:
             self.active = traj
         if self.cfg.output == "joint_trajectory":
-            data = M.JointTrajectoryData(cmd.names, now_ns, traj.times_ns - now_ns, traj.values)
+            data = M.JointTrajectoryData(cmd.names, now_ns, traj.times_ns - now_ns, traj.values, traj.velocities)
             self.command_pub.publish(M.encode_joint_trajectory(self.types, data))
         elif self.cfg.output == "multidof":
             poses = np.stack([pose10_to_pose7(v) for v in traj.values])[:, None]
@@ -243,16 +245,19 @@ class PolicyNode(Node):
                     self._cycle(now)
 
     def _timer_loop(self) -> None:
-        """One cycle per period on the node's clock (sim time when use_sim_time). Sleeps in short slices so a
-        clock that jumps back (a looped bag, a reset sim) restarts the timeline instead of stalling."""
+        """A tick every command period (at most the control period) on the node's clock (sim time when
+        use_sim_time): each asks the runtime whether a new chunk is due (execution.mode), so an inference
+        starts as soon as the running chunk runs low, not on the next control period. Sleeps in short
+        slices so a clock that jumps back (a looped bag, a reset sim) restarts the timeline."""
         clock = self.get_clock()
-        period = rclpy.duration.Duration(nanoseconds=self.runtime.period)
-        slice_ = rclpy.duration.Duration(nanoseconds=min(self.runtime.period, 50_000_000))
+        tick = min(self.runtime.period, int(1e9 / self.cfg.timing.command_rate_hz))
+        period = rclpy.duration.Duration(nanoseconds=tick)
+        slice_ = rclpy.duration.Duration(nanoseconds=min(tick, 50_000_000))
         deadline = clock.now() + period
         while not self._stop.is_set() and self.context.ok():
             now = clock.now()
             if now < deadline:
-                if (deadline - now).nanoseconds > 2 * self.runtime.period:  # time went backwards
+                if (deadline - now).nanoseconds > 2 * tick + self.runtime.period:  # time went backwards
                     deadline = now + period
                     self.runtime.reset(clear_observations=True)
                     continue
@@ -261,7 +266,7 @@ class PolicyNode(Node):
                 except rclpy.exceptions.NotInitializedException:
                     break  # context shut down
                 continue
-            if (now - deadline).nanoseconds > self.runtime.period:  # fell behind: skip, don't burst
+            if (now - deadline).nanoseconds > tick:  # fell behind (an inference ran): skip, don't burst
                 self.overruns += 1
                 deadline = now
             deadline = deadline + period
@@ -269,35 +274,52 @@ class PolicyNode(Node):
                 self._cycle(now.nanoseconds)
 
     def _cycle(self, now_ns: int) -> None:
+        """begin → (inference, while the controller runs the current trajectory) → commit at the clock
+        read *after* inference, so every waypoint is scheduled from when it is published. Commit and
+        publish happen under the enable lock: a chunk that finishes after a disable is never sent."""
         try:
-            res = self.runtime.step(now_ns)
+            out = self.runtime.begin(now_ns)
         except Exception as e:  # noqa: BLE001 - a bug in one cycle must not stop the robot's control thread
             self.get_logger().error(f"control cycle failed: {e!r}; holding")
-            res = self.runtime.hold(now_ns, repr(e))
-        if not self.enabled.is_set():  # disabled while inferring: send nothing
-            return
-        self.last_status, self.last_reason = res.status, res.reason
-        if res.status == "command":
-            self.inference_ms.append(res.inference_ms)
-        elif res.status == "hold":
-            self.get_logger().warning(f"holding: {res.reason}", throttle_duration_sec=2.0)
-        if res.command is not None:
-            self._publish(res.command, now_ns)
+            out = self.runtime.hold(now_ns, repr(e))
+        with self._enable_lock:
+            if not self.enabled.is_set():  # disabled while inferring: send nothing
+                return
+            publish_ns = self.get_clock().now().nanoseconds
+            if isinstance(out, Plan):
+                try:
+                    res = self.runtime.commit(out, publish_ns)
+                except Exception as e:  # noqa: BLE001
+                    self.get_logger().error(f"control cycle failed: {e!r}; holding")
+                    res = self.runtime.hold(publish_ns, repr(e))
+            else:
+                res = out
+            if res.status == "running":  # the running chunk continues: nothing to report
+                return
+            self.last_status, self.last_reason = res.status, res.reason
+            if res.status == "command":
+                self.inference_ms.append(res.inference_ms)
+                self.latency_ms.append(res.latency_ms)
+            elif res.status in ("hold", "late"):
+                self.get_logger().warning(f"{res.status}: {res.reason}", throttle_duration_sec=2.0)
+            if res.command is not None:
+                self._publish(res.command, publish_ns)
 
     # --- services, diagnostics ---------------------------------------------------------------------------
     def _on_enable(self, request, response):
-        now = self.get_clock().now().nanoseconds
-        if request.data and not self.enabled.is_set():
-            self.runtime.reset()
-            self.enabled.set()
-        elif not request.data and self.enabled.is_set():
-            self.enabled.clear()
-            res = self.runtime.hold(now, "disabled")
-            if res.command is not None:  # stop where the running trajectory is, then go quiet
-                self._publish(res.command, now)
-            self.runtime.reset()
-            with self._lock:
-                self.active = None
+        with self._enable_lock:
+            now = self.get_clock().now().nanoseconds
+            if request.data and not self.enabled.is_set():
+                self.runtime.reset()
+                self.enabled.set()
+            elif not request.data and self.enabled.is_set():
+                self.enabled.clear()
+                res = self.runtime.hold(now, "disabled")
+                if res.command is not None:  # stop where the running trajectory is, then go quiet
+                    self._publish(res.command, now)
+                self.runtime.reset()  # a chunk still being computed is dropped at commit
+                with self._lock:
+                    self.active = None
         response.success = True
         response.message = "enabled" if self.enabled.is_set() else "disabled"
         self.get_logger().info(f"policy {response.message}")
@@ -321,6 +343,9 @@ class PolicyNode(Node):
         out = {"enabled": str(self.enabled.is_set()), "state": self.last_status, "reason": self.last_reason,
                "inference_ms_p50": f"{np.percentile(lat, 50):.1f}" if lat is not None else "",
                "inference_ms_max": f"{lat.max():.1f}" if lat is not None else "",
+               "latency_ms_p95": f"{np.percentile(self.latency_ms, 95):.1f}" if self.latency_ms else "",
+               "predicted_latency_ms": f"{self.runtime.predicted_latency_ns() / 1e6:.1f}",
+               "late": str(st.late), "execution": f"{self.cfg.execution.mode}+{self.cfg.execution.consistency}",
                "cycles": str(st.cycles), "commands": str(st.commands), "holds": str(st.holds),
                "unsynced": str(st.unsynced), "overruns": str(self.overruns)}
         for name, age in self.runtime.ages_ms(now).items():

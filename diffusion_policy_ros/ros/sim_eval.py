@@ -106,10 +106,13 @@ def evaluate_ros(task: str, checkpoint: str, episodes: int, seed: int = 0, embod
             node.pause(True)
             node.recording = None
             ep.success, ep.failure = bool(node.success), env.task.failure(env.sim)
+            stats = env.sim.follower.stats  # what the controller received, as JTC executes it
+            ep.first_point_in_past, ep.max_handover_jump = stats.first_point_in_past, stats.max_jump
             eps.append(ep)
             bar.set_postfix(success=f"{sum(e.success for e in eps)}/{len(eps)}")
         return summarize(env.task, embodiment, checkpoint, eps, seed, list(node.latency_ms), time.perf_counter() - t0,
-                         out, transport="ros", real_time_factor=real_time_factor,
+                         out, transport="ros", real_time_factor=real_time_factor, delay_ms="node",
+                         execution=f"{cfg.execution.mode}+{cfg.execution.consistency}",
                          trajectories_received=node.received, trajectories_rejected=node.rejected)
     finally:
         if proc is not None and proc.poll() is None:

@@ -127,7 +127,8 @@ class SimNode(Node):
                 raise M.MessageError(f"joint_trajectory.joint_names: expected {names} with points, got "
                                      f"{data.joint_names} ({len(data.time_from_start_ns)} points)")
             order = [data.joint_names.index(n) for n in names]
-            return data.stamp_ns, data.time_from_start_ns, data.positions[:, order]
+            vel = data.velocities[:, order] if data.velocities is not None else None
+            return data.stamp_ns, data.time_from_start_ns, data.positions[:, order], vel
 
         self._follow(targets)
 
@@ -138,23 +139,24 @@ class SimNode(Node):
                 raise M.MessageError(f"multi_dof_trajectory: expected one end-effector transform per point and at "
                                      f"least one point, got joint_names {data.joint_names} "
                                      f"({len(data.time_from_start_ns)} points)")
-            return data.stamp_ns, data.time_from_start_ns, data.poses[:, 0, :3]
+            return data.stamp_ns, data.time_from_start_ns, data.poses[:, 0, :3], None
 
         self._follow(targets)
 
     def _follow(self, targets) -> None:
-        """Splice the decoded trajectory (``targets()`` → stamp, time_from_start, values) into the running
-        one; a message that does not decode or fit is dropped with a warning."""
+        """Hand the decoded trajectory (``targets()`` → stamp, time_from_start, positions, velocities) to
+        the controller with joint_trajectory_controller's semantics (sim/controllers.py); a message that
+        does not decode or fit is dropped with a warning."""
         arrived = time.monotonic()
         try:
-            stamp_ns, from_start, values = targets()
+            stamp_ns, from_start, values, velocities = targets()
             if (np.diff(from_start) <= 0).any():
                 raise M.MessageError(f"trajectory.points[].time_from_start: expected strictly increasing, got "
                                      f"{(from_start / 1e9).round(3).tolist()}")
             with self.lock:
                 start = stamp_ns if stamp_ns > 0 else self.now_ns()
                 times = start + from_start - self.offset
-                self.env.sim.follower.set(TimedTrajectory(times.astype(np.int64), values), self.env.sim.time_ns)
+                self.env.sim.send(TimedTrajectory(times.astype(np.int64), values, velocities), self.env.sim.time_ns)
                 sent = self._wall_at.get(int(stamp_ns))
         except (DiffusionPolicyRosError, ValueError) as e:
             self.rejected += 1

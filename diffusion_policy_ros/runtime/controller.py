@@ -560,7 +560,7 @@ class PolicyRuntime:
         if g.workspace_weight > 0 and not self.joint_repr:
             ws = workspace_cost(self.cfg.safety.workspace_min, self.cfg.safety.workspace_max)
             costs.append((g.workspace_weight, lambda traj: ws(traj[:, start:])))
-        n = self.n_action
+        n = self.executed_steps()  # every waypoint that will be sent, the latency extension included
         state = emb = None
         if self.embodiment is not None:
             joints = torch.as_tensor(samples["joints"][-1:, :self.arm.dof]) if self.arm is not None else None
