@@ -59,6 +59,7 @@ bench: setup
 	$(PY) bench/node_latency.py
 	$(PY) bench/guidance.py
 	$(PY) bench/recorder.py
+	$(PY) bench/realtime.py
 
 clean:
 	rm -rf $(VENV) demo_out bench_out *.egg-info

@@ -95,13 +95,15 @@ def plot(result: dict, path: Path) -> None:
     for ax, task in zip(axes[0], tasks):
         for mode, rates in result["success_by_delay"][task].items():
             d = sorted(rates)
-            ax.plot(d, [100 * rates[x] for x in d], marker="o", label=mode, lw=2.5 if mode == DEFAULT_MODE else 1.2)
+            ax.plot(d, [100 * rates[x] for x in d], marker="o", label=mode, color=f"C{list(MODES).index(mode)}",
+                    lw=2.5 if mode == DEFAULT_MODE else 1.2)
         ax.set_title(task)
         ax.set_xlabel("inference latency (ms, sim time)")
         ax.set_ylabel("success %")
         ax.set_ylim(-5, 105)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    for ax in axes[0]:
+        ax.legend(fontsize=7)
     fig.suptitle(f"success vs latency, seeds {result['seeds'][0]}–{result['seeds'][1]}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

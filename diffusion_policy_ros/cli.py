@@ -119,19 +119,12 @@ def _cmd_convert(args) -> int:
 
 def _cmd_replay(args) -> int:
     from .config import resolve_shipped_checkpoint
-    from .policy import Policy
     from .io.replay import replay
+    from .runtime.deployment import load_policy
 
     deploy = _deploy(args.deploy_config, args.param)
-    policy = Policy.from_checkpoint(resolve_shipped_checkpoint(args.checkpoint), device=deploy.device,
-                                    solver=deploy.sampling.solver or None,
-                                    num_inference_steps=deploy.sampling.num_inference_steps or None)
-    arm = None
-    if deploy.embodiment.kind == "arm":
-        from .embodiment.arm import arm_from_config
-
-        arm = arm_from_config(deploy.embodiment)
-    s = replay(args.bag, policy, deploy, args.out, arm=arm, rate=args.rate, typestore=args.typestore,
+    policy = load_policy(deploy, resolve_shipped_checkpoint(args.checkpoint))
+    s = replay(args.bag, policy, deploy, args.out, rate=args.rate, typestore=args.typestore,
                progress=not args.no_progress)
     if args.json:
         print(json.dumps(s, indent=2))

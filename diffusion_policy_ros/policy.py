@@ -159,12 +159,15 @@ class Policy:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", solver: str | None = None,
-                        num_inference_steps: int | None = None) -> "Policy":
+                        num_inference_steps: int | None = None, trace: bool | None = None) -> "Policy":
+        """None keeps the checkpoint's own inference setting."""
         config, model = DiffusionPolicy.from_checkpoint(path, map_location=device)
         if solver is not None:
             config.policy.inference.solver = solver
         if num_inference_steps is not None:
             config.policy.inference.num_inference_steps = num_inference_steps
+        if trace is not None:
+            config.policy.inference.trace = trace
         config.policy.inference.__post_init__()
         return cls(model, config, device)
 

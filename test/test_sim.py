@@ -149,6 +149,7 @@ def test_collect_writes_dp3_episodes(tmp_path):
     buf = ReplayBuffer.open(out)
     assert buf.n_episodes == 2 and set(buf.keys) == {"point_cloud", "state", "wrench", "action"}
     assert buf.array("point_cloud").shape[1:] == (64, 3)
+    assert buf.provenance["demo_seeds"] == [1000, 1001] and buf.provenance["task"] == "push"
 
 
 def _press_seeds(task, env, soft_below=1.5, stiff_above=4.0):
@@ -292,4 +293,12 @@ def test_a_late_stamped_chunk_makes_the_controller_jump_and_publish_time_stampin
     assert old["first_point_in_past"] > 0 and old["max_handover_jump_rad"] > v_max * 0.02
     assert new["first_point_in_past"] == 0 and new["max_handover_jump_rad"] <= v_max * 0.02
     assert new["delay_ms"] == 300 and new["execution"] == "async+rtc"
+
+
+def test_sim_eval_warns_when_its_seeds_were_demonstrations():
+    from diffusion_policy_ros.sim.env import demo_seed_overlap
+
+    ckpt = resolve_shipped_checkpoint("push_dp3")  # demonstrated on seeds 1000-1099
+    assert "overlap" in demo_seed_overlap(ckpt, 1050, 10) and demo_seed_overlap(ckpt, 1095, 10)
+    assert demo_seed_overlap(ckpt, 0, 50) == "" and demo_seed_overlap(ckpt, 1100, 5) == ""
 

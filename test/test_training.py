@@ -71,6 +71,10 @@ def test_shipped_config_trains_through_the_cli_and_resumes(name, obstacle_datase
     assert [m["step"] for m in metrics(out)] == [3, 6, 9]
     main(["info", str(out / "checkpoint")])
     assert '"step": 9' in capsys.readouterr().out
+    from diffusion_policy_ros.checkpoint import read_checkpoint_meta
+
+    # The demonstrations' seed block travels with the checkpoint: evaluation must stay outside it.
+    assert read_checkpoint_meta(out / "checkpoint")["provenance"]["task"] == "two-mode obstacle scene"
     policy = Policy.from_checkpoint(out / "checkpoint")
     assert np.isfinite(policy.predict(start_obs(policy.config), seed=0)).all()
 

@@ -10,7 +10,6 @@ targets, or a JointTrajectory evaluated one period later).
 """
 from __future__ import annotations
 
-import heapq
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,17 +23,13 @@ from ..errors import BagError, DatasetError, DiffusionPolicyRosError, Observatio
 from ..geometry import quat_xyzw_to_rot6d
 from ..io import msgs as M
 from ..io.bags import BagReader
+from ..io.feeder import header_stamp, in_stamp_order
 from ..io.inputs import runtime_inputs
 from ..runtime.controller import PolicyRuntime
+from ..runtime.deployment import build_runtime
 from .replay_buffer import ReplayBuffer
 
 log = logging.getLogger(__name__)
-MAX_HOLD_NS = 5_000_000_000  # a topic silent for longer no longer holds the others back
-
-
-def _unpack(item):
-    stamp, _, topic, msg = item
-    return stamp, topic, msg
 ACTION_SOURCES = ("measured", "commanded")
 COMMAND_TYPES = ("geometry_msgs/msg/PoseStamped", "trajectory_msgs/msg/JointTrajectory")
 
@@ -48,12 +43,7 @@ class BagEpisode:
 
 
 def observation_runtime(cfg: Config, deploy: DeployConfig) -> PolicyRuntime:
-    arm = None
-    if deploy.embodiment.kind == "arm":
-        from ..embodiment.arm import arm_from_config
-
-        arm = arm_from_config(deploy.embodiment)
-    return PolicyRuntime(None, deploy, arm, policy_cfg=cfg.policy)
+    return build_runtime(deploy, training=cfg)
 
 
 class _Command:
@@ -132,24 +122,10 @@ def bag_episode(path: str | Path, rt: PolicyRuntime, action: str = "measured", c
                 commanded.append(command.at(t + period, m))
             return True
 
-        # Messages are taken in header-stamp order. Arrival order across topics is not guaranteed (a
-        # recorder stamps receipt, DDS delivers each topic on its own, and a loaded recorder serves
-        # topics seconds apart), but each topic arrives in order. So this is a merge of per-topic
-        # streams: a message is released once every topic with messages still to come has shown one
-        # stamped at or after it (or has been silent for MAX_HOLD_NS of stamps). A step is sampled
-        # once a message stamped after it comes: each stream's latest message at or before the step.
-        clock, heap, seq = None, [], 0
+        # Messages in header-stamp order (io/feeder.py); a step is sampled once a message stamped after
+        # it comes: each stream's latest message at or before the step.
         topics = list(inputs) + ([command_topic or rt.cfg.topics.command] if command else [])
-        left = {t: bag.count(t) for t in topics}
-        newest: dict[str, int] = {}
-
-        def settled() -> int:
-            """Stamps up to this one can no longer be preceded by a message still to be read."""
-            waiting = [newest.get(t) for t, n in left.items() if n > 0]
-            bound = clock - MAX_HOLD_NS
-            if all(w is not None for w in waiting):
-                bound = max(bound, min(waiting, default=clock))
-            return bound
+        clock = None
 
         def process(stamp: int, topic: str, msg) -> bool:
             nonlocal t_next, first
@@ -172,29 +148,14 @@ def bag_episode(path: str | Path, rt: PolicyRuntime, action: str = "measured", c
                 t_next = first = stamp
             return True
 
-        for topic, _, msg in bag.messages(topics):
-            stamp = None
-            if topic in inputs:
-                try:
-                    stamp = M.header_ns(msg)
-                except (AttributeError, ValueError, TypeError):
-                    pass  # fed as read; the decoder names what is wrong
-            if stamp is None or (topic not in inputs and stamp == 0):  # a command stamped 0 means "now"
-                stamp = clock or 0
+        def stamp_of(topic, msg):  # commands take the bag's clock: a stamp of 0 means "now" (JTC)
+            return header_stamp(topic, msg) if topic in inputs else None
+
+        for stamp, topic, msg in in_stamp_order(bag, topics, stamp_of):
             clock = stamp if clock is None else max(clock, stamp)
-            newest[topic] = max(newest.get(topic, stamp), stamp)
-            left[topic] -= 1
-            heapq.heappush(heap, (stamp, seq, topic, msg))
-            seq += 1
-            bound = settled()
-            while heap and heap[0][0] <= bound:
-                if not process(*_unpack(heapq.heappop(heap))):
-                    break
-            if truncated:
+            if not process(stamp, topic, msg):
                 break
-        while heap and not truncated and process(*_unpack(heapq.heappop(heap))):
-            pass
-        while t_next is not None and not truncated and t_next <= clock and sample(t_next):
+        while t_next is not None and clock is not None and not truncated and t_next <= clock and sample(t_next):
             t_next += period
     # Action at step k: the state (or command) one period later; the last step has none.
     n = len(steps) - 1

@@ -56,6 +56,16 @@ class ReplayBuffer:
         meta.create_array(C.ZARR_EPISODE_ENDS, shape=(0,), dtype="int64", chunks=(1024,))
         return cls(root, path)
 
+    # --- provenance ------------------------------------------------------------------------
+    @property
+    def provenance(self) -> dict:
+        """Where the episodes came from (e.g. ``{"task": "push", "demo_seeds": [1000, 1099]}``): the
+        store's ``provenance`` attribute, carried into the checkpoints trained on it."""
+        return dict(self.root.attrs.get("provenance", {}))
+
+    def set_provenance(self, **values) -> None:
+        self.root.attrs["provenance"] = {**self.provenance, **values}
+
     # --- reading ----------------------------------------------------------------------------
     @property
     def episode_ends(self) -> np.ndarray:

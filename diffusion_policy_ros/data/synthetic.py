@@ -122,6 +122,7 @@ def make_obstacle_dataset(path: str | Path, n_episodes: int = 100, seed: int = 0
     episodes = [scene.episode(rng, int(side))
                 for side in tqdm(sides, desc="generating demonstrations", disable=not progress, leave=False)]
     buffer.add_episodes(episodes)
+    buffer.set_provenance(task="two-mode obstacle scene", rng_seed=seed, episodes=n_episodes)
     return Path(path)
 
 

@@ -1,7 +1,7 @@
 """Offline evaluation: a recorded bag's observations through the live node's runtime (``dpros replay``).
 
-Messages are fed in log-time order through the node's own input table (``ros/inputs.py``) into a
-``PolicyRuntime``; cycles follow header stamps, so bags recorded on wall or sim time replay
+Messages are fed in header-stamp order (``io/feeder.py``, the order dataset conversion uses) through
+the node's own input table (``io/inputs.py``) into a ``PolicyRuntime``; cycles follow header stamps, so bags recorded on wall or sim time replay
 alike. A control cycle runs every observation period of bag time. As fast as possible (default) the
 policy takes no bag time, as in lockstep simulation; with ``rate`` the bag plays at that multiple of
 real time and inference takes real time too: messages that arrive meanwhile queue, overrun cycles are
@@ -26,8 +26,10 @@ from ..config import DeployConfig
 from ..errors import BagError, DiffusionPolicyRosError
 from ..geometry import quat_xyzw_to_rot6d
 from ..runtime.controller import NS, PolicyRuntime
+from ..runtime.deployment import build_runtime
 from . import msgs as M
 from .bags import BagReader, BagWriter
+from .feeder import in_stamp_order
 from .inputs import runtime_inputs
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ def replay(bag_path: str | Path, policy, deploy: DeployConfig, out: str | Path, 
     """Replay one bag through ``policy`` (a loaded ``Policy``); returns the summary (also in summary.json)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rt = PolicyRuntime(policy, deploy, arm)
+    rt = build_runtime(deploy, policy, arm=arm)
     period = rt.period
     inputs = {i.topic: i for i in runtime_inputs(rt, deploy.topics)}
     recorded = _Recorded(rt)
@@ -118,15 +120,14 @@ def replay(bag_path: str | Path, policy, deploy: DeployConfig, out: str | Path, 
                 t_next = t + period
 
         bar = tqdm(total=total, desc="replay", unit="msg", disable=not progress)
-        for topic, log_ns, msg in bag.messages(topics):
+        for stamp, topic, msg in in_stamp_order(bag, topics):  # header-stamp order, as dataset conversion
             bar.update()
             if topic == command_topic and copy_command and topic not in inputs:
-                writer.write(command_topic, log_ns, _reencode(types, msg))  # the reader's classes may be another distro's
+                writer.write(command_topic, stamp, _reencode(types, msg))  # the reader's classes may be another distro's
                 continue
             name = inputs[topic].name if topic in inputs else ("joint_states" if topic == deploy.topics.joint_states
                                                                 else "ee_pose")
             try:
-                stamp = M.header_ns(msg)
                 if rate > 0:
                     if wall0 is None:
                         wall0, bag0 = time.monotonic(), stamp

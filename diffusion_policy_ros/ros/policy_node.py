@@ -34,7 +34,8 @@ from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 from ..config import DeployConfig, deploy_config_from_dict, flatten_params, unflatten_params
 from ..errors import ConfigError, DiffusionPolicyRosError
 from ..geometry import enu_to_ned, ned_yaw_from_enu_rotation, rot6d_to_quat_xyzw
-from ..runtime.controller import Command, Plan, PolicyRuntime
+from ..runtime.controller import Command, Plan
+from ..runtime.deployment import build_runtime
 from ..runtime.schedule import TimedTrajectory
 from ..io import msgs as M
 from .entry import run_node
@@ -62,19 +63,7 @@ class PolicyNode(Node):
             import torch
 
             torch.set_num_threads(cfg.torch_threads)
-        if policy is None:
-            if not cfg.checkpoint:
-                raise ConfigError("checkpoint: expected a checkpoint folder (written by `dpros train`), got ''")
-            from ..policy import Policy
-
-            policy = Policy.from_checkpoint(cfg.checkpoint, device=cfg.device, solver=cfg.sampling.solver or None,
-                                            num_inference_steps=cfg.sampling.num_inference_steps or None)
-        arm = None
-        if cfg.embodiment.kind == "arm":
-            from ..embodiment.arm import arm_from_config
-
-            arm = arm_from_config(cfg.embodiment)
-        self.runtime = PolicyRuntime(policy, cfg, arm)
+        self.runtime = build_runtime(cfg, policy)
         self.types = M.RosTypes()
         self._px4 = None
         if cfg.output == "px4":

@@ -109,7 +109,6 @@ class PolicyRuntime:
             raise ConfigError("PolicyRuntime: expected a policy or a policy config, got neither")
         self.policy, self.cfg, self.arm = policy, cfg, arm
         self.pcfg = pc = policy.cfg if policy is not None else policy_cfg
-        pc.inference.trace = cfg.sampling.trace
         self.period = int(round(NS / cfg.timing.control_rate_hz))
         self.n_action = cfg.sampling.n_action_steps or pc.n_action_steps
         self.replan = cfg.sampling.replan_steps or self.n_action

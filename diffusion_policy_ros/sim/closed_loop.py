@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from ..constants import NS
 from ..errors import ConfigError
 from ..runtime.controller import CycleResult, Plan
 from ..runtime.schedule import TimedTrajectory
-from .env import STATE_RATE_HZ, Episode, SimEnv, eval_config, record_step
+from .env import STATE_RATE_HZ, Episode, SimEnv, demo_seed_overlap, eval_config, record_step
 from .stats import summarize
 
 
@@ -143,15 +144,15 @@ def evaluate(task: str, checkpoint: str, episodes: int, seed: int = 0, embodimen
              stamp_from_observation: bool = False) -> dict:
     """Closed-loop success over seeds seed … seed+episodes-1 (keep them apart from the training seeds).
     ``delay``: the latency charged to each inference in sim time (``Latency.parse``)."""
-    from ..policy import Policy
-    from ..runtime.controller import PolicyRuntime
+    from ..runtime.deployment import build_runtime, load_policy
 
     latency = Latency.parse(delay)
     cfg = eval_config(task, checkpoint, embodiment, deploy_config, overrides)
-    policy = Policy.from_checkpoint(checkpoint, solver=cfg.sampling.solver or None,
-                                    num_inference_steps=cfg.sampling.num_inference_steps or None)
+    overlap = demo_seed_overlap(checkpoint, seed, episodes)
+    if overlap:
+        warnings.warn(overlap, stacklevel=2)
     env = SimEnv(task, cfg, embodiment)
-    runtime = PolicyRuntime(policy, cfg, env.kin)
+    runtime = build_runtime(cfg, load_policy(cfg, checkpoint), arm=env.kin)
     eps = []
     t0 = time.perf_counter()
     try:

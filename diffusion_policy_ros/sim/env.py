@@ -125,3 +125,15 @@ def eval_config(task: str, checkpoint, embodiment: str, deploy_config: str | Non
         raise ConfigError(f"--checkpoint: expected a checkpoint folder (dpros train's DIR/checkpoint), got "
                           f"'{checkpoint}' (not found)")
     return cfg
+
+
+def demo_seed_overlap(checkpoint, seed: int, episodes: int) -> str:
+    """A warning when evaluation seeds seed … seed+episodes-1 overlap the checkpoint's demonstrations."""
+    from ..checkpoint import read_checkpoint_meta
+
+    demo = read_checkpoint_meta(checkpoint).get("provenance", {}).get("demo_seeds")
+    if not demo or seed > demo[1] or seed + episodes - 1 < demo[0]:
+        return ""
+    return (f"evaluation seeds {seed}-{seed + episodes - 1} overlap the demonstrations' {demo[0]}-{demo[1]} "
+            f"(checkpoint provenance): those scenes were seen in training")
+

@@ -104,5 +104,8 @@ def collect(task: str, episodes: int, out: str | Path, seed: int = 1000, num_poi
             kept, steps = kept + 1, steps + ep.steps
     finally:
         env.close()
+    # Evaluation must use seeds outside this block: it travels into every checkpoint trained on the data.
+    buf.set_provenance(task=task, embodiment=embodiment, demo_seeds=[seed, seed + episodes - 1],
+                       failed_seeds=failed)
     return {"dataset": str(out), "task": task, "episodes": kept, "failed_seeds": failed, "steps": steps,
             "seeds": [seed, seed + episodes - 1]}

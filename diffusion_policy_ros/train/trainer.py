@@ -90,6 +90,7 @@ class Trainer:
         self.tcfg = config.train
         self.out = Path(out_dir)
         self.dataset_path = Path(dataset)
+        self.provenance: dict = {}
         self.resume = resume
         self.progress = progress
 
@@ -98,6 +99,7 @@ class Trainer:
         """Training and validation sets over disjoint episodes (validation None if none fit a window)."""
         pcfg = self.config.policy
         buffer = ReplayBuffer.open(self.dataset_path)
+        self.provenance = buffer.provenance  # the demonstrations' seed block, into the checkpoint
         train_mask, val_mask = split_episodes(buffer.n_episodes, self.tcfg.val_ratio, self.tcfg.seed)
         train = PolicyDataset.from_path(self.dataset_path, pcfg, train_mask, buffer=buffer)
         val = None
@@ -245,7 +247,7 @@ class Trainer:
             "numpy_rng": np.random.get_state(),
         }
         save_checkpoint(ckpt_dir, self.config, inference, step=step, train_state=train_state,
-                        extra={"dataset": str(self.dataset_path)})
+                        extra={"dataset": str(self.dataset_path), "provenance": self.provenance})
         plot_losses(history, self.out / "loss.png")
 
     def _load_state(self, ckpt_dir, model, opt, sched, ema, device):
