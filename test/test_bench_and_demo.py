@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from diffusion_policy_ros.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +40,11 @@ def test_modes_demo_trains_samples_and_writes_its_plot(tmp_path):
     assert main(["modes-demo", "--out", str(out), "--episodes", "20", "--max-steps", "20", "--samples", "8",
                  "--json"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["samples"] == 8 and summary["left"] + summary["right"] <= 8
+    # 20 training steps cannot teach the modes (test_training checks that with a trained policy); here
+    # the summary must describe the 8 real samples: its fractions agree with its counts.
+    assert summary["samples"] == 8
+    assert summary["in_a_mode"] == pytest.approx((summary["left"] + summary["right"]) / 8)
+    assert summary["mean_abs_offset"] > 0
     assert (out / "samples.png").stat().st_size > 5000
     assert (out / "train" / "loss.png").is_file()
 

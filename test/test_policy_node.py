@@ -222,8 +222,8 @@ def test_node_streams_trajectories_holds_on_stale_camera_and_stops_when_disabled
     robot, proc = running(extra=("-p", "sampling.solver:=ddpm", "-p", "sampling.num_inference_steps:=100"))
     limits = arm_limits()
     set_enabled(robot, True, proc, call=False)  # wait until the node is up
-    time.sleep(1.0)  # a window in which nothing may arrive (absence has no event to wait on)
-    assert robot.trajectories == []  # started disabled: nothing was commanded
+    st = robot.fresh_status()  # started disabled: the node says so, and has run no cycle
+    assert st["enabled"] == "False" and st["cycles"] == "0" and robot.trajectories == []
     set_enabled(robot, True)
     robot.wait_for(lambda tr: len(tr) >= 4)
     for _, data in robot.trajectories:

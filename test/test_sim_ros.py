@@ -150,5 +150,7 @@ def test_sim_eval_over_ros_flies_the_aerial_manipulator_with_guidance(ros_env, t
                           overrides={"guidance.strength": 3.0}, out=tmp_path / "guided", videos=0,
                           real_time_factor=0.25, progress=False)
     assert guided["embodiment"] == "aerial" and guided["trajectories_rejected"] == 0
+    # What the node sent reached the flight controller ahead of time, and the target never stepped.
+    assert guided["first_point_in_past"] == 0 and guided["max_handover_jump_m"] < 1e-3
     assert guided["trajectories_received"] >= 2
     assert guided["episodes"] == 1 and guided["p50_latency_ms"] > 0

@@ -25,7 +25,8 @@ from tqdm import tqdm
 from ..config import DeployConfig
 from ..errors import BagError, DiffusionPolicyRosError
 from ..geometry import quat_xyzw_to_rot6d
-from ..runtime.controller import NS, PolicyRuntime
+from ..constants import NS
+from ..runtime.controller import PolicyRuntime
 from ..runtime.deployment import build_runtime
 from . import msgs as M
 from .bags import BagReader, BagWriter

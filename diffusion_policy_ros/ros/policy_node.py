@@ -299,7 +299,9 @@ class PolicyNode(Node):
         with self._enable_lock:
             now = self.get_clock().now().nanoseconds
             if request.data and not self.enabled.is_set():
-                self.runtime.reset()
+                # Only what arrives from now on: samples from before the enable may show another scene
+                # (a reset sim, a robot moved by hand); the window refills within n_obs_steps periods.
+                self.runtime.reset(clear_observations=True)
                 self.enabled.set()
             elif not request.data and self.enabled.is_set():
                 self.enabled.clear()

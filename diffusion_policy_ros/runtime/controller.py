@@ -31,7 +31,9 @@ import numpy as np
 import torch
 
 from .. import constants as C
+from ..constants import NS
 from ..config import DeployConfig
+from ..diffusion.chunking import prefix_weights
 from ..diffusion.guidance import CostGuidance, GuidanceConfig, ReferenceCost, clearance_cost, workspace_cost
 from ..embodiment.aerial import AerialConfig
 from ..embodiment.arm import ArmTracker
@@ -41,13 +43,11 @@ from ..geometry import quat_xyzw_to_rot6d, rot6d_to_matrix
 from ..perception.force import WrenchProcessor
 from ..perception.image import prepare_rgb
 from ..perception.pointcloud import CameraModel, PointCloudPipeline
-from ..diffusion.chunking import prefix_weights
 from .safety import (CartesianLimits, Limits, UnsafeCommandError, clamp_to_box, enforce_cartesian_limits,
                      enforce_limits)
 from .schedule import ActionScheduler, TimedTrajectory
 from .window import ObservationWindow, StreamSpec
 
-from ..constants import NS  # noqa: E402,F401  (drivers import it from here)
 
 
 @dataclass
