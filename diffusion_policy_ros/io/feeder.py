@@ -17,12 +17,16 @@ MAX_HOLD_NS = 5_000_000_000  # a topic silent for longer no longer holds the oth
 
 
 def header_stamp(topic: str, msg) -> int | None:
-    """The message's header stamp, or None (no header, or 0: "now" for a command) to take the bag's clock."""
+    """The message's header stamp (0 is a time: sim bags start there), or None without a header."""
     try:
-        stamp = M.header_ns(msg)
+        return M.header_ns(msg)
     except (AttributeError, ValueError, TypeError):
         return None  # fed as read; the decoder names what is wrong
-    return stamp or None
+
+
+def command_stamp(topic: str, msg) -> int | None:
+    """A command's stamp, None for 0 ("start now", joint_trajectory_controller's convention)."""
+    return header_stamp(topic, msg) or None
 
 
 def in_stamp_order(bag, topics: list[str],

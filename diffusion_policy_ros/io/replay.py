@@ -30,7 +30,7 @@ from ..runtime.controller import PolicyRuntime
 from ..runtime.deployment import build_runtime
 from . import msgs as M
 from .bags import BagReader, BagWriter
-from .feeder import in_stamp_order
+from .feeder import command_stamp, header_stamp, in_stamp_order
 from .inputs import runtime_inputs
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,10 @@ def replay(bag_path: str | Path, policy, deploy: DeployConfig, out: str | Path, 
                 t_next = t + period
 
         bar = tqdm(total=total, desc="replay", unit="msg", disable=not progress)
-        for stamp, topic, msg in in_stamp_order(bag, topics):  # header-stamp order, as dataset conversion
+        def stamp_of(topic, msg):
+            return command_stamp(topic, msg) if topic == command_topic else header_stamp(topic, msg)
+
+        for stamp, topic, msg in in_stamp_order(bag, topics, stamp_of):  # header-stamp order, as conversion
             bar.update()
             if topic == command_topic and copy_command and topic not in inputs:
                 writer.write(command_topic, stamp, _reencode(types, msg))  # the reader's classes may be another distro's

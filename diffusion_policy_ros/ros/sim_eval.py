@@ -70,13 +70,20 @@ def evaluate_ros(task: str, checkpoint: str, episodes: int, seed: int = 0, embod
             raise SimError(f"policy node exited with code {proc.returncode}; its log ({log.name}) ends:\n{tail}")
 
     def enable(on: bool) -> None:
-        fut = client.call_async(SetBool.Request(data=on))
+        """Call ~/enable; an unanswered call is sent again (idempotent). Fast DDS can drop the response
+        to a client whose reader the server has not matched yet ("failed to send response")."""
         deadline = time.monotonic() + 30
-        while not fut.done():
-            check_alive()
+        while True:
+            fut = client.call_async(SetBool.Request(data=on))
+            resend = time.monotonic() + 3
+            while not fut.done() and time.monotonic() < min(resend, deadline):
+                check_alive()
+                time.sleep(0.01)
+            if fut.done():
+                return
+            client.remove_pending_request(fut)
             if time.monotonic() > deadline:
                 raise SimError(f"{POLICY_NODE}/enable: no answer within 30 s")
-            time.sleep(0.01)
 
     try:
         proc = subprocess.Popen([sys.executable, "-m", "diffusion_policy_ros.ros.policy_node", "--ros-args",
