@@ -171,14 +171,18 @@ class Policy:
         config.policy.inference.__post_init__()
         return cls(model, config, device)
 
-    def _prefix_guidance(self, tensors, prefix, weights, mode, max_weight, batched, seed) -> PrefixGuidance:
-        n = next(iter(tensors.values())).shape[0]
-        prev = torch.as_tensor(np.asarray(prefix), device=self.device)
+    def _previous_chunk(self, tensors, values, batched: bool, field: str) -> torch.Tensor:
+        """A previous world-frame full-horizon prediction (warm start, real-time chunking), checked and batched."""
+        prev = torch.as_tensor(np.asarray(values), device=self.device)
         prev = prev if batched else prev.unsqueeze(0)
-        expected = (n, self.cfg.horizon, self.cfg.action.dim)
+        expected = (next(iter(tensors.values())).shape[0], self.cfg.horizon, self.cfg.action.dim)
         if tuple(prev.shape) != expected or not torch.isfinite(prev).all():
-            raise ObservationError(f"prefix: expected finite running-chunk actions of shape {expected}, got "
+            raise ObservationError(f"{field}: expected finite previous predictions of shape {expected}, got "
                                    f"{tuple(prev.shape)}")
+        return prev
+
+    def _prefix_guidance(self, tensors, prefix, weights, mode, max_weight, batched, seed) -> PrefixGuidance:
+        prev = self._previous_chunk(tensors, prefix, batched, "prefix")
         w = torch.as_tensor(np.ones(self.cfg.horizon) if weights is None else np.asarray(weights, np.float64))
         if w.shape != (self.cfg.horizon,) or not torch.isfinite(w).all() or (w < 0).any() or (w > 1).any():
             raise ObservationError(f"prefix_weights: expected {self.cfg.horizon} weights in [0, 1], got "
@@ -246,12 +250,7 @@ class Policy:
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
         kwargs = {"generator": generator, "substeps": substeps}
         if warm_start is not None:
-            prev = torch.as_tensor(np.asarray(warm_start), device=self.device)
-            prev = prev if batched else prev.unsqueeze(0)
-            expected = (next(iter(tensors.values())).shape[0], self.cfg.horizon, self.cfg.action.dim)
-            if tuple(prev.shape) != expected or not torch.isfinite(prev).all():
-                raise ObservationError(f"warm_start: expected finite previous predictions of shape {expected}, "
-                                       f"got {tuple(prev.shape)}")
+            prev = self._previous_chunk(tensors, warm_start, batched, "warm_start")
             kwargs.update(initial=self.model.warm_start_guess(prev, tensors, shift), start_index=start_index)
         if prefix is not None:
             guidance = compose(guidance, self._prefix_guidance(tensors, prefix, prefix_weights, prefix_mode,
