@@ -1,47 +1,45 @@
 #!/usr/bin/env python3
 """Per-chunk inference latency (encode + denoise) and action quality of the fast samplers.
 
-Headline (the default DP3 config): latency of Diffusion Policy's loop at its default DDPM-100 (the
-baseline), DDIM-10, DPM-Solver++ at 5 and 4 steps, warm start, and this package's default
-(the config's own sampler, traced denoiser), on the same untrained weights (latency does not depend
-on their values); action error of each against 100-step DDPM, measured on the shipped trained
-checkpoint `push_dp3` (dp3:small, same sampler settings) over windows of simulator demonstrations
-(bench/solver_quality.py). Default DP3 cannot be trained to convergence on a 2-core CPU in a bench run.
+Headline (the default DP3 config, batch 1): Diffusion Policy's own loop (real-stanford/diffusion_policy's
+DiffusionUnetHybridImagePolicy.predict_action → conditional_sample: torch.no_grad, obs dict reshaped
+per key, a condition-mask write before every model call, eager modules) at DDPM-100 (its default) and
+at DDIM-10 (the same solver as our default: the fair ratio), against Policy.predict on the default hot
+path (traced denoiser) at DDIM-10, DPM-Solver++ 5/4 and warm start. Latency on untrained weights (it
+does not depend on their values), timed in interleaved rounds (every row once per round, in random
+order) with medians and the 10–90 % spread. Action error of every row, its own loop included: position
+RMSE over the executed steps to the nearest of R DDPM-100 samples, on the shipped trained `push_dp3`
+(dp3:small) over windows of fresh simulator demonstrations, and on a multimodal two-mode checkpoint
+(`--multimodal DIR`, a `dpros modes-demo --out DIR` folder); ``error_vs_ddpm100`` divides it by
+DDPM-100's own error against the references (another draw). Default DP3 cannot be trained to
+convergence on a 2-core CPU in a bench run.
 
-Then, for every (config, solver), on the same weights and observation:
-  ours      Policy.predict: validated numpy in → world-frame numpy chunk out (inference_mode,
-            observation encoded once, the shared sampling loop);
-  baseline  the loop as real-stanford/diffusion_policy's DiffusionUnetHybridImagePolicy.predict_action
-            and conditional_sample run it: torch.no_grad, obs dict reshaped per key, a fresh
-            condition mask written into the trajectory before every model call, scheduler.step.
-Batch size 1 (one robot), untrained weights (latency does not depend on their values).
+Then, for every (config, solver): ours against the baseline loop at the same solver and steps.
 
-    python bench/inference.py                 # table
-    python bench/inference.py --json          # {"results": {config: {solver: {...}}}, "machine": ...}
-    python bench/inference.py --quick         # small variants, few runs (smoke check)
-    python bench/inference.py --headline-only # the default-DP3 table and its JSON keys only
+    python bench/inference.py                 # tables
+    python bench/inference.py --json          # {"speedup_vs_dp_same_solver", "headline", "results", ...}
+    python bench/inference.py --quick         # small variants, few rounds (smoke check)
+    python bench/inference.py --headline-only --multimodal bench_out/modes
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from common import machine, time_ms
+from common import machine
 
 from diffusion_policy_ros import constants as C
 from diffusion_policy_ros.config import load_config, shipped_configs
 from diffusion_policy_ros.policy import DiffusionPolicy, Policy
 
 SOLVERS = [("ddpm", 100), ("ddim", 10), ("dpmsolver++", 10), ("dpmsolver++", 5)]
-# Headline rows: name → (solver, steps, warm start index), all on the default hot path (traced).
-HEADLINE = {"ddim_10": ("ddim", 10, 0), "dpmsolver++_5": ("dpmsolver++", 5, 0),
-            "dpmsolver++_4": ("dpmsolver++", 4, 0), "ddim_10_warm5": ("ddim", 10, 5),
-            "ddim_10_warm7": ("ddim", 10, 7)}
 
 
 def fake_observation(cfg, rng) -> dict[str, np.ndarray]:
@@ -55,8 +53,8 @@ def fake_observation(cfg, rng) -> dict[str, np.ndarray]:
 
 @torch.no_grad()
 def baseline_predict(model: DiffusionPolicy, obs: dict[str, torch.Tensor], scheduler, steps: int,
-                     generator: torch.Generator) -> torch.Tensor:
-    """Diffusion Policy's predict_action → conditional_sample, step for step."""
+                     generator: torch.Generator, full_horizon: bool = False) -> np.ndarray:
+    """Diffusion Policy's predict_action → conditional_sample, step for step (world-frame actions)."""
     cfg = model.cfg
     nobs = {k: model.normalizer.normalize(k, v.float()) for k, v in obs.items()}
     b, to = next(iter(nobs.values())).shape[:2]
@@ -72,7 +70,9 @@ def baseline_predict(model: DiffusionPolicy, obs: dict[str, torch.Tensor], sched
         model_output = model.denoiser(trajectory, t, global_cond)
         trajectory = scheduler.step(model_output, t, trajectory, generator=generator).prev_sample
     trajectory[cond_mask] = cond_data[cond_mask]
-    action_pred = model.normalizer.unnormalize(C.ACTION, trajectory)
+    action_pred = model.to_world(trajectory, obs)
+    if full_horizon:
+        return action_pred.cpu().numpy()
     start = to - 1
     return action_pred[:, start:start + cfg.n_action_steps].cpu().numpy()
 
@@ -82,22 +82,19 @@ def bench_config(name: str, variant: str | None, runs: int, solvers) -> dict:
     torch.manual_seed(0)
     model = DiffusionPolicy.build(cfg.policy)
     policy = Policy(model, cfg)
-    obs_np = fake_observation(cfg.policy, np.random.default_rng(0))
-    obs_t = {k: torch.from_numpy(v)[None] for k, v in obs_np.items()}
+    obs = {k: v[None] for k, v in fake_observation(cfg.policy, np.random.default_rng(0)).items()}
     params = sum(p.numel() for p in model.parameters())
     out = {}
     for solver, steps in solvers:
-        policy.cfg.inference.solver, policy.cfg.inference.num_inference_steps = solver, steps
-        ours = time_ms(lambda: policy.predict(obs_np, seed=0), runs)
-        sched = model.inference_scheduler(solver)
-        gen = torch.Generator().manual_seed(0)
-        base = time_ms(lambda: baseline_predict(model, obs_t, sched, steps, gen), runs)
+        row = ("ours", solver, steps, 0)
+        t = interleaved_ms({"ours": lambda: sample_row(policy, row, obs, 0),
+                            "baseline": lambda: sample_row(policy, ("dp", *row[1:]), obs, 0)}, runs, {})
+        ours, base = t["ours"], t["baseline"]
         out[f"{solver}_{steps}"] = {
             "solver": solver, "steps": steps, "runs": runs,
-            "median_ms": round(float(np.median(ours)), 3), "p99_ms": round(float(np.percentile(ours, 99)), 3),
-            "baseline_median_ms": round(float(np.median(base)), 3),
-            "baseline_p99_ms": round(float(np.percentile(base, 99)), 3),
-            "speedup_vs_baseline": round(float(np.median(base) / np.median(ours)), 3),
+            "median_ms": ours["median_ms"], "p10_ms": ours["p10_ms"], "p90_ms": ours["p90_ms"],
+            "p99_ms": ours["p99_ms"], "baseline_median_ms": base["median_ms"], "baseline_p99_ms": base["p99_ms"],
+            "speedup_vs_baseline": round(base["median_ms"] / ours["median_ms"], 3),
         }
     ddpm = out.get("ddpm_100")
     if ddpm:  # Diffusion Policy's default sampler, for perspective
@@ -107,12 +104,84 @@ def bench_config(name: str, variant: str | None, runs: int, solvers) -> dict:
             "solvers": out}
 
 
-def headline(runs: int, windows: int, references: int, episodes: int, out_dir: Path,
-             variant: str | None = None) -> dict:
-    """The default DP3 config: latency per sampler (and the baseline loop); action error on push_dp3."""
-    from solver_quality import CANDIDATES
-    from solver_quality import run as quality
+# Headline rows: name → (loop, solver, steps, warm start index). "dp": Diffusion Policy's own loop
+# (baseline_predict, eager); "ours": Policy.predict on the default hot path (traced denoiser).
+HEADLINE = {"dp_loop_ddpm_100": ("dp", "ddpm", 100, 0), "dp_loop_ddim_10": ("dp", "ddim", 10, 0),
+            "ddim_10": ("ours", "ddim", 10, 0), "dpmsolver++_5": ("ours", "dpmsolver++", 5, 0),
+            "dpmsolver++_4": ("ours", "dpmsolver++", 4, 0), "ddim_10_warm5": ("ours", "ddim", 10, 5),
+            "ddim_10_warm7": ("ours", "ddim", 10, 7)}
 
+
+def sample_row(policy: Policy, row: tuple, obs: dict[str, np.ndarray], seed: int, prev: np.ndarray | None = None
+               ) -> np.ndarray:
+    """Full-horizon world-frame chunks (B, H, Da) for batched observations, by one headline row's method."""
+    loop, solver, steps, k = row
+    if loop == "dp":
+        gen = torch.Generator().manual_seed(seed)
+        obs_t = {key: torch.from_numpy(v) for key, v in obs.items()}
+        return baseline_predict(policy.model, obs_t, policy.model.inference_scheduler(solver), steps, gen,
+                                full_horizon=True)
+    inf = policy.cfg.inference
+    inf.solver, inf.num_inference_steps, inf.trace = solver, steps, True
+    kw = dict(warm_start=prev, shift=policy.cfg.n_action_steps, start_index=k) if k else {}
+    return policy.predict(obs, seed=seed, full_horizon=True, **kw)
+
+
+def interleaved_ms(calls: dict, rounds: int, slow_every: dict, seed: int = 0) -> dict:
+    """Wall ms of each call, timed in rounds that run every call once in a fresh random order (a slow
+    phase of a shared machine hits every row alike). ``slow_every[name] = n``: that row only every n-th
+    round. → name → {median_ms, p10_ms, p90_ms, p99_ms, runs}."""
+    rng = np.random.default_rng(seed)
+    for fn in calls.values():  # warm-up (traces, allocator)
+        fn(), fn()
+    times = {name: [] for name in calls}
+    for r in range(rounds):
+        for name in rng.permutation(list(calls)):
+            if r % slow_every.get(name, 1) == 0:
+                t0 = time.perf_counter_ns()
+                calls[name]()
+                times[name].append((time.perf_counter_ns() - t0) / 1e6)
+    return {name: {"median_ms": round(float(np.median(t)), 2), "p10_ms": round(float(np.percentile(t, 10)), 2),
+                   "p90_ms": round(float(np.percentile(t, 90)), 2), "p99_ms": round(float(np.percentile(t, 99)), 2),
+                   "runs": len(t)} for name, t in times.items()}
+
+
+def action_errors(checkpoint: Path, dataset: Path, windows: int, refs: int, seed: int) -> dict:
+    """Every headline row's action error on a trained checkpoint: position RMSE over the executed steps to
+    the nearest of ``refs`` DDPM-100 samples (our loop) on the same dataset windows, and DDPM-100's own
+    error (another draw, other noise) as the floor; ``error_vs_ddpm100`` = a row's error / that floor."""
+    from solver_quality import nearest_rmse, obs_of, window_pairs
+
+    from diffusion_policy_ros.data import PolicyDataset
+
+    policy = Policy.from_checkpoint(checkpoint)
+    cfg = policy.cfg
+    ds = PolicyDataset.from_path(dataset, cfg)
+    sl = slice(cfg.n_obs_steps - 1, cfg.n_obs_steps - 1 + cfg.n_action_steps)
+    pairs = window_pairs(ds, cfg.n_action_steps, windows, seed)
+    ddpm = ("ours", "ddpm", 100, 0)
+    errors = {name: [] for name in ("ddpm_100", *HEADLINE)}
+    for prev_i, cur_i in tqdm(pairs, desc=f"action error {Path(checkpoint).name}", file=sys.stderr):
+        obs = obs_of(ds, cur_i, refs)
+        ref = sample_row(policy, ddpm, obs, seed)
+        prev = sample_row(policy, ("ours", "ddim", 10, 0), obs_of(ds, prev_i, refs), seed + 7)
+        # The floor is a third draw: the rows' noise (seed + 1) would make Diffusion Policy's DDPM-100 loop
+        # reproduce it exactly (same generator, same scheduler), a ratio of 1 by construction.
+        errors["ddpm_100"].append(nearest_rmse(sample_row(policy, ddpm, obs, seed + 2), ref, sl))
+        for name, row in HEADLINE.items():
+            errors[name].append(nearest_rmse(sample_row(policy, row, obs, seed + 1, prev), ref, sl))
+    floor = float(np.mean(errors.pop("ddpm_100")))
+    return {"checkpoint": str(checkpoint), "windows": len(pairs), "references": refs,
+            "ddpm100_self_error_m": round(floor, 8),
+            "rows": {name: {"action_error_m": round(float(np.mean(e)), 8),
+                            "error_vs_ddpm100": round(float(np.mean(e)) / max(floor, 1e-12), 3)}
+                     for name, e in errors.items()}}
+
+
+def headline(rounds: int, windows: int, references: int, episodes: int, out_dir: Path,
+             variant: str | None = None, multimodal: Path | None = None) -> dict:
+    """The default DP3 config: interleaved latency per headline row on untrained weights (latency does not
+    depend on their values); action errors on push_dp3 (and a multimodal checkpoint if given)."""
     from diffusion_policy_ros.config import resolve_shipped_checkpoint
 
     cfg = load_config("dp3", variant=variant)
@@ -120,71 +189,65 @@ def headline(runs: int, windows: int, references: int, episodes: int, out_dir: P
     model = DiffusionPolicy.build(cfg.policy)
     policy = Policy(model, cfg)
     inf = cfg.policy.inference
-    default = inf.solver, inf.num_inference_steps, inf.trace
-    obs_np = fake_observation(cfg.policy, np.random.default_rng(0))
-    obs_t = {k: torch.from_numpy(v)[None] for k, v in obs_np.items()}
-    prev = policy.predict(obs_np, seed=1, full_horizon=True)
-
-    def timed(solver, steps, k, trace):
-        inf.solver, inf.num_inference_steps, inf.trace = solver, steps, trace
-        kw = dict(warm_start=prev, shift=cfg.policy.n_action_steps, start_index=k) if k else {}
-        t = time_ms(lambda: policy.predict(obs_np, seed=0, **kw), runs)
-        return {"median_ms": round(float(np.median(t)), 2), "p99_ms": round(float(np.percentile(t, 99)), 2)}
-
-    gen = torch.Generator().manual_seed(0)
-    t = time_ms(lambda: baseline_predict(model, obs_t, model.inference_scheduler("ddpm"), 100, gen),
-                max(5, runs // 5))
-    rows = {"baseline_ddpm_100": {"median_ms": round(float(np.median(t)), 2),
-                                  "p99_ms": round(float(np.percentile(t, 99)), 2), "denoiser_calls": 100}}
-    for name, (solver, steps, k) in HEADLINE.items():
-        rows[name] = {**timed(solver, steps, k, True), "denoiser_calls": steps - k}
-    rows["default"] = {**timed(*default[:2], 0, default[2]), "denoiser_calls": default[1]}
+    default = f"{inf.solver}_{inf.num_inference_steps}"
+    if default not in HEADLINE or not inf.trace:
+        raise SystemExit(f"the default sampler ({default}, trace={inf.trace}) is not a headline row: add it")
+    obs = {k: v[None] for k, v in fake_observation(cfg.policy, np.random.default_rng(0)).items()}
+    prev = sample_row(policy, HEADLINE["ddim_10"], obs, 1)
+    calls = {name: (lambda row=row: sample_row(policy, row, obs, 0, prev)) for name, row in HEADLINE.items()}
+    rows = interleaved_ms(calls, rounds, {"dp_loop_ddpm_100": 5})
+    for name, (loop, solver, steps, k) in HEADLINE.items():
+        rows[name].update(loop=loop, denoiser_calls=steps - k, default=name == default,
+                          speedup_vs_dp_ddpm_100=round(rows["dp_loop_ddpm_100"]["median_ms"]
+                                                       / rows[name]["median_ms"], 2))
 
     # Action error: push_dp3 on windows of fresh simulator demonstrations (seeds never trained on).
-    ckpt = resolve_shipped_checkpoint("push_dp3")
     dataset = out_dir / f"push_{episodes}.zarr"
     if not (dataset / "meta" / "episode_ends").exists():
         from diffusion_policy_ros.sim.experts import collect
 
-        collect("push", episodes, dataset, seed=5000, overwrite=True)
-    names = {"ddim_10": CANDIDATES["ddim_10"], "default": CANDIDATES["default"],
-             **{n: (sv, st, k, True) for n, (sv, st, k) in HEADLINE.items() if n != "ddim_10"}}
-    q = quality(ckpt, dataset, windows, references, max(5, runs // 5), seed=0, candidates=names)
-    ref = q["solvers"]["ddim_10"]["action_error_m"]
-    # The baseline samples DDPM-100 itself: its error is DDPM-100 against another DDPM-100 draw.
-    q["solvers"]["baseline_ddpm_100"] = {"action_error_m": q["ddpm100_self_error_m"],
-                                         "error_vs_ddim10": round(q["ddpm100_self_error_m"] / max(ref, 1e-12), 3),
-                                         "median_ms": q["ddpm100_median_ms"]}
-    for name, r in rows.items():
-        e = q["solvers"][name]
-        r.update(action_error_m=e["action_error_m"], error_vs_ddim10=e["error_vs_ddim10"],
-                 push_dp3_median_ms=e["median_ms"],
-                 speedup_vs_baseline=round(rows["baseline_ddpm_100"]["median_ms"] / r["median_ms"], 2))
-    return {"config": "dp3" + (f":{variant}" if variant else ""), "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-            "default": {"solver": default[0], "steps": default[1], "trace": default[2]},
-            "quality_checkpoint": str(ckpt), "quality_windows": q["windows"], "references": q["references"],
-            "ddpm100_self_error_m": q["ddpm100_self_error_m"], "push_dp3_ddpm100_median_ms": q["ddpm100_median_ms"],
+        collect("push", episodes, dataset, seed=5000, overwrite=True, progress=False)
+    quality = {"push_dp3": action_errors(resolve_shipped_checkpoint("push_dp3"), dataset, windows, references, 0)}
+    if multimodal is not None:
+        quality["multimodal"] = action_errors(multimodal / "train" / "checkpoint", multimodal / "dataset.zarr",
+                                              windows, references, 0)
+    for key, q in quality.items():
+        suffix = "" if key == "push_dp3" else f"_{key}"
+        for name, r in q["rows"].items():
+            rows[name][f"action_error_m{suffix}"] = r["action_error_m"]
+            rows[name][f"error_vs_ddpm100{suffix}"] = r["error_vs_ddpm100"]
+    return {"config": "dp3" + (f":{variant}" if variant else ""),
+            "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+            "default_row": default, "rounds": rounds,
+            "speedup_vs_dp_same_solver": round(rows["dp_loop_ddim_10"]["median_ms"] / rows["ddim_10"]["median_ms"], 2),
+            "speedup_vs_dp_default": rows[default]["speedup_vs_dp_ddpm_100"],
+            "quality": {k: {kk: vv for kk, vv in q.items() if kk != "rows"} for k, q in quality.items()},
             "rows": rows}
 
 
 def print_headline(h: dict) -> None:
-    d = h["default"]
-    print(f"{h['config']} ({h['parameters_m']} M parameters, batch 1); default sampler: {d['solver']}-"
-          f"{d['steps']}, traced={d['trace']}. Action error: position RMSE to the nearest of {h['references']} "
-          f"DDPM-100 samples on push_dp3, {h['quality_windows']} windows (DDPM-100 vs itself "
-          f"{h['ddpm100_self_error_m'] * 1000:.2f} mm)")
-    print(f"  {'sampler':<20}{'calls':>6}{'median ms':>11}{'p99 ms':>9}{'vs baseline':>13}{'error mm':>10}"
-          f"{'vs DDIM-10':>12}")
+    q = h["quality"]["push_dp3"]
+    print(f"{h['config']} ({h['parameters_m']} M parameters, batch 1), {h['rounds']} interleaved rounds. "
+          f"Default ({h['default_row']}, traced) vs Diffusion Policy's loop at the same solver: "
+          f"{h['speedup_vs_dp_same_solver']:.2f}x; vs its DDPM-100 default: {h['speedup_vs_dp_default']:.2f}x")
+    print(f"Action error: position RMSE to the nearest of {q['references']} DDPM-100 samples on push_dp3, "
+          f"{q['windows']} windows; DDPM-100 vs another DDPM-100 draw {q['ddpm100_self_error_m'] * 1000:.3f} mm")
+    multi = "multimodal" in h["quality"]
+    print(f"  {'row':<18}{'calls':>6}{'median ms':>11}{'p10-p90 ms':>16}{'vs DP DDPM':>11}{'error mm':>10}"
+          f"{'vs DDPM':>9}" + (f"{'multimodal':>12}" if multi else ""))
     for name, r in h["rows"].items():
-        print(f"  {name:<20}{r['denoiser_calls']:>6}{r['median_ms']:>11.1f}{r['p99_ms']:>9.1f}"
-              f"{r['speedup_vs_baseline']:>12.2f}x{r['action_error_m'] * 1000:>10.2f}{r['error_vs_ddim10']:>11.2f}x")
+        mark = " *" if r["default"] else ""
+        line = (f"  {name + mark:<18}{r['denoiser_calls']:>6}{r['median_ms']:>11.1f}"
+                f"{r['p10_ms']:>8.1f}-{r['p90_ms']:<7.1f}{r['speedup_vs_dp_ddpm_100']:>10.2f}x"
+                f"{r['action_error_m'] * 1000:>10.3f}{r['error_vs_ddpm100']:>8.2f}x")
+        print(line + (f"{r['error_vs_ddpm100_multimodal']:>11.2f}x" if multi else ""))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", nargs="*", default=None, help="default: every shipped config")
     ap.add_argument("--variant", default=None, help="e.g. small")
-    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--runs", type=int, default=50, help="per-config table: runs per solver; headline: rounds")
     ap.add_argument("--quick", action="store_true", help="small variants, 5 runs, two solvers")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--headline-only", action="store_true", help="only the default-DP3 table")
@@ -193,17 +256,18 @@ def main(argv=None) -> int:
     ap.add_argument("--references", type=int, default=16, help="DDPM-100 samples per window")
     ap.add_argument("--episodes", type=int, default=6, help="simulator demonstrations the windows come from")
     ap.add_argument("--out", type=Path, default=Path("bench_out/inference"))
+    ap.add_argument("--multimodal", type=Path, default=None,
+                    help="a `dpros modes-demo --out` folder: action errors on its two-mode checkpoint too")
     args = ap.parse_args(argv)
     head = None
     if not args.no_headline:
         args.out.mkdir(parents=True, exist_ok=True)
         head = headline(5 if args.quick else args.runs, args.windows, args.references, args.episodes, args.out,
-                        variant="small" if args.quick else None)
+                        variant="small" if args.quick else None, multimodal=args.multimodal)
         if not args.json:
             print_headline(head)
-    top = {} if head is None else {
-        "default_speedup_vs_baseline": head["rows"]["default"]["speedup_vs_baseline"],
-        "default_action_error_vs_ddim10": head["rows"]["default"]["error_vs_ddim10"], "headline": head}
+    top = {} if head is None else {"speedup_vs_dp_same_solver": head["speedup_vs_dp_same_solver"],
+                                   "speedup_vs_dp_default": head["speedup_vs_dp_default"], "headline": head}
     if args.headline_only:
         if args.json:
             print(json.dumps({**top, "machine": machine(device="cpu")}, indent=2))
