@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from common import machine
+from common import interleaved_ms, machine
 
 from diffusion_policy_ros import constants as C
 from diffusion_policy_ros.config import load_config, shipped_configs
@@ -125,25 +124,6 @@ def sample_row(policy: Policy, row: tuple, obs: dict[str, np.ndarray], seed: int
     inf.solver, inf.num_inference_steps, inf.trace = solver, steps, True
     kw = dict(warm_start=prev, shift=policy.cfg.n_action_steps, start_index=k) if k else {}
     return policy.predict(obs, seed=seed, full_horizon=True, **kw)
-
-
-def interleaved_ms(calls: dict, rounds: int, slow_every: dict, seed: int = 0) -> dict:
-    """Wall ms of each call, timed in rounds that run every call once in a fresh random order (a slow
-    phase of a shared machine hits every row alike). ``slow_every[name] = n``: that row only every n-th
-    round. → name → {median_ms, p10_ms, p90_ms, p99_ms, runs}."""
-    rng = np.random.default_rng(seed)
-    for fn in calls.values():  # warm-up (traces, allocator)
-        fn(), fn()
-    times = {name: [] for name in calls}
-    for r in range(rounds):
-        for name in rng.permutation(list(calls)):
-            if r % slow_every.get(name, 1) == 0:
-                t0 = time.perf_counter_ns()
-                calls[name]()
-                times[name].append((time.perf_counter_ns() - t0) / 1e6)
-    return {name: {"median_ms": round(float(np.median(t)), 2), "p10_ms": round(float(np.percentile(t, 10)), 2),
-                   "p90_ms": round(float(np.percentile(t, 90)), 2), "p99_ms": round(float(np.percentile(t, 99)), 2),
-                   "runs": len(t)} for name, t in times.items()}
 
 
 def action_errors(checkpoint: Path, dataset: Path, windows: int, refs: int, seed: int) -> dict:

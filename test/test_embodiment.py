@@ -99,9 +99,13 @@ def test_aerial_guidance_lowers_tracking_error_and_stays_near_the_demonstrations
     state = emb.state(torch.as_tensor(obs["agent_pos"][:1, -1]))
     demos = demo_windows(scene, 100, 16, seed=5)
     mode = GuidanceMode("posthoc", 8.0, schedule="constant", refine_from=6, iterations=10)
-    r = guidance_effect(aerial_policy, obs, emb, state, demos, mode, clip=0.3, time_batch1=False)
+    r = guidance_effect(aerial_policy, obs, emb, state, demos, mode, clip=0.3, time_batch1=False, execute=True)
     assert r["samples"] == 100
     assert r["tracking_error_reduction"] >= 0.3, r  # the bar, over 100 samples
+    # Executed in MuJoCo (physics the guidance never saw), guided chunks are still tracked better; the
+    # physical error is its own measurement, not the model's (measured 0.073 vs 0.061 m unguided).
+    assert r["executed_tracking_error_reduction"] >= 0.08, r
+    assert abs(r["executed_tracking_error_unguided_m"] - r["tracking_error_unguided_m"]) > 1e-3, r
     assert r["demo_rmse_guided_m"] < r["demo_rmse_unguided_m"] + 0.02, r  # still demonstration-like
 
 
@@ -114,8 +118,9 @@ def test_arm_near_its_limits_guidance_lowers_tracking_error(state_policy):
     emb, q_start = arm_near_limits(scene=TEST_SCENE)
     mode = GuidanceMode("posthoc", 8.0, schedule="constant", refine_from=6, iterations=10)
     r = guidance_effect(state_policy, obs, emb, emb.state(None, q_start), demo_windows(TEST_SCENE, 100, 16, seed=5),
-                        mode, clip=0.3, time_batch1=False)
+                        mode, clip=0.3, time_batch1=False, execute=True)
     assert r["tracking_error_reduction"] >= 0.3, r
+    assert r["executed_tracking_error_reduction"] >= 0.08, r  # the MuJoCo arm, the runtime's IK
     assert r["demo_rmse_guided_m"] < r["demo_rmse_unguided_m"] + 0.03, r
 
 

@@ -59,10 +59,13 @@ def _ms(fn) -> tuple[float, object]:
 
 
 def guidance_effect(policy, obs: dict[str, np.ndarray], embodiment, state: dict, demos: np.ndarray,
-                    mode: GuidanceMode, seed: int = 0, clip: float = 0.1, time_batch1: bool = True) -> dict:
+                    mode: GuidanceMode, seed: int = 0, clip: float = 0.1, time_batch1: bool = True,
+                    execute: bool = False) -> dict:
     """obs: a batch (B, To, ...); state: the embodiment's state for that batch; demos (M, ≥n_action_steps, ≥3)
     world-frame demonstration windows starting at the same instant as the executed part of the chunk.
-    Cost, tracking error and demo distance are over the executed part (n_action_steps waypoints)."""
+    Cost, tracking error and demo distance are over the executed part (n_action_steps waypoints).
+    ``execute``: also execute both in MuJoCo (``executed_tracking_error``): what a robot would gain, scored
+    by physics the guidance never saw, not by its own differentiable model."""
     start = policy.cfg.n_obs_steps - 1
     end = start + policy.cfg.n_action_steps  # the executed part: what the robot will be asked to track
     t_plain, plain = _ms(lambda: policy.predict(obs, seed=seed, full_horizon=True))
@@ -76,7 +79,14 @@ def guidance_effect(policy, obs: dict[str, np.ndarray], embodiment, state: dict,
         out[f"tracking_error_{label}_m"] = float(f["tracking_error"].mean())
         out[f"limit_violations_{label}"] = float(f["limit_violations"].mean())
         out[f"demo_rmse_{label}_m"] = float(nearest_demo_rmse(traj[:, start:end], demos[:, :end - start]).mean())
+        if execute:
+            dt = float(getattr(getattr(embodiment, "tracker", None), "dt", 0.0) or embodiment.model.cfg.dt)
+            out[f"executed_tracking_error_{label}_m"] = float(
+                executed_tracking_error(embodiment, traj[:, start:end], state, dt=dt).mean())
     out["tracking_error_reduction"] = 1.0 - out["tracking_error_guided_m"] / out["tracking_error_unguided_m"]
+    if execute:
+        out["executed_tracking_error_reduction"] = (1.0 - out["executed_tracking_error_guided_m"]
+                                                    / out["executed_tracking_error_unguided_m"])
     out["samples"] = n
     out["batched_ms_per_sample_unguided"] = t_plain / n
     out["batched_ms_per_sample_guided"] = t_guided / n
@@ -91,6 +101,57 @@ def guidance_effect(policy, obs: dict[str, np.ndarray], embodiment, state: dict,
         [_ms(lambda: guided_predict(policy, one, embodiment, one_state, mode, clip))[0] for _ in range(5)]))
     out["overhead_ms"] = out["latency_guided_ms"] - out["latency_unguided_ms"]
     return out
+
+
+def executed_tracking_error(embodiment, chunks: np.ndarray, state: dict, dt: float = 0.1,
+                            lift: float = 1.0) -> np.ndarray:
+    """RMS end-effector position error (B,) of world-frame chunks (B, T, ≥3) *executed in MuJoCo*: not the
+    differentiable model the guidance optimises. Aerial: the chunk's positions go to the aerial sim's
+    flight controller and arm as a trajectory (waypoint k due at (k+1)·dt), from a hover at the state's
+    end-effector position, lifted by ``lift`` m (the free-space scene has a floor). Arm: the chunk goes
+    through the runtime's IK (the embodiment's tracker, inside its joint envelope) to a joint trajectory
+    that the MuJoCo arm follows under joint_trajectory_controller semantics from ``state['q']``; the error
+    is the flange's measured position against the chunk."""
+    from ..constants import NS
+    from ..runtime.schedule import TimedTrajectory
+    from .aerial import AerialSceneConfig, AerialSim
+    from .arm import ArmSceneConfig, ArmSim
+
+    import torch
+
+    chunks = np.asarray(chunks, np.float64)
+    b, t = chunks.shape[:2]
+    times = ((np.arange(t) + 1) * dt * NS).round().astype(np.int64)
+    errors = np.empty(b)
+    if embodiment.name == "aerial":
+        sim = AerialSim(AerialSceneConfig(flight=embodiment.model.cfg))
+        start = (state["p"] + embodiment.model.offset).detach().numpy().reshape(-1, 3)  # base → end effector
+        up = np.array([0.0, 0.0, lift])
+        for i in range(b):
+            sim.reset(start[min(i, len(start) - 1)] + up)
+            sim.send(TimedTrajectory(times, chunks[i, :, :3] + up), 0)
+            reached = []
+            for when in times:
+                sim.advance(int(when))
+                reached.append(sim.ee_pose()[:3] - up)
+            errors[i] = np.sqrt(((np.asarray(reached) - chunks[i, :, :3]) ** 2).sum(-1).mean())
+        sim.close()
+        return errors
+    q0 = state["q"].expand(b, -1) if state["q"].shape[0] == 1 else state["q"]
+    with torch.no_grad():
+        q = embodiment.tracker.rollout(embodiment._local(torch.as_tensor(chunks)), q0).numpy()
+    sim = ArmSim(ArmSceneConfig(), embodiment.kin.joint_names)
+    base = embodiment.base.numpy()
+    for i in range(b):
+        sim.reset(q0[i].numpy())
+        sim.send(TimedTrajectory(times, q[i]).with_velocities(), 0)
+        reached = []
+        for when in times:
+            sim.advance(int(when))
+            reached.append(sim.flange_pose()[:3])
+        errors[i] = np.sqrt(((np.asarray(reached) - (chunks[i, :, :3] - base)) ** 2).sum(-1).mean())
+    sim.close()
+    return errors
 
 
 # --- the two standard settings (tests and bench/guidance.py) ---------------------------------------
