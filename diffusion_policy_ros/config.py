@@ -7,10 +7,14 @@ unknown key is an error that names it).
 """
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
+import functools
+import io
 import math
 import sys
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,15 +256,15 @@ class TrainConfig:
 class PointCloudConfig:
     """Depth → point cloud for DP3-style policies (perception/pointcloud.py)."""
 
-    num_points: int = 1024
+    num_points: int = 1024  # points per cloud (at deployment: the checkpoint's)
     sampling: str = "fps"  # fps (DP3) | uniform (iDP3)
     use_rgb: bool = False  # xyz+rgb (6 channels) instead of xyz
     pixel_stride: int = 3  # every n-th pixel each way: 3 px ≈ 4 mm at 0.8 m, finer than voxel_size
     min_depth: float = 0.1  # metres
-    max_depth: float = 2.0
+    max_depth: float = 2.0  # metres; farther pixels are dropped
     voxel_size: float = 0.01  # metres; 0 disables the voxel filter
     crop_min: tuple[float, float, float] = (-1.0, -1.0, -1.0)  # workspace box in the base frame
-    crop_max: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    crop_max: tuple[float, float, float] = (1.0, 1.0, 1.0)  # upper corner of the crop box
     # camera→base transform: x, y, z, qx, qy, qz, qw (7 values) or a row-major 4x4 (16 values)
     extrinsic: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
 
@@ -284,7 +288,7 @@ class ForceConfig:
 
     sample_rate_hz: float = 500.0  # nominal sensor rate the low-pass filter is designed for
     cutoff_hz: float = 20.0  # Butterworth low-pass cut-off; 0 disables filtering
-    filter_order: int = 2
+    filter_order: int = 2  # Butterworth filter order
     tool_mass: float = 0.0  # kg, below the sensor; 0 disables gravity compensation
     tool_com: tuple[float, float, float] = (0.0, 0.0, 0.0)  # tool centre of mass in the sensor frame, m
     gravity: tuple[float, float, float] = (0.0, 0.0, -9.81)  # in the base frame
@@ -357,8 +361,8 @@ def config_dirs() -> list[Path]:
 
 
 def resolve_shipped(sub: str, name_or_path: str | Path, field_name: str) -> Path:
-    """A path as given if it exists, else a file of that name shipped under ``sub``."""
-    p = Path(name_or_path)
+    """A path as given if it exists (``~`` expanded), else a file of that name shipped under ``sub``."""
+    p = Path(name_or_path).expanduser()
     if p.is_file():
         return p
     for d in share_dirs(sub):
@@ -369,8 +373,8 @@ def resolve_shipped(sub: str, name_or_path: str | Path, field_name: str) -> Path
 
 def resolve_shipped_checkpoint(name_or_path: str | Path) -> Path:
     """A checkpoint folder as given (or its ``checkpoint/`` sub-folder, as `dpros train` writes it), else
-    a checkpoint shipped under ``checkpoints/``."""
-    p = Path(name_or_path)
+    a checkpoint shipped under ``checkpoints/``. ``~`` is expanded (ROS parameters arrive unexpanded)."""
+    p = Path(name_or_path).expanduser()
     candidates = [p] + [d / p.name for d in share_dirs("checkpoints")]
     for c in candidates:
         if (c / "checkpoint").is_dir():
@@ -462,13 +466,20 @@ class TopicsConfig:
 
     color: str = "/camera/camera/color/image_raw"  # sensor_msgs/Image (rgb8/bgr8)
     depth: str = "/camera/camera/aligned_depth_to_color/image_raw"  # sensor_msgs/Image 16UC1 mm or 32FC1 m
-    camera_info: str = "/camera/camera/aligned_depth_to_color/camera_info"
+    camera_info: str = "/camera/camera/aligned_depth_to_color/camera_info"  # sensor_msgs/CameraInfo of the depth stream
     compressed_color: bool = False  # subscribe sensor_msgs/CompressedImage on <color>/compressed instead
     compressed_depth: bool = False  # subscribe <depth>/compressedDepth (compressed_depth_image_transport)
     wrench: str = "/force_torque_sensor_broadcaster/wrench"  # geometry_msgs/WrenchStamped
     joint_states: str = "/joint_states"  # sensor_msgs/JointState
     ee_pose: str = ""  # geometry_msgs/PoseStamped; empty: the state comes from joint_states through FK
     command: str = "/joint_trajectory_controller/joint_trajectory"  # where the output goes
+    # where the gripper goes (embodiment.gripper_output): forward_command_controller's Float64MultiArray
+    # topic, or a gripper-only joint_trajectory_controller's joint_trajectory topic
+    gripper_command: str = "/gripper_controller/commands"
+    # Robot state (std_msgs/Bool, empty: not watched). A stop → hold and disable; enabling is refused
+    # while it lasts. UR: /io_and_status_controller/robot_program_running (false = stopped).
+    program_running: str = ""
+    estop: str = ""  # true = emergency or protective stop active (e.g. a safety PLC relay)
 
 
 @dataclass
@@ -501,7 +512,7 @@ class SamplingConfig:
     """Inference settings that override the checkpoint's (0 / empty: keep the checkpoint's)."""
 
     solver: str = ""  # ddpm | ddim | dpmsolver++
-    num_inference_steps: int = 0
+    num_inference_steps: int = 0  # denoising steps (0: the checkpoint's)
     n_action_steps: int = 0  # waypoints sent per chunk (0: the checkpoint's)
     # Periods between inferences at most: sync mode replans every replan_steps periods (0 = n_action_steps,
     # Diffusion Policy's execute-then-replan); async mode also starts early when the chunk runs low.
@@ -551,18 +562,24 @@ class ExecutionConfig:
 class EmbodimentConfig:
     kind: str = "arm"  # arm | aerial | oracle (tracks any end-effector target)
     urdf: str = ""  # empty: the shipped urdf/ur5e_like.urdf
-    ee_link: str = "tool0"
+    ee_link: str = "tool0"  # URDF link the end-effector actions refer to (the flange)
     joint_names: tuple[str, ...] = ()  # empty: the URDF chain's movable joints, base to ee_link
     gripper_joint: str = ""  # joint_states name of the gripper; empty: no gripper
     gripper_open: float = 0.0  # gripper joint position at action 0 (open) ...
     gripper_closed: float = 0.04  # ... and at action 1 (closed)
     gripper_max_velocity: float = 0.1  # gripper joint units per second
+    # forward: std_msgs/Float64MultiArray [position] streamed at timing.command_rate_hz (a
+    # forward_command_controller); trajectory: a JointTrajectory of the gripper joint alone (its own
+    # joint_trajectory_controller); none: not sent. Never part of the arm's JointTrajectory.
+    gripper_output: str = "forward"
     ik_damping: float = 0.05  # damped-least-squares IK for end-effector actions → joint trajectories
 
     def __post_init__(self):
         _require(self.kind in EMBODIMENTS, "embodiment.kind", f"one of {EMBODIMENTS}", self.kind)
         _require(self.gripper_open != self.gripper_closed, "embodiment.gripper_open/gripper_closed", "different",
                  (self.gripper_open, self.gripper_closed))
+        _require(self.gripper_output in ("forward", "trajectory", "none"), "embodiment.gripper_output",
+                 "forward | trajectory | none", self.gripper_output)
         _require(self.gripper_max_velocity > 0 and self.ik_damping > 0,
                  "embodiment.gripper_max_velocity/ik_damping", "> 0", (self.gripper_max_velocity, self.ik_damping))
 
@@ -570,7 +587,7 @@ class EmbodimentConfig:
 @dataclass
 class SafetyConfig:
     workspace_min: tuple[float, float, float] = (-1.0, -1.0, 0.0)  # end-effector box, base frame, metres
-    workspace_max: tuple[float, float, float] = (1.0, 1.0, 1.2)
+    workspace_max: tuple[float, float, float] = (1.0, 1.0, 1.2)  # upper corner of the end-effector box
     velocity_scale: float = 1.0  # fraction of the URDF joint velocity limits allowed
     # End-effector outputs (pose, multidof, px4): limits on the commanded motion, from the measured pose
     max_linear_velocity: float = 1.0  # m/s
@@ -593,8 +610,8 @@ class SafetyConfig:
 class GuidanceDeployConfig:
     """Guided denoising at deployment (diffusion/guidance.py); strength 0 turns it off."""
 
-    strength: float = 0.0
-    schedule: str = "alpha_bar"
+    strength: float = 0.0  # guidance step size; 0 turns guidance off
+    schedule: str = "alpha_bar"  # alpha_bar (strongest near the end of denoising) | constant
     embodiment_weight: float = 1.0  # the embodiment's tracking cost
     # plan: the flight against the plan (plan and flight agree; the plan may bend toward the robot's
     # error) | intent: the flight against the denoiser's own x̂₀ (the command leads corners, brakes early)
@@ -611,8 +628,8 @@ class GuidanceDeployConfig:
     clearance_self_radius: float = 0.1  # m
     clearance_goal_radius: float = 0.0  # m; > 0: points this close to the chunk's last waypoint are its goal
     candidates: int = 1  # N > 1: sample N chunks, send the one with the lowest guidance cost (best of N)
-    clip_position: float = 0.1
-    clip_rotation: float = 0.1
+    clip_position: float = 0.1  # per-waypoint clip of a guidance step, metres
+    clip_rotation: float = 0.1  # per-waypoint clip of a guidance step, 6-D rotation units
     substeps: int = 1  # K guided sub-steps with re-noising per noise level
     iterations: int = 1  # small clipped gradient steps per denoising step (10: see bench/guidance.py)
     last_steps: int = 0  # guide only the last N denoising steps (0: all; fewer rollouts per chunk)
@@ -641,6 +658,8 @@ class DeployConfig:
     output: str = "joint_trajectory"  # joint_trajectory | pose | multidof | px4
     frame_id: str = "base_link"  # frame of end-effector outputs and of the point cloud
     start_enabled: bool = False  # otherwise call ~/enable (std_srvs/SetBool) first
+    # ~/enable is refused while nothing subscribes to topics.command (the controller is not active)
+    require_subscriber: bool = True
     topics: TopicsConfig = field(default_factory=TopicsConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -668,6 +687,43 @@ def deploy_config_from_dict(data: dict, source: str = "<dict>") -> DeployConfig:
         raise ConfigError(f"{source}: {e}") from None
 
 
+@functools.lru_cache(maxsize=None)
+def _field_comments(path: str) -> dict[tuple[str, str], str]:
+    """{(class name, field name): its comment} read from a module's source: the comment lines right
+    above a dataclass field plus the one after it. The comments in this file are the documentation
+    of every parameter (``ros2 param describe``), so there is one place to keep them."""
+    src = Path(path).read_text()
+    comments = {t.start[0]: t.string.lstrip("#").strip()
+                for t in tokenize.generate_tokens(io.StringIO(src).readline) if t.type == tokenize.COMMENT}
+    lines = src.splitlines()
+    out = {}
+    for node in ast.parse(src).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for st in node.body:
+            if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name):
+                above, line = [], st.lineno - 1
+                while line in comments and lines[line - 1].lstrip().startswith("#"):
+                    above.insert(0, comments[line])
+                    line -= 1
+                after = [comments[n] for n in range(st.lineno, st.end_lineno + 1) if n in comments]
+                out[(node.name, st.target.id)] = " ".join(above + after)
+    return out
+
+
+def field_docs(obj, prefix: str = "") -> dict[str, str]:
+    """{dotted.name: description} for every leaf field of a (nested) dataclass instance."""
+    comments = _field_comments(sys.modules[type(obj).__module__].__file__)
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            out.update(field_docs(v, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = comments.get((type(obj).__name__, f.name), "")
+    return out
+
+
 def flatten_params(obj, prefix: str = "") -> dict[str, Any]:
     """A (nested) dataclass → {dotted.name: value}: the ROS parameter names and defaults."""
     out = {}
@@ -693,12 +749,12 @@ def unflatten_params(flat: dict[str, Any]) -> dict:
 
 def load_deploy_config(path: str | Path, node_name: str = "policy_node", overrides: dict | None = None
                        ) -> DeployConfig:
-    """Read a ROS parameter file (``<node_name>: ros__parameters: ...`` or ``/**: ...``)."""
+    """Read a ROS parameter file (``/**/<node_name>:``, ``<node_name>:`` or ``/**:`` then ``ros__parameters:``)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"deployment config: expected a ROS parameter file, got '{path}' (not found)")
     data = yaml.safe_load(path.read_text()) or {}
-    for key in (node_name, f"/{node_name}", "/**"):
+    for key in (f"/**/{node_name}", node_name, f"/{node_name}", "/**"):
         if isinstance(data.get(key), dict) and "ros__parameters" in data[key]:
             params = data[key]["ros__parameters"]
             break

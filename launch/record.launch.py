@@ -18,7 +18,7 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from diffusion_policy_ros.ros.launch_parts import realsense_camera
+from diffusion_policy_ros.ros.launch_parts import realsense_camera, recorder_node
 
 
 def generate_launch_description():
@@ -34,6 +34,8 @@ def generate_launch_description():
         DeclareLaunchArgument("launch_camera", default_value="true", description="start realsense2_camera"),
         DeclareLaunchArgument("launch_joy", default_value="true", description="start joy_node (package joy)"),
         DeclareLaunchArgument("launch_teleop", default_value="true", description="start teleop_node"),
+        DeclareLaunchArgument("serial_no", default_value="''", description="RealSense serial (several cameras)"),
+        DeclareLaunchArgument("color_profile", default_value="640x480x30", description="RealSense colour profile"),
     ]
     camera = realsense_camera("launch_camera")
     joy = Node(package="joy", executable="joy_node", name="joy_node", output="screen",
@@ -46,13 +48,5 @@ def generate_launch_description():
         parameters=[arg("config"), {"use_sim_time": arg("use_sim_time")}],
         condition=IfCondition(arg("launch_teleop")),
     )
-    recorder = Node(
-        package="diffusion_policy_ros",
-        executable="recorder_node",
-        name="recorder_node",
-        output="screen",
-        emulate_tty=True,
-        parameters=[arg("config"), {"output_dir": arg("output_dir"), "task": arg("task"), "note": arg("note"),
-                                    "use_sim_time": arg("use_sim_time")}],
-    )
+    recorder = recorder_node()  # string-typed task/note/output_dir, ~ expanded, config checked
     return LaunchDescription(args + [camera, joy, teleop, recorder])

@@ -17,7 +17,17 @@ LAUNCH_FILES = sorted(LAUNCH_DIR.glob("*.launch.py"))
 BUILTIN = {"use_sim_time"}  # declared by every rclpy node
 DECLARED = {"policy_node": policy_node.declared_parameters(), "recorder_node": recorder_node.declared_parameters(),
             "teleop_node": teleop_node.declared_parameters()}  # executable → its parameters and defaults
-CONFIGS = {"arm.yaml": ["policy_node"], "aerial.yaml": ["policy_node"], "record.yaml": ["recorder_node", "teleop_node"]}
+CONFIGS = {"arm.yaml": ["policy_node"], "aerial.yaml": ["policy_node"], "ur.yaml": ["policy_node"],
+           "record.yaml": ["recorder_node", "teleop_node"]}
+
+
+def sections(path: Path) -> dict[str, dict]:
+    """A shipped parameter file's node sections. Every one uses the wildcard form `/**/<node>`: a plain
+    `policy_node:` matches only /policy_node, so under namespace:=robot1 the node would silently run on
+    its defaults."""
+    data = yaml.safe_load(path.read_text())
+    assert all(k.startswith("/**/") for k in data), (path.name, sorted(data))
+    return {k[len("/**/"):]: v for k, v in data.items()}
 
 
 def flat_keys(d: dict, prefix: str = "") -> list[str]:
@@ -39,35 +49,79 @@ def test_launch_files_exist_and_compile():
         compile(path.read_text(), str(path), "exec")
 
 
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_launch_sets_only_declared_parameters_and_names_existing_files(path):
-    tree = ast.parse(path.read_text())
-    ours = [kw for kw in node_calls(tree) if getattr(kw.get("package"), "value", None) == "diffusion_policy_ros"]
-    assert ours, "launches none of this package's nodes"
-    for kw in ours:
-        exe = kw["executable"].value
-        declared = set(DECLARED[exe]) | BUILTIN
-        set_keys = [k.value for d in ast.walk(kw["parameters"]) if isinstance(d, ast.Dict) for k in d.keys]
-        assert set_keys and set(set_keys) <= declared, (exe, set(set_keys) - declared)
-    # Files it names inside this package's share folder exist in the source tree (installed by setup.py).
-    named = []
+def declared_arguments(tree) -> dict[str, object]:
+    """A launch file's DeclareLaunchArgument names → default: a string, a shipped file (Path), or None."""
+    out = {}
     for call in ast.walk(tree):
-        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "PathJoinSubstitution":
-            parts = [getattr(e, "value", None) for e in call.args[0].elts]
-            if "diffusion_policy_ros" in ast.unparse(call):
-                assert (ROOT.joinpath(*[p for p in parts[1:] if p])).is_file(), parts
-                named.append(parts[-1])
-    # The default config it passes is a parameter file for the nodes it starts.
-    configs = [n for n in named if n in CONFIGS]
-    assert len(configs) == 1, named
-    assert set(CONFIGS[configs[0]]) <= {kw["executable"].value for kw in ours}
-    if "policy_node" in CONFIGS[configs[0]]:
-        load_deploy_config(CONFIG_DIR / configs[0])
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "DeclareLaunchArgument":
+            kw = {k.arg: k.value for k in call.keywords}
+            default = kw.get("default_value")
+            if isinstance(default, ast.Constant):
+                default = default.value
+            elif isinstance(default, ast.Call) and getattr(default.func, "id", None) == "PathJoinSubstitution":
+                parts = [getattr(e, "value", None) for e in default.args[0].elts]
+                default = ROOT.joinpath(*[p for p in parts[1:] if p])  # share/diffusion_policy_ros/… = source tree
+            out[call.args[0].value] = default
+    return out
+
+
+def launch_defaults(path: Path, **given) -> dict[str, str]:
+    args = declared_arguments(ast.parse(path.read_text()))
+    return {k: str(v) if v is not None else "" for k, v in args.items()} | given
+
+
+BUILDERS = {"arm.launch.py": ("arm", "policy_node"), "aerial.launch.py": ("aerial", "policy_node"),
+            "record.launch.py": (None, "recorder_node")}
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_files_declare_what_their_nodes_read_and_set_only_declared_parameters(path):
+    from diffusion_policy_ros.ros import launch_parts as L
+
+    kind, exe = BUILDERS[path.name]
+    tree = ast.parse(path.read_text())
+    needed = L.POLICY_ARGS[kind] if kind else L.RECORDER_ARGS
+    assert set(needed) <= set(declared_arguments(tree)), set(needed) - set(declared_arguments(tree))
+    args = launch_defaults(path, checkpoint="/ckpt")
+    config, overrides = L.policy_node_parameters(kind, args) if kind else L.recorder_node_parameters(args)
+    assert Path(config).is_file() and Path(config).name in CONFIGS and exe in CONFIGS[Path(config).name]
+    assert set(overrides) <= set(DECLARED[exe]) | BUILTIN, set(overrides) - set(DECLARED[exe])
+    if kind:
+        load_deploy_config(config, overrides={k: v for k, v in overrides.items() if k != "use_sim_time"})
+    # teleop_node reads the same parameter file (plain Node in the launch file).
+    for kw in node_calls(tree):
+        if getattr(kw.get("package"), "value", None) == "diffusion_policy_ros":
+            assert kw["executable"].value in CONFIGS[Path(config).name]
+
+
+def test_launch_arguments_reach_nodes_as_typed_strings_paths_expanded_and_files_checked(tmp_path, monkeypatch):
+    from diffusion_policy_ros.errors import ConfigError
+    from diffusion_policy_ros.ros import launch_parts as L
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    rec = launch_defaults(LAUNCH_DIR / "record.launch.py", output_dir="~/demos/wipe", task="1", note="grip: firm")
+    _, o = L.recorder_node_parameters(rec)
+    # `task:=1` stays the string "1", a YAML-looking note stays text, `~` is the home folder, not ./~
+    assert o["output_dir"] == str(tmp_path / "demos" / "wipe") and o["task"] == "1" and o["note"] == "grip: firm"
+    with pytest.raises(ConfigError, match="config:=/nope/my_record.yaml"):
+        L.recorder_node_parameters(rec | {"config": "/nope/my_record.yaml"})
+    arm = launch_defaults(LAUNCH_DIR / "arm.launch.py", checkpoint="~/ckpt")
+    config, o = L.policy_node_parameters("arm", arm)
+    assert o["checkpoint"] == str(tmp_path / "ckpt") and "topics.command" not in o  # the file's topic kept
+    _, o = L.policy_node_parameters("arm", arm | {"controller": "scaled_joint_trajectory_controller"})
+    assert o["topics.command"] == "/scaled_joint_trajectory_controller/joint_trajectory"
+    aerial = launch_defaults(LAUNCH_DIR / "aerial.launch.py", checkpoint="/c")
+    for output in ("multidof", "pose", "px4"):
+        _, o = L.policy_node_parameters("aerial", aerial | {"output": output})
+        assert o["output"] == output and o["topics.command"] == L.AERIAL_COMMAND_TOPICS[output]
+    assert len(set(L.AERIAL_COMMAND_TOPICS.values())) == 3
+    with pytest.raises(ConfigError, match="output:=joint_trajectory"):
+        L.policy_node_parameters("aerial", aerial | {"output": "joint_trajectory"})
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_parameter_files_set_only_declared_parameters_with_their_types(name):
-    data = yaml.safe_load((CONFIG_DIR / name).read_text())
+    data = sections(CONFIG_DIR / name)
     assert sorted(data) == sorted(CONFIGS[name])
     for node, params in data.items():
         declared = DECLARED[node]
@@ -87,7 +141,7 @@ def test_parameter_files_set_only_declared_parameters_with_their_types(name):
 def test_record_config_builds_the_teleop_mapping_and_records_its_commands():
     from diffusion_policy_ros.runtime.teleop import TeleopConfig
 
-    data = yaml.safe_load((CONFIG_DIR / "record.yaml").read_text())
+    data = sections(CONFIG_DIR / "record.yaml")
     teleop = data["teleop_node"]["ros__parameters"]
     TeleopConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in teleop.items()
                     if k in TeleopConfig.__dataclass_fields__})
@@ -113,3 +167,20 @@ def test_launch_description_builds(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.generate_launch_description().entities
+
+
+def test_package_xml_depends_on_every_package_the_launch_files_start():
+    import xml.etree.ElementTree as ET
+
+    deps = {e.text for e in ET.parse(ROOT / "package.xml").getroot().iter("exec_depend")}
+    sources = [p.read_text() for p in LAUNCH_FILES] + [(ROOT / "diffusion_policy_ros/ros/launch_parts.py").read_text()]
+    started = set()
+    for tree in map(ast.parse, sources):
+        for call in ast.walk(tree):
+            if isinstance(call, ast.Call) and getattr(call.func, "id", None) in ("Node", "FindPackageShare"):
+                value = call.args[0] if call.args else {k.arg: k.value for k in call.keywords}.get("package")
+                if isinstance(value, ast.Constant):
+                    started.add(value.value)
+    assert {"realsense2_camera", "joy"} <= started
+    assert started - {"diffusion_policy_ros"} <= deps, started - deps
+    assert "rclpy_lifecycle" not in deps  # no such rosdep key (rclpy has the lifecycle API)

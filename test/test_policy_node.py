@@ -27,7 +27,7 @@ UR_JOINTS = ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_
 class Robot:
     """The peer: publishes sensor streams from timers, records what the policy node sends."""
 
-    def __init__(self, context, malformed: bool = False):
+    def __init__(self, context, malformed: bool = False, gripper: str = ""):
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import WrenchStamped
         from rclpy.node import Node
@@ -65,6 +65,14 @@ class Robot:
         node.create_timer(1 / 200, self._wrench)
         node.create_timer(1 / 100, self._joints)
         self.n = 0
+        self.force = [0.5, 0.0, -3.0, 0.0, 0.02, 0.0]
+        self.gripper = gripper  # a gripper joint in joint_states, and its forward_command_controller
+        self.gripper_commands: list[float] = []
+        if gripper:
+            from std_msgs.msg import Float64MultiArray
+
+            node.create_subscription(Float64MultiArray, "/gripper_controller/commands",
+                                     lambda m: self.gripper_commands.append(float(m.data[0])), 10)
 
     def now(self) -> int:
         return self.node.get_clock().now().nanoseconds
@@ -103,14 +111,17 @@ class Robot:
     def _wrench(self):
         t = self.now()
         self.stamps.add(t)
-        self.pub["wrench"].publish(self.M.encode_wrench(self.types, [0.5, 0.0, -3.0, 0.0, 0.02, 0.0], t))
+        self.pub["wrench"].publish(self.M.encode_wrench(self.types, self.force, t))
         if self.malformed:
             self.pub["wrench"].publish(self.M.encode_wrench(self.types, [np.nan, 0, 0, 0, 0, 0], t + 1))
 
     def _joints(self):
         t, M = self.now(), self.M
         self.stamps.add(t)
-        self.pub["joints"].publish(M.encode_joint_state(self.types, UR_JOINTS, ARM_HOME, t))
+        names, q = UR_JOINTS, list(ARM_HOME)
+        if self.gripper:
+            names, q = names + [self.gripper], q + [0.01]
+        self.pub["joints"].publish(M.encode_joint_state(self.types, names, q, t))
         if self.malformed:
             self.pub["joints"].publish(M.encode_joint_state(self.types, ["finger", "thumb"], [0.0, 0.0], t + 1))
             self.pub["joints"].publish(M.encode_joint_state(self.types, UR_JOINTS, ARM_HOME, t - 500_000_000))
@@ -147,8 +158,8 @@ def running(ros_context, force_checkpoint, tmp_path):
 
     procs, robots, executors = [], [], []
 
-    def start(malformed=False, extra=()):
-        robot = Robot(ros_context, malformed)
+    def start(malformed=False, extra=(), gripper=""):
+        robot = Robot(ros_context, malformed, gripper)
         executor = SingleThreadedExecutor(context=ros_context)
         executor.add_node(robot.node)
         threading.Thread(target=executor.spin, daemon=True).start()
@@ -184,7 +195,8 @@ def running(ros_context, force_checkpoint, tmp_path):
         r.node.destroy_node()
 
 
-def set_enabled(robot, value: bool, proc=None, call: bool = True):
+def set_enabled(robot, value: bool, proc=None, call: bool = True, expect: bool = True) -> str:
+    """Call /policy_node/enable; → the response message (asserting success == ``expect``)."""
     from std_srvs.srv import SetBool
 
     client = robot.node.create_client(SetBool, "/policy_node/enable")
@@ -195,11 +207,12 @@ def set_enabled(robot, value: bool, proc=None, call: bool = True):
     else:
         raise AssertionError("/policy_node/enable never appeared")
     if not call:
-        return
+        return ""
     future = client.call_async(SetBool.Request(data=value))
     done = threading.Event()
     future.add_done_callback(lambda f: done.set())
-    assert done.wait(10) and future.result().success
+    assert done.wait(10) and future.result().success == expect, future.result().message
+    return future.result().message
 
 
 def arm_limits():
@@ -283,11 +296,95 @@ def test_every_parameter_a_config_file_sets_is_declared():
     from diffusion_policy_ros.config import flatten_params, load_deploy_config
     from diffusion_policy_ros.ros.policy_node import declared_parameters
 
-    from .test_launch import CONFIG_DIR, flat_keys
+    from .test_launch import CONFIG_DIR, flat_keys, sections
 
-    for name in ("arm", "aerial"):
+    for name in ("arm", "aerial", "ur"):
         path = CONFIG_DIR / f"{name}.yaml"
-        data = yaml.safe_load(path.read_text())["policy_node"]["ros__parameters"]
+        data = sections(path)["policy_node"]["ros__parameters"]
         assert set(flat_keys(data)) <= set(declared_parameters())
         cfg = load_deploy_config(path)
         assert flatten_params(cfg).keys() == declared_parameters().keys()
+
+
+def call(robot, srv_type, name: str, request):
+    client = robot.node.create_client(srv_type, name)
+    assert client.wait_for_service(timeout_sec=30), name
+    future = client.call_async(request)
+    done = threading.Event()
+    future.add_done_callback(lambda f: done.set())
+    assert done.wait(10), name
+    return future.result()
+
+
+def test_safety_stops_gripper_controller_and_parameter_descriptions(running):
+    """One node: every parameter described; the gripper goes to its own controller; a protective stop
+    (UR's robot_program_running false) and a wrench over the force limit each hold and disable."""
+    from rcl_interfaces.srv import DescribeParameters, ListParameters
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import Bool
+
+    program = "/io_and_status_controller/robot_program_running"
+    qos = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+    robot, proc = running(gripper="finger_joint", extra=(
+        "-p", f"topics.program_running:={program}", "-p", "force.force_limit:=8.0",
+        "-p", "embodiment.gripper_joint:=finger_joint", "-p", "embodiment.gripper_output:=forward"))
+    running_pub = robot.node.create_publisher(Bool, program, qos)
+    running_pub.publish(Bool(data=True))
+    set_enabled(robot, True, proc, call=False)
+
+    # `ros2 param describe`: a description for every parameter, read-only (read once at start-up).
+    names = call(robot, ListParameters, "/policy_node/list_parameters", ListParameters.Request()).result.names
+    from diffusion_policy_ros.ros.policy_node import declared_parameters
+
+    assert set(declared_parameters()) <= set(names)
+    descs = call(robot, DescribeParameters, "/policy_node/describe_parameters",
+                 DescribeParameters.Request(names=list(declared_parameters()))).descriptors
+    assert [d.name for d in descs if not d.description.strip()] == []
+    assert all(d.read_only for d in descs)
+    scale = next(d for d in descs if d.name == "safety.velocity_scale")
+    assert scale.floating_point_range[0].to_value == 1.0
+
+    # Gripper: its own controller topic; the arm's JointTrajectory names the arm's joints only.
+    set_enabled(robot, True)
+    robot.wait_for(lambda tr: len(tr) >= 3)
+    assert all(data.joint_names == UR_JOINTS for _, data in robot.trajectories)
+    deadline = time.monotonic() + 10
+    while len(robot.gripper_commands) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(robot.gripper_commands) >= 5
+    assert all(0.0 - 1e-9 <= g <= 0.04 + 1e-9 for g in robot.gripper_commands)  # gripper_open..closed
+
+    # Protective stop: the program stops → a single-point hold, disabled, an error in diagnostics.
+    n = len(robot.trajectories)
+    running_pub.publish(Bool(data=False))
+    robot.wait_for(lambda tr: len(tr) > n and len(tr[-1][1].time_from_start_ns) == 1)
+    st = robot.fresh_status()
+    assert st["enabled"] == "False" and program in st["safety_stop"]
+    assert robot.diagnostics[-1].status[0].level == b"\x02"  # ERROR
+    assert "robot stopped" in set_enabled(robot, True, expect=False)  # refused while it lasts
+    n = len(robot.trajectories)
+    time.sleep(0.5)
+    assert len(robot.trajectories) == n  # silent after the hold
+    running_pub.publish(Bool(data=True))
+    time.sleep(0.3)
+    set_enabled(robot, True)
+    robot.wait_for(lambda tr: len(tr) >= n + 2)
+
+    # Force limit: a 12 N push (limit 8 N) → hold and disable, the wrench named in diagnostics.
+    n = len(robot.trajectories)
+    robot.force = [0.5, 0.0, -12.0, 0.0, 0.02, 0.0]
+    robot.wait_for(lambda tr: len(tr) > n and len(tr[-1][1].time_from_start_ns) == 1)
+    st = robot.fresh_status()
+    assert st["enabled"] == "False" and "force limit" in st["safety_stop"]
+    robot.force = [0.5, 0.0, -3.0, 0.0, 0.02, 0.0]
+    assert proc.poll() is None
+
+
+def test_enable_is_refused_without_a_controller_on_the_command_topic(running):
+    robot, proc = running(extra=("-p", "topics.command:=/scaled_joint_trajectory_controller/joint_trajectory"))
+    set_enabled(robot, True, proc, call=False)
+    message = set_enabled(robot, True, expect=False)
+    assert "/scaled_joint_trajectory_controller/joint_trajectory" in message and "joint_trajectory_controller" in message
+    st = robot.fresh_status()
+    assert st["enabled"] == "False" and st["cycles"] == "0"
+    assert proc.poll() is None

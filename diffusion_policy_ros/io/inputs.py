@@ -62,8 +62,10 @@ def _ee_pose(rt, msg):
 IMAGE, COMPRESSED = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
 
 
-def runtime_inputs(runtime, topics: TopicsConfig) -> list[Input]:
-    """The inputs ``runtime`` uses (its observation streams), with topic names from ``topics``."""
+def runtime_inputs(runtime, topics: TopicsConfig, watch_wrench: bool = False) -> list[Input]:
+    """The inputs ``runtime`` uses (its observation streams), with topic names from ``topics``.
+    ``watch_wrench``: the wrench topic too when the policy does not read force (a live node checks
+    the force limits on it)."""
     t, streams, out = topics, runtime.window.buffers, []
     if "color" in streams:
         out.append(Input("color", t.color + "/compressed", COMPRESSED, _color_compressed) if t.compressed_color
@@ -72,7 +74,7 @@ def runtime_inputs(runtime, topics: TopicsConfig) -> list[Input]:
         out.append(Input("depth", t.depth + "/compressedDepth", COMPRESSED, _depth_compressed)
                    if t.compressed_depth else Input("depth", t.depth, IMAGE, _depth))
         out.append(Input("camera_info", t.camera_info, "sensor_msgs/msg/CameraInfo", _camera_info))
-    if "wrench" in streams:
+    if "wrench" in streams or (watch_wrench and t.wrench):
         out.append(Input("wrench", t.wrench, "geometry_msgs/msg/WrenchStamped", _wrench))
     if "joints" in streams:
         out.append(Input("joint_states", t.joint_states, "sensor_msgs/msg/JointState", _joints))

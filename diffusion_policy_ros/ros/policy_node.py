@@ -9,8 +9,11 @@ clock (``use_sim_time`` honoured), so callbacks never wait on the model.
 
 Parameters: every field of ``config.DeployConfig`` (dotted names: ``topics.color``, ``timing.control_rate_hz``,
 ``embodiment.urdf`` ...); ``config/arm.yaml`` lists them with comments.
-Services: ``~/enable`` (std_srvs/SetBool; the node starts disabled unless ``start_enabled``),
-``~/tare`` (std_srvs/Trigger; zero the force/torque sensor).
+Services: ``~/enable`` (std_srvs/SetBool; the node starts disabled unless ``start_enabled``; refused
+while nothing subscribes to the command topic or the robot reports a stop), ``~/tare``
+(std_srvs/Trigger; zero the force/torque sensor).
+Safety stops (hold where the command is, disable, ERROR in diagnostics until enabled again): a wrench
+beyond ``force.force_limit``/``torque_limit``, ``topics.estop`` true, ``topics.program_running`` false.
 Status: ``/diagnostics`` (diagnostic_msgs/DiagnosticArray) once a second.
 """
 from __future__ import annotations
@@ -28,10 +31,13 @@ from rclpy.parameter import Parameter
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
+from rcl_interfaces.msg import FloatingPointRange
+from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 
-from ..config import DeployConfig, deploy_config_from_dict, flatten_params, unflatten_params
+from ..config import DeployConfig, deploy_config_from_dict, field_docs, flatten_params, unflatten_params
+from .. import constants as C
 from ..errors import ConfigError, DiffusionPolicyRosError
 from ..geometry import enu_to_ned, ned_yaw_from_enu_rotation, rot6d_to_quat_xyzw
 from ..runtime.controller import Command, Plan
@@ -48,6 +54,14 @@ MSG_CLASSES = {c.__name__: c for c in (Image, CompressedImage, CameraInfo, Wrenc
 def declared_parameters() -> dict[str, object]:
     """Every parameter the node declares, with its default (launch files and tests check against this)."""
     return flatten_params(DeployConfig())
+
+
+# Ranges ``ros2 param describe`` shows (the config checks every bound again when it loads).
+RANGES = {"safety.velocity_scale": (0.0, 1.0), "execution.latency_percentile": (0.0, 100.0),
+          "execution.rtc_max_weight": (0.0, 1.0), "timing.control_rate_hz": (0.1, 1000.0),
+          "timing.command_rate_hz": (0.1, 1000.0)}
+CONTROLLERS = ("joint_trajectory_controller (ros2_control), scaled_joint_trajectory_controller (UR's driver), "
+               "a PX4 offboard bridge for px4 output")
 
 
 def pose10_to_pose7(v: np.ndarray) -> np.ndarray:
@@ -86,6 +100,7 @@ class PolicyNode(Node):
         self.create_service(Trigger, "~/tare", self._on_tare)
         self.active: TimedTrajectory | None = None  # what streamed outputs (pose, px4) follow
         self.last_status, self.last_reason = "waiting", "starting"
+        self.stop_reason = ""  # the last safety stop, until the next enable
         self.inference_ms: deque[float] = deque(maxlen=100)
         self.latency_ms: deque[float] = deque(maxlen=100)  # cycle start → publish
         self._enable_lock = threading.Lock()
@@ -104,13 +119,20 @@ class PolicyNode(Node):
     # --- parameters -------------------------------------------------------------------------------
     def _read_parameters(self) -> DeployConfig:
         values = {}
+        docs = field_docs(DeployConfig())
         for name, default in declared_parameters().items():
             is_float = isinstance(default, float) or (isinstance(default, list) and default
                                                       and isinstance(default[0], float))
+            # Read once at start-up: read_only tells `ros2 param set` so instead of silently ignoring it.
+            desc = ParameterDescriptor(description=docs[name], read_only=True, dynamic_typing=is_float)
+            if name in RANGES:
+                lo, hi = RANGES[name]
+                desc.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi)]
             if isinstance(default, list) and not default:
-                self.declare_parameter(name, Parameter.Type.STRING_ARRAY)
+                desc.dynamic_typing = False
+                self.declare_parameter(name, Parameter.Type.STRING_ARRAY, desc)
             else:  # floats accept integers too (a YAML "10" for a rate)
-                self.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=is_float))
+                self.declare_parameter(name, default, desc)
             try:
                 value = self.get_parameter(name).value
             except rclpy.exceptions.ParameterUninitializedException:
@@ -125,9 +147,25 @@ class PolicyNode(Node):
 
     # --- inputs ------------------------------------------------------------------------------------
     def _subscribe(self) -> None:
-        for inp in runtime_inputs(self.runtime, self.cfg.topics):
+        for inp in runtime_inputs(self.runtime, self.cfg.topics, watch_wrench=True):
             pkg, _, name = inp.msgtype.split("/")
             self._sub(MSG_CLASSES[name], inp.topic, self._guard(inp), qos_profile_sensor_data)
+        # Robot state: latched topics (UR's io_and_status_controller publishes on change, transient local).
+        self.robot_stop: dict[str, str] = {}  # topic → why the robot cannot be commanded now
+        state_qos = rclpy.qos.QoSProfile(depth=1, durability=rclpy.qos.DurabilityPolicy.TRANSIENT_LOCAL,
+                                         reliability=rclpy.qos.ReliabilityPolicy.RELIABLE)
+        for topic, stopped_when in ((self.cfg.topics.program_running, False), (self.cfg.topics.estop, True)):
+            if topic:
+                self._sub(Bool, topic, self._robot_state(topic, stopped_when), state_qos)
+
+    def _robot_state(self, topic: str, stopped_when: bool):
+        def callback(msg):
+            if bool(msg.data) == stopped_when:
+                self.robot_stop[topic] = f"{topic} is {str(msg.data).lower()}"
+                self.safety_stop(f"robot stopped: {self.robot_stop[topic]}")
+            else:
+                self.robot_stop.pop(topic, None)
+        return callback
 
     # No default QoS-event handlers: each adds a waitable the executor rebuilds on every wake-up,
     # which at 250-500 Hz joint states costs more CPU than the callbacks themselves.
@@ -151,6 +189,8 @@ class PolicyNode(Node):
                 self.dropped[inp.name] += 1
                 self.get_logger().warning(f"{inp.topic}: {e}; message dropped", throttle_duration_sec=2.0)
                 return
+            if self.runtime.fault is not None and self.enabled.is_set():
+                self.safety_stop(self.runtime.fault)
             if stream == self._trigger_stream:
                 self._arrived.set()
         return callback
@@ -166,7 +206,17 @@ class PolicyNode(Node):
             self.command_pub = self._pub(sp, cfg.topics.command, qos_profile_sensor_data)
             self.mode_pub = self._pub(mode, cfg.topics.command.rsplit("/", 1)[0] + "/offboard_control_mode",
                                                   qos_profile_sensor_data)
-        if cfg.output in ("pose", "px4"):  # setpoint streams: resample the running trajectory
+        e = cfg.embodiment
+        self.gripper_pub = None
+        self._gripper_col = None  # the gripper's column in the runtime's output values
+        if e.gripper_output != "none" and (self.runtime.gripper or (cfg.output != "joint_trajectory"
+                                                                    and self.runtime.action_has_gripper)):
+            self._gripper_col = (len(self.runtime.output_names) - 1 if cfg.output == "joint_trajectory"
+                                 else C.EE_POSE_DIM)
+            kind_g = Float64MultiArray if e.gripper_output == "forward" else JointTrajectory
+            self.gripper_pub = self._pub(kind_g, cfg.topics.gripper_command, 10)
+        if cfg.output in ("pose", "px4") or (self.gripper_pub is not None and e.gripper_output == "forward"):
+            # setpoint streams: resample the running trajectory
             self.create_timer(1.0 / cfg.timing.command_rate_hz, self._stream_setpoint)
         self.diag_pub = self._pub(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self._publish_diagnostics)
@@ -175,8 +225,20 @@ class PolicyNode(Node):
         traj = cmd.trajectory
         with self._lock:
             self.active = traj
+        g = self._gripper_col
+        if g is not None and self.cfg.embodiment.gripper_output == "trajectory":
+            grip = self._gripper_values(traj.values)
+            vel = None if traj.velocities is None or self.cfg.output != "joint_trajectory" else traj.velocities[:, g:g + 1]
+            data = M.JointTrajectoryData([self.cfg.embodiment.gripper_joint], now_ns, traj.times_ns - now_ns,
+                                         grip, vel)
+            self.gripper_pub.publish(M.encode_joint_trajectory(self.types, data))
         if self.cfg.output == "joint_trajectory":
-            data = M.JointTrajectoryData(cmd.names, now_ns, traj.times_ns - now_ns, traj.values, traj.velocities)
+            names, values, vel = cmd.names, traj.values, traj.velocities
+            if g is not None or self.runtime.gripper:  # the arm's controller owns the arm's joints only
+                arm = len(self.runtime.joint_names)
+                names, values = names[:arm], values[:, :arm]
+                vel = None if vel is None else vel[:, :arm]
+            data = M.JointTrajectoryData(names, now_ns, traj.times_ns - now_ns, values, vel)
             self.command_pub.publish(M.encode_joint_trajectory(self.types, data))
         elif self.cfg.output == "multidof":
             poses = np.stack([pose10_to_pose7(v) for v in traj.values])[:, None]
@@ -184,6 +246,15 @@ class PolicyNode(Node):
             self.command_pub.publish(M.encode_multidof_trajectory(self.types, data, self.cfg.frame_id))
         else:
             self._stream_setpoint()
+
+    def _gripper_values(self, values: np.ndarray) -> np.ndarray:
+        """(K, 1) gripper joint positions from output values (joint units already for joint outputs;
+        end-effector outputs carry the [0, 1] action)."""
+        g = values[:, self._gripper_col:self._gripper_col + 1]
+        if self.cfg.output == "joint_trajectory":
+            return g
+        e = self.cfg.embodiment
+        return e.gripper_open + np.clip(g, 0.0, 1.0) * (e.gripper_closed - e.gripper_open)
 
     def _stream_setpoint(self) -> None:
         with self._lock:
@@ -193,6 +264,10 @@ class PolicyNode(Node):
         now = self.get_clock().now().nanoseconds
         v = traj.at(now)
         if not np.isfinite(v).all():
+            return
+        if self.gripper_pub is not None and self.cfg.embodiment.gripper_output == "forward":
+            self.gripper_pub.publish(Float64MultiArray(data=[float(self._gripper_values(v[None])[0, 0])]))
+        if self.cfg.output in ("joint_trajectory", "multidof"):
             return
         if self.cfg.output == "pose":
             self.command_pub.publish(M.encode_pose(self.types, pose10_to_pose7(v), now, self.cfg.frame_id))
@@ -212,10 +287,15 @@ class PolicyNode(Node):
 
     # --- control loop ----------------------------------------------------------------------------------
     def _control_loop(self) -> None:
-        if self.cfg.timing.trigger == "observation":
-            self._triggered_loop()
-        else:
-            self._timer_loop()
+        try:
+            if self.cfg.timing.trigger == "observation":
+                self._triggered_loop()
+            else:
+                self._timer_loop()
+        except Exception:  # noqa: BLE001
+            if self._stop.is_set() or not self.context.ok():
+                return  # Ctrl-C: the context went away under a publish or a sleep; not an error
+            raise
 
     def _triggered_loop(self) -> None:
         """A cycle when a trigger-stream sample arrives >= 0.9 period after the last cycle, or after a
@@ -291,26 +371,59 @@ class PolicyNode(Node):
                 self.latency_ms.append(res.latency_ms)
             elif res.status in ("hold", "late"):
                 self.get_logger().warning(f"{res.status}: {res.reason}", throttle_duration_sec=2.0)
+            elif res.status == "waiting":  # enabled but nothing to command yet: say why, not only in diagnostics
+                self.get_logger().warning(f"waiting: {res.reason}", throttle_duration_sec=5.0)
             if res.command is not None:
                 self._publish(res.command, publish_ns)
 
     # --- services, diagnostics ---------------------------------------------------------------------------
+    def _refuse_enable(self) -> str:
+        """Why enabling now would be unsafe or useless, or ''."""
+        if self.robot_stop:
+            return "robot stopped: " + "; ".join(self.robot_stop.values())
+        topic = self.command_pub.topic_name
+        if self.cfg.require_subscriber and self.command_pub.get_subscription_count() == 0:
+            return (f"nothing subscribes to {topic}: is the controller loaded and active (ros2 control "
+                    f"list_controllers)? Usual ones: {CONTROLLERS}. Set topics.command to its topic "
+                    f"(require_subscriber:=false to skip this check)")
+        return ""
+
+    def safety_stop(self, reason: str) -> None:
+        """Hold where the command is now, disable, and report ``reason`` as an error until enabled again."""
+        with self._enable_lock:
+            self.stop_reason = reason
+            if not self.enabled.is_set():
+                return
+            self._disable(self.get_clock().now().nanoseconds)
+        self.get_logger().error(f"safety stop: {reason}; holding, policy disabled (call ~/enable to resume)")
+
+    def _disable(self, now: int) -> None:
+        """Under the enable lock: hold where the running trajectory is, then go quiet. The next chunk
+        after an enable is limited from the measured joints (the scheduler forgets the running one)."""
+        self.enabled.clear()
+        res = self.runtime.hold(now, "disabled")
+        if res.command is not None:
+            self._publish(res.command, now)
+        self.runtime.reset()  # a chunk still being computed is dropped at commit
+        with self._lock:
+            self.active = None
+
     def _on_enable(self, request, response):
+        refused = self._refuse_enable() if request.data else ""
+        if refused:
+            response.success, response.message = False, f"not enabled: {refused}"
+            self.get_logger().error(response.message)
+            return response
         with self._enable_lock:
             now = self.get_clock().now().nanoseconds
             if request.data and not self.enabled.is_set():
+                self.stop_reason = ""
                 # Only what arrives from now on: samples from before the enable may show another scene
                 # (a reset sim, a robot moved by hand); the window refills within n_obs_steps periods.
                 self.runtime.reset(clear_observations=True)
                 self.enabled.set()
             elif not request.data and self.enabled.is_set():
-                self.enabled.clear()
-                res = self.runtime.hold(now, "disabled")
-                if res.command is not None:  # stop where the running trajectory is, then go quiet
-                    self._publish(res.command, now)
-                self.runtime.reset()  # a chunk still being computed is dropped at commit
-                with self._lock:
-                    self.active = None
+                self._disable(now)
         response.success = True
         response.message = "enabled" if self.enabled.is_set() else "disabled"
         self.get_logger().info(f"policy {response.message}")
@@ -332,6 +445,7 @@ class PolicyNode(Node):
         lat = np.array(self.inference_ms) if self.inference_ms else None
         st = self.runtime.stats
         out = {"enabled": str(self.enabled.is_set()), "state": self.last_status, "reason": self.last_reason,
+               "safety_stop": self.stop_reason,
                "inference_ms_p50": f"{np.percentile(lat, 50):.1f}" if lat is not None else "",
                "inference_ms_max": f"{lat.max():.1f}" if lat is not None else "",
                "latency_ms_p95": f"{np.percentile(self.latency_ms, 95):.1f}" if self.latency_ms else "",
@@ -352,7 +466,9 @@ class PolicyNode(Node):
         s = DiagnosticStatus(name=f"{self.get_name()}: policy", hardware_id=self.cfg.checkpoint or "policy")
         ok = ("command", "running", "waiting")
         s.level = DiagnosticStatus.OK if self.last_status in ok else DiagnosticStatus.WARN
-        if not self.enabled.is_set():
+        if self.stop_reason and not self.enabled.is_set():
+            s.level, s.message = DiagnosticStatus.ERROR, f"safety stop: {self.stop_reason}"
+        elif not self.enabled.is_set():
             s.level, s.message = DiagnosticStatus.OK, "disabled"
         else:
             s.message = self.last_status + (f": {self.last_reason}" if self.last_reason else "")

@@ -107,7 +107,7 @@ class RecorderNode(Node):
             raise ConfigError(f"storage: expected mcap or sqlite3, got {p['storage']!r}")
         self.p = p
         self.store = typestore(p["typestore"])
-        self.out = Path(p["output_dir"])
+        self.out = Path(p["output_dir"]).expanduser()  # `-p output_dir:=~/demos` reaches us unexpanded
         self.out.mkdir(parents=True, exist_ok=True)
         self.wanted = [t for t in p["topics"] if t]
         if not self.wanted:

@@ -80,7 +80,14 @@ def evaluate_ros(task: str, checkpoint: str, episodes: int, seed: int = 0, embod
                 check_alive()
                 time.sleep(0.01)
             if fut.done():
-                return
+                res = fut.result()
+                if res.success:
+                    return
+                # Refused (its publisher has not matched the sim's subscriber yet): ask again shortly.
+                if time.monotonic() > deadline:
+                    raise SimError(f"{POLICY_NODE}/enable: {res.message}")
+                time.sleep(0.2)
+                continue
             client.remove_pending_request(fut)
             if time.monotonic() > deadline:
                 raise SimError(f"{POLICY_NODE}/enable: no answer within 30 s")

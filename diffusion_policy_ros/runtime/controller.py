@@ -157,6 +157,7 @@ class PolicyRuntime:
         self.scheduler = ActionScheduler(self.period, int(cfg.timing.action_latency_s * NS),
                                          blend_steps=cfg.timing.blend_steps)
         self.wrench = WrenchProcessor(cfg.force) if "wrench" in streams else None
+        self.fault: str | None = None  # a latched safety stop (force limit); cleared on reset with observations
         self.camera: CameraModel | None = None
         self.cloud: PointCloudPipeline | None = None
         self._cloud_cache: dict[int, np.ndarray] = {}
@@ -216,6 +217,11 @@ class PolicyRuntime:
         return Limits(np.array(lo), np.array(hi), np.array(vel))
 
     @property
+    def action_has_gripper(self) -> bool:
+        """End-effector actions carry a gripper channel after the pose."""
+        return not self.joint_repr and self.pcfg.action.dim > C.EE_POSE_DIM
+
+    @property
     def output_names(self) -> list[str]:
         if self.ee_output:
             return ["end_effector"]
@@ -265,7 +271,16 @@ class PolicyRuntime:
         return self.pcfg.observations[keys[0]].shape[0] if keys else self.cfg.point_cloud.num_points
 
     def add_wrench(self, stamp_ns: int, wrench: np.ndarray) -> None:
+        """A wrench sample: filtered into the window when the policy reads force, and always checked
+        against force.force_limit / torque_limit (a sample beyond them latches ``fault``: every cycle
+        holds until ``reset(clear_observations=True)``, which drivers call on enable)."""
         if self.wrench is None:
+            w = np.asarray(wrench, np.float64).reshape(-1)
+            if w.shape != (6,) or not np.isfinite(w).all():
+                raise ObservationError(f"wrench: expected 6 finite values, got {w.tolist()}")
+            f = self.cfg.force
+            if np.any(np.abs(w[:3]) > f.force_limit) or np.any(np.abs(w[3:]) > f.torque_limit):
+                self._force_fault(w)
             return
         orientation = None
         if self.cfg.force.tool_mass > 0:
@@ -276,6 +291,8 @@ class PolicyRuntime:
             except ObservationError:
                 self.stats.rejected["wrench"] += 1
                 raise
+        if self.wrench.saturated:
+            self._force_fault(np.asarray(wrench, np.float64).reshape(-1))
         self._add("wrench", stamp_ns, filtered.astype(np.float32))
 
     def add_joints(self, stamp_ns: int, positions: np.ndarray) -> None:
@@ -303,6 +320,12 @@ class PolicyRuntime:
         raise ObservationError("wrench: gravity compensation needs the wrist orientation (joint_states or "
                                "ee_pose), none received yet")
 
+    def _force_fault(self, w: np.ndarray) -> None:
+        if self.fault is None:
+            f = self.cfg.force
+            self.fault = (f"force limit: wrench {np.round(w, 1).tolist()} exceeds force.force_limit "
+                          f"{f.force_limit:g} N or force.torque_limit {f.torque_limit:g} N·m on an axis")
+
     def tare(self) -> np.ndarray:
         with self._lock:
             return self.wrench.tare() if self.wrench is not None else np.zeros(6)
@@ -320,6 +343,7 @@ class PolicyRuntime:
         self._prev, self._commanding, self._last_plan_ns = None, False, None
         self._generation += 1
         if clear_observations:
+            self.fault = None
             with self._lock:
                 self.window.clear()
                 self._latest.clear()
@@ -392,6 +416,8 @@ class PolicyRuntime:
         if self.policy is None:
             raise ConfigError("PolicyRuntime.step: this runtime was built without a policy (observations only)")
         self.stats.cycles += 1
+        if self.fault is not None:
+            return self.hold(now_ns, self.fault)
         try:
             samples, stamps, t_obs, cloud_pipe = self._sample(now_ns)
         except ObservationError as e:
