@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-APT_PACKAGES := libusb-1.0-0 libosmesa6
+APT_PACKAGES := libusb-1.0-0 libosmesa6 cmake g++
 # Pinned: these releases come from local disk on the project's machines.
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.setup-done
@@ -27,7 +27,7 @@ apt:
 	  else \
 	    echo "Missing Debian packages:$$missing"; \
 	    echo "Install them as root:  sudo apt-get install$$missing"; \
-	    echo "(open3d/pyrealsense2 need libusb-1.0-0; MuJoCo offscreen rendering needs libosmesa6)"; \
+	    echo "(open3d/pyrealsense2 need libusb-1.0-0; MuJoCo offscreen rendering needs libosmesa6; the PX4 tests build px4_msgs with cmake and g++)"; \
 	    exit 1; \
 	  fi; \
 	fi

@@ -57,7 +57,16 @@ setup(
         # MuJoCo's contacts and dynamics (an earlier press_dp3_force: every seed of a block on 3.14.0, 12/20 on 3.17.0; push_dp3
         # 10/10 vs 9/10). mujoco 4.0's offscreen OSMesa context fails here ("gladLoadGL error").
         "sim": ["mujoco==3.14.0", "imageio>=2.30", "imageio-ffmpeg>=0.5"],
-        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3",
+                 # The rosidl generators: the PX4 tests build the px4_msgs types the node uses from PX4's
+                 # message definitions (test/px4_msgs), as a ROS workspace would (cmake + a C/C++ compiler).
+                 *[f"ros-jazzy-{p}" for p in (
+                     "rosidl-default-generators", "rosidl-core-generators", "ament-cmake", "ament-cmake-ros",
+                     "ament-cmake-gmock", "ament-cmake-gtest", "ament-cmake-pytest", "ament-cmake-python",
+                     "ament-cmake-include-directories", "python-cmake-module", "ament-package",
+                     "rosidl-typesupport-introspection-c", "rosidl-typesupport-introspection-cpp",
+                     "rosidl-typesupport-fastrtps-c", "rosidl-typesupport-fastrtps-cpp")],
+                 "catkin_pkg", "empy==3.3.4", "lark"],
     },
     zip_safe=True,
     maintainer="diffusion_policy_ros maintainers",

@@ -480,6 +480,10 @@ class TopicsConfig:
     # while it lasts. UR: /io_and_status_controller/robot_program_running (false = stopped).
     program_running: str = ""
     estop: str = ""  # true = emergency or protective stop active (e.g. a safety PLC relay)
+    # px4 output (px4_msgs; the message version suffix _vN of the installed px4_msgs is added to these):
+    vehicle_status: str = "/fmu/out/vehicle_status"  # leaving offboard or disarming = pilot takeover → disable
+    vehicle_odometry: str = "/fmu/out/vehicle_odometry"  # where the vehicle holds before enable and after disable
+    arm_command: str = "/arm_controller/joint_trajectory"  # the aerial arm's JointTrajectory (empty: not sent)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..errors import ConfigError
@@ -131,6 +132,19 @@ class AerialManipulator:
             qs.append(q)
         return {"ee": torch.stack(ee, 1), "base": torch.stack(base, 1), "q": torch.stack(qs, 1),
                 "a_cmd": torch.stack(cmds, 1)}
+
+    def split(self, target: np.ndarray, ee_now: np.ndarray, velocity: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """End-effector waypoints (T, ≥3, world, dt apart) from the measured end effector (3,) and its
+        velocity → (vehicle positions (T, 3), arm joint positions (T, dof)): the base/arm split this
+        model's rollout makes (the vehicle flies the target minus the arm's rest offset with its
+        dynamics; the arm takes up the rest). What the guidance predicts is what the robot is sent."""
+        with torch.no_grad():
+            t = torch.as_tensor(np.asarray(target, np.float64)[None, :, :3], dtype=self.dtype)
+            v = None if velocity is None else torch.as_tensor(np.asarray(velocity, np.float64)[None])
+            state = self.initial_state(torch.as_tensor(np.asarray(ee_now, np.float64)[None, :3]), v)
+            r = self.rollout(t, state)
+        return r["base"][0].numpy(), r["q"][0].numpy()
 
     def cost(self, target: torch.Tensor, state: dict[str, torch.Tensor],
              reference: torch.Tensor | None = None) -> torch.Tensor:

@@ -64,6 +64,13 @@ CONTROLLERS = ("joint_trajectory_controller (ros2_control), scaled_joint_traject
                "a PX4 offboard bridge for px4 output")
 
 
+def px4_topic(base: str, msg_type) -> str:
+    """PX4's ROS 2 topic for a message: ``<base>_v<N>`` when the installed px4_msgs definition has
+    MESSAGE_VERSION N > 0 (PX4 v1.16+ message versioning), else ``base``."""
+    version = int(getattr(msg_type, "MESSAGE_VERSION", 0) or 0)
+    return f"{base}_v{version}" if version > 0 and not base.endswith(f"_v{version}") else base
+
+
 def pose10_to_pose7(v: np.ndarray) -> np.ndarray:
     return np.concatenate((v[:3], rot6d_to_quat_xyzw(v[3:9])))
 
@@ -82,11 +89,15 @@ class PolicyNode(Node):
         self._px4 = None
         if cfg.output == "px4":
             try:
-                from px4_msgs.msg import OffboardControlMode, TrajectorySetpoint
+                from px4_msgs import msg as px4
             except ImportError:
                 raise ConfigError("output 'px4': expected px4_msgs to be importable (source the PX4 ROS 2 "
                                   "workspace), it is not") from None
-            self._px4 = (TrajectorySetpoint, OffboardControlMode)
+            self._px4 = px4
+        self.vehicle = {"nav_state": None, "arming_state": None, "position": None, "yaw": None}  # ENU
+        self._vehicle_hold: tuple[np.ndarray, float] | None = None  # (ENU position, NED yaw) held when idle
+        self._vehicle_active: TimedTrajectory | None = None
+        self._yaw_active: float = 0.0
 
         self.counts = {k: 0 for k in ("color", "depth", "camera_info", "wrench", "joint_states", "ee_pose")}
         self.dropped = dict(self.counts)
@@ -201,11 +212,21 @@ class PolicyNode(Node):
         kind = {"joint_trajectory": JointTrajectory, "pose": PoseStamped, "multidof": MultiDOFJointTrajectory}
         if cfg.output in kind:
             self.command_pub = self._pub(kind[cfg.output], cfg.topics.command, 10)
-        else:  # px4: TrajectorySetpoint on the command topic + OffboardControlMode beside it
-            sp, mode = self._px4
-            self.command_pub = self._pub(sp, cfg.topics.command, qos_profile_sensor_data)
-            self.mode_pub = self._pub(mode, cfg.topics.command.rsplit("/", 1)[0] + "/offboard_control_mode",
-                                                  qos_profile_sensor_data)
+        else:  # px4: TrajectorySetpoint on the command topic + OffboardControlMode beside it, from start-up
+            px4 = self._px4
+            self.command_pub = self._pub(px4.TrajectorySetpoint, px4_topic(cfg.topics.command, px4.TrajectorySetpoint), 10)
+            self.mode_pub = self._pub(px4.OffboardControlMode, px4_topic(
+                cfg.topics.command.rsplit("/", 1)[0] + "/offboard_control_mode", px4.OffboardControlMode), 10)
+            self.arm_pub = self._pub(JointTrajectory, cfg.topics.arm_command, 10) if cfg.topics.arm_command else None
+            # PX4's bridge publishes best effort: a best-effort, volatile reader matches it either way.
+            px4_qos = rclpy.qos.QoSProfile(depth=1, reliability=rclpy.qos.ReliabilityPolicy.BEST_EFFORT)
+            self._sub(px4.VehicleStatus, px4_topic(cfg.topics.vehicle_status, px4.VehicleStatus),
+                      self._on_vehicle_status, px4_qos)
+            self._sub(px4.VehicleOdometry, px4_topic(cfg.topics.vehicle_odometry, px4.VehicleOdometry),
+                      self._on_vehicle_odometry, px4_qos)
+            # OffboardControlMode must stream (> 2 Hz) before the pilot may switch to offboard and must
+            # never stop while in it (PX4's failsafe): a timer of its own, whatever ~/enable says.
+            self.create_timer(1.0 / cfg.timing.command_rate_hz, self._px4_heartbeat)
         e = cfg.embodiment
         self.gripper_pub = None
         self._gripper_col = None  # the gripper's column in the runtime's output values
@@ -215,7 +236,7 @@ class PolicyNode(Node):
                                  else C.EE_POSE_DIM)
             kind_g = Float64MultiArray if e.gripper_output == "forward" else JointTrajectory
             self.gripper_pub = self._pub(kind_g, cfg.topics.gripper_command, 10)
-        if cfg.output in ("pose", "px4") or (self.gripper_pub is not None and e.gripper_output == "forward"):
+        if cfg.output == "pose" or (self.gripper_pub is not None and e.gripper_output == "forward"):
             # setpoint streams: resample the running trajectory
             self.create_timer(1.0 / cfg.timing.command_rate_hz, self._stream_setpoint)
         self.diag_pub = self._pub(DiagnosticArray, "/diagnostics", 10)
@@ -244,6 +265,8 @@ class PolicyNode(Node):
             poses = np.stack([pose10_to_pose7(v) for v in traj.values])[:, None]
             data = M.MultiDOFTrajectoryData(cmd.names, now_ns, traj.times_ns - now_ns, poses)
             self.command_pub.publish(M.encode_multidof_trajectory(self.types, data, self.cfg.frame_id))
+        elif self.cfg.output == "px4":
+            self._publish_px4(cmd, now_ns)
         else:
             self._stream_setpoint()
 
@@ -271,19 +294,77 @@ class PolicyNode(Node):
             return
         if self.cfg.output == "pose":
             self.command_pub.publish(M.encode_pose(self.types, pose10_to_pose7(v), now, self.cfg.frame_id))
+
+    # --- px4 -------------------------------------------------------------------------------------------
+    def _publish_px4(self, cmd: Command, now_ns: int) -> None:
+        """A command's vehicle trajectory becomes what the heartbeat streams; its arm trajectory goes to
+        the arm's controller at once. A hold keeps the vehicle where its hold point is."""
+        if cmd.vehicle is None:
             return
-        sp_type, mode_type = self._px4
-        dt = 0.05
-        vel = (traj.at(now + int(dt * 1e9))[:3] - v[:3]) / dt
-        mode = mode_type()
-        mode.timestamp, mode.position = now // 1000, True
+        with self._lock:
+            self._yaw_active = float(ned_yaw_from_enu_rotation(cmd.trajectory.values[-1, 3:9]))
+            if cmd.kind == "hold":
+                self._vehicle_active, self._vehicle_hold = None, (cmd.vehicle.values[-1].copy(), self._yaw_active)
+            else:
+                self._vehicle_active = cmd.vehicle
+        if self.arm_pub is not None and cmd.arm is not None:
+            names = self.runtime.aerial.arm.joint_names
+            data = M.JointTrajectoryData(names, now_ns, cmd.arm.times_ns - now_ns, cmd.arm.values)
+            self.arm_pub.publish(M.encode_joint_trajectory(self.types, data))
+
+    def _px4_heartbeat(self) -> None:
+        """OffboardControlMode always; a TrajectorySetpoint on the running vehicle trajectory while enabled,
+        else on the hold point (where the vehicle was when the policy stopped or, before any command,
+        where odometry puts it): disabling holds position, it never goes silent."""
+        px4, now = self._px4, self.get_clock().now().nanoseconds
+        mode = px4.OffboardControlMode(timestamp=now // 1000, position=True, velocity=True)
         self.mode_pub.publish(mode)
-        sp = sp_type()
-        sp.timestamp = now // 1000
-        sp.position = enu_to_ned(v[:3]).astype(np.float32).tolist()
-        sp.velocity = enu_to_ned(vel).astype(np.float32).tolist()
-        sp.yaw = float(ned_yaw_from_enu_rotation(v[3:9]))
-        self.command_pub.publish(sp)
+        with self._lock:
+            traj = self._vehicle_active if self.enabled.is_set() else None
+            in_offboard = self.vehicle["nav_state"] == px4.VehicleStatus.NAVIGATION_STATE_OFFBOARD
+            if traj is None and self.vehicle["position"] is not None and (
+                    self._vehicle_hold is None or not in_offboard):
+                # Outside offboard the pilot flies: the setpoint follows the vehicle, so switching to
+                # offboard holds where it is; in offboard the hold point stays put (no drift with wind).
+                self._vehicle_hold = (self.vehicle["position"].copy(), self.vehicle["yaw"])
+            hold, yaw = self._vehicle_hold, self._yaw_active
+        sp = px4.TrajectorySetpoint(timestamp=now // 1000)
+        nan3 = [float("nan")] * 3
+        sp.acceleration, sp.jerk, sp.yawspeed = nan3, nan3, float("nan")
+        if traj is not None:
+            p, v = traj.sample(now)
+            sp.position = enu_to_ned(p).astype(np.float32).tolist()
+            sp.velocity = enu_to_ned(v).astype(np.float32).tolist()
+            sp.yaw = yaw
+        elif hold is not None:
+            sp.position = enu_to_ned(hold[0]).astype(np.float32).tolist()
+            sp.velocity = [0.0, 0.0, 0.0]
+            sp.yaw = float(hold[1])
+        else:
+            self.get_logger().warning(f"px4: no vehicle odometry yet on {self.cfg.topics.vehicle_odometry}: "
+                                      f"streaming OffboardControlMode only", throttle_duration_sec=5.0)
+            return
+        if np.isfinite(sp.position).all():
+            self.command_pub.publish(sp)
+
+    def _on_vehicle_odometry(self, msg) -> None:
+        p = np.asarray(msg.position, np.float64)
+        if msg.pose_frame != self._px4.VehicleOdometry.POSE_FRAME_NED or not np.isfinite(p).all():
+            return
+        w, x, y, z = (float(c) for c in msg.q)
+        with self._lock:
+            self.vehicle["position"] = enu_to_ned(p)  # NED → ENU is the same swap
+            self.vehicle["yaw"] = float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+    def _on_vehicle_status(self, msg) -> None:
+        s = self._px4.VehicleStatus
+        self.vehicle["nav_state"], self.vehicle["arming_state"] = int(msg.nav_state), int(msg.arming_state)
+        if not self.enabled.is_set():
+            return
+        if msg.arming_state != s.ARMING_STATE_ARMED:
+            self.safety_stop("pilot takeover: the vehicle was disarmed")
+        elif msg.nav_state != s.NAVIGATION_STATE_OFFBOARD:
+            self.safety_stop(f"pilot takeover: the vehicle left offboard (nav_state {msg.nav_state})")
 
     # --- control loop ----------------------------------------------------------------------------------
     def _control_loop(self) -> None:
@@ -381,6 +462,15 @@ class PolicyNode(Node):
         """Why enabling now would be unsafe or useless, or ''."""
         if self.robot_stop:
             return "robot stopped: " + "; ".join(self.robot_stop.values())
+        if self._px4 is not None:
+            s, v = self._px4.VehicleStatus, self.vehicle
+            topic = px4_topic(self.cfg.topics.vehicle_status, s)
+            if v["nav_state"] is None:
+                return f"no px4_msgs/VehicleStatus on {topic} yet: is the micro XRCE-DDS agent running?"
+            if v["arming_state"] != s.ARMING_STATE_ARMED or v["nav_state"] != s.NAVIGATION_STATE_OFFBOARD:
+                return (f"the vehicle must be armed and in offboard mode (arming_state {v['arming_state']}, "
+                        f"nav_state {v['nav_state']}); the node already streams the offboard heartbeat and a "
+                        f"hold setpoint, so the pilot can switch to offboard")
         topic = self.command_pub.topic_name
         if self.cfg.require_subscriber and self.command_pub.get_subscription_count() == 0:
             return (f"nothing subscribes to {topic}: is the controller loaded and active (ros2 control "
@@ -406,7 +496,7 @@ class PolicyNode(Node):
             self._publish(res.command, now)
         self.runtime.reset()  # a chunk still being computed is dropped at commit
         with self._lock:
-            self.active = None
+            self.active = self._vehicle_active = None
 
     def _on_enable(self, request, response):
         refused = self._refuse_enable() if request.data else ""

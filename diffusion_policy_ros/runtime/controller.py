@@ -35,7 +35,7 @@ from ..constants import NS
 from ..config import DeployConfig
 from ..diffusion.chunking import prefix_weights
 from ..diffusion.guidance import CostGuidance, GuidanceConfig, ReferenceCost, clearance_cost, workspace_cost
-from ..embodiment.aerial import AerialConfig
+from ..embodiment.aerial import AerialConfig, AerialManipulator
 from ..embodiment.arm import ArmTracker
 from ..embodiment.base import AerialEmbodiment, ArmEmbodiment
 from ..errors import ConfigError, NonFiniteActionError, ObservationError
@@ -59,6 +59,10 @@ class Command:
     trajectory: TimedTrajectory
     t_obs_ns: int
     reason: str = ""
+    # Aerial (px4 output): the vehicle's positions and the arm's joints over the same times (the base/arm
+    # split of embodiment/aerial.py), from the measured end effector.
+    vehicle: TimedTrajectory | None = None
+    arm: TimedTrajectory | None = None
 
 
 @dataclass
@@ -158,6 +162,7 @@ class PolicyRuntime:
                                          blend_steps=cfg.timing.blend_steps)
         self.wrench = WrenchProcessor(cfg.force) if "wrench" in streams else None
         self.fault: str | None = None  # a latched safety stop (force limit); cleared on reset with observations
+        self._pose_history: deque = deque(maxlen=64)  # (stamp, ee position): the aerial split's velocity
         self.camera: CameraModel | None = None
         self.cloud: PointCloudPipeline | None = None
         self._cloud_cache: dict[int, np.ndarray] = {}
@@ -176,6 +181,8 @@ class PolicyRuntime:
         self.tracker = None
         if arm is not None:
             self.tracker = ArmTracker(arm, dt=self.period / NS, damping=cfg.embodiment.ik_damping)
+        # px4 output: the aerial model that splits end-effector targets into vehicle and arm commands.
+        self.aerial = AerialManipulator(AerialConfig(dt=self.period / NS)) if cfg.output == "px4" else None
         # The embodiment whose tracking cost guides sampling (embodiment/base.py protocol).
         self.embodiment = None
         g = cfg.guidance
@@ -309,6 +316,8 @@ class PolicyRuntime:
         if p.shape != (7,) or not np.isfinite(p).all():
             raise ObservationError(f"ee_pose: expected 7 finite values, got {p.tolist()}")
         self._add("ee_pose", stamp_ns, np.concatenate((p[:3], quat_xyzw_to_rot6d(p[3:]))))
+        with self._lock:
+            self._pose_history.append((int(stamp_ns), p[:3].copy()))
 
     def _sensor_orientation(self):
         """Wrist orientation (3x3, base frame) from the latest joints, for gravity compensation."""
@@ -345,6 +354,7 @@ class PolicyRuntime:
         if clear_observations:
             self.fault = None
             with self._lock:
+                self._pose_history.clear()
                 self.window.clear()
                 self._latest.clear()
                 self._cloud_cache.clear()
@@ -466,8 +476,26 @@ class PolicyRuntime:
         self.scheduler.current = traj
         self._commanding = True
         self.stats.commands += 1
-        result.command = Command("trajectory", self.output_names, traj, plan.t_obs_ns)
+        result.command = self._split(Command("trajectory", self.output_names, traj, plan.t_obs_ns))
         return result
+
+    def _split(self, cmd: Command) -> Command:
+        """px4 output: add the vehicle and arm trajectories the aerial model makes of the end-effector one."""
+        if self.aerial is None:
+            return cmd
+        with self._lock:
+            history = list(self._pose_history)
+        if not history:
+            return cmd
+        (t1, ee), vel = history[-1], None
+        older = [(t, p) for t, p in history if t1 - t >= self.period // 2]  # velocity over ≥ half a period
+        if older:
+            t0, p0 = older[-1]
+            vel = (ee - p0) * (NS / (t1 - t0))
+        base, q = self.aerial.split(cmd.trajectory.values[:, :3], ee, vel)
+        cmd.vehicle = TimedTrajectory(cmd.trajectory.times_ns, base)
+        cmd.arm = TimedTrajectory(cmd.trajectory.times_ns, q)
+        return cmd
 
     def _observation(self, samples, stamps, cloud_pipe) -> dict[str, np.ndarray]:
         pc, obs = self.pcfg, {}
@@ -700,4 +728,5 @@ class PolicyRuntime:
         hold = TimedTrajectory(np.array([t + self.period // 10], np.int64), value[None])
         self.scheduler.current = hold
         self.stats.holds += 1
-        return CycleResult("hold", Command("hold", self.output_names, hold, int(now_ns), reason), reason=reason)
+        return CycleResult("hold", self._split(Command("hold", self.output_names, hold, int(now_ns), reason)),
+                           reason=reason)

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import Config, DeployConfig
+from ..config import Config, DeployConfig, resolve_shipped_checkpoint
 from ..errors import ConfigError
 from ..policy import Policy
 from .controller import PolicyRuntime
 
 
 def load_policy(cfg: DeployConfig, checkpoint: str | Path | None = None) -> Policy:
-    """``checkpoint`` (default ``cfg.checkpoint``) with ``cfg.sampling``'s overrides applied at load."""
+    """``checkpoint`` (default ``cfg.checkpoint``: a folder, a `dpros train --out` folder, ``~/…``, or a
+    shipped name) with ``cfg.sampling``'s overrides applied at load."""
     path = checkpoint or cfg.checkpoint
     if not path:
         raise ConfigError("checkpoint: expected a checkpoint folder (written by `dpros train`), got ''")
+    path = resolve_shipped_checkpoint(path)
     s = cfg.sampling
     return Policy.from_checkpoint(path, device=cfg.device, solver=s.solver or None,
                                   num_inference_steps=s.num_inference_steps or None, trace=s.trace)
