@@ -295,6 +295,12 @@ class ForceConfig:
     force_limit: float = 200.0  # N per axis: a sample beyond it is flagged saturated
     torque_limit: float = 20.0  # N·m per axis
     tare_samples: int = 50  # samples averaged by tare()
+    # URDF link the policy reads the wrench in; a message whose header.frame_id names another URDF link
+    # is transformed into it (force and torque, through the arm's kinematics); empty: as published
+    frame: str = ""
+    # zero the sensor on the first tare_samples samples after every enable (the node) and at every
+    # episode start (dpros convert, with the same config), so training data and deployment agree
+    tare_on_enable: bool = False
     history_s: float = 2.0  # how much filtered signal is kept for windows
 
     def __post_init__(self):
@@ -593,6 +599,8 @@ class SafetyConfig:
     workspace_min: tuple[float, float, float] = (-1.0, -1.0, 0.0)  # end-effector box, base frame, metres
     workspace_max: tuple[float, float, float] = (1.0, 1.0, 1.2)  # upper corner of the end-effector box
     velocity_scale: float = 1.0  # fraction of the URDF joint velocity limits allowed
+    # the tool tip in the ee_link (flange) frame, metres: the workspace box applies to the tip
+    tcp_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # End-effector outputs (pose, multidof, px4): limits on the commanded motion, from the measured pose
     max_linear_velocity: float = 1.0  # m/s
     max_angular_velocity: float = 2.0  # rad/s

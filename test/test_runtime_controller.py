@@ -294,3 +294,60 @@ def test_real_time_chunking_holds_the_new_chunk_to_the_running_one(force_checkpo
     rt.reset()
     free = rt.begin(end - 300 * MS)  # nothing running: nothing to stay consistent with
     assert free.frozen_steps == 0
+
+
+def test_force_limit_latches_a_hold_until_a_reset_and_tare_on_enable_zeroes_the_first_samples(force_checkpoint):
+    rt = make_runtime(force_checkpoint, force={"force_limit": 5.0, "tare_on_enable": True, "tare_samples": 20},
+                      sampling={"replan_steps": 1})
+    rt.set_camera(small_intrinsics())
+    rt.reset(clear_observations=True)  # what an enable (or a new episode in dpros convert) does
+    feed(rt, 0, 30 * MS)  # 15 wrench samples: still taring
+    with pytest.raises(ObservationError, match="tare_on_enable"):
+        rt.observe(30 * MS)
+    feed(rt, 30 * MS, 400 * MS)
+    obs, _, _ = rt.observe(400 * MS)
+    # The sensor read [0.1, 0, -2, 0, 0.01, 0] throughout: tared to zero, and only tared values in the window.
+    wrench_key = next(k for k in obs if "wrench" in k or "force" in k)
+    assert np.abs(obs[wrench_key]).max() < 1e-6
+    res = rt.step(400 * MS)
+    assert res.status == "command"
+    # 12 N on z: beyond the 5 N limit → latched; every cycle holds (once at the running command), even
+    # after the force is back, until a reset (an enable).
+    rt.add_wrench(402 * MS, np.array([0.1, 0.0, -12.0, 0.0, 0.0, 0.0]))
+    assert "force limit" in rt.fault and "force.force_limit 5" in rt.fault
+    feed(rt, 404 * MS, 600 * MS)
+    first = rt.step(600 * MS)
+    assert first.status == "hold" and "force limit" in first.reason and len(first.command.trajectory.times_ns) == 1
+    assert rt.step(700 * MS).status == "waiting"
+    rt.reset(clear_observations=True)
+    assert rt.fault is None
+
+
+def test_a_wrench_published_in_another_urdf_link_is_transformed_into_force_frame(force_checkpoint):
+    import torch
+
+    from diffusion_policy_ros.geometry import rot6d_to_matrix
+
+    rt = make_runtime(force_checkpoint, force={"frame": "tool0", "cutoff_hz": 0.0})
+    rt.add_joints(0, ARM_HOME)
+    w_base = np.array([0.0, 0.0, -10.0, 0.0, 0.0, 0.0])  # 10 N straight down, no torque, at the base origin
+    out = rt._wrench_in(w_base, "base_link", "tool0")
+    pose = rt.arm.fk(torch.as_tensor(ARM_HOME)).numpy()
+    r_tool = rot6d_to_matrix(torch.as_tensor(pose[3:9])).numpy()
+    f = r_tool.T @ w_base[:3]
+    p = -r_tool.T @ pose[:3]  # the base origin seen from the tool
+    assert np.allclose(out[:3], f, atol=1e-9) and np.allclose(out[3:], np.cross(p, f), atol=1e-9)
+    assert np.allclose(rt._wrench_in(w_base, "wrist_3_link", "tool0"), w_base)  # a fixed identity joint
+    with pytest.raises(ObservationError, match="tool0_controller"):
+        rt.add_wrench(2 * MS, w_base, "tool0_controller")  # UR's controller frame is not a URDF link
+
+
+def test_the_workspace_box_holds_the_tool_tip_not_the_flange():
+    from diffusion_policy_ros.runtime.safety import clamp_tool_to_box
+
+    down = np.array([1.0, 0.0, 0.0, 0.0, -1.0, 0.0])  # 6-D rotation: flange z axis pointing down
+    pose = np.r_[0.5, 0.0, 0.15, down][None]  # flange 15 cm above the table, a 20 cm tool below it
+    out, moved = clamp_tool_to_box(pose, (-1, -1, 0.02), (1, 1, 1), tcp_offset=(0.0, 0.0, 0.2))
+    assert moved == 1 and np.isclose(out[0, 2], 0.22)  # tip at the floor of the box: flange 20 cm above it
+    same, moved = clamp_tool_to_box(pose, (-1, -1, 0.02), (1, 1, 1))
+    assert moved == 0 and np.allclose(same, pose)  # no offset: the flange itself is inside

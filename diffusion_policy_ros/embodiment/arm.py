@@ -39,6 +39,7 @@ class ArmKinematics:
             if list(joint_names) != names:
                 raise ConfigError(f"embodiment.joint_names: expected chain order {names}, got {list(joint_names)}")
         self.joint_names = names
+        self._urdf_text, self._tree, self.urdf_name = text, None, path.name
         self.dtype, self.device = dtype, torch.device(device)
         lower, upper = (np.asarray(x, float) for x in self.chain.get_joint_limits())
         vel = np.asarray(self.chain.get_joint_velocity_limits()[1], float)
@@ -51,6 +52,20 @@ class ArmKinematics:
     @property
     def dof(self) -> int:
         return len(self.joint_names)
+
+    def link_pose(self, q, link: str) -> np.ndarray:
+        """4x4 pose of any URDF link in the base frame at arm joints ``q`` (other joints at 0)."""
+        if self._tree is None:
+            self._tree = pk.build_chain_from_urdf(self._urdf_text).to(dtype=self.dtype)
+        names = self._tree.get_joint_parameter_names()
+        full = torch.zeros(len(names), dtype=self.dtype)
+        for name, value in zip(self.joint_names, np.asarray(q, float)):
+            full[names.index(name)] = float(value)
+        frames = self._tree.forward_kinematics(full[None])
+        if link not in frames:
+            raise ConfigError(f"link '{link}': expected a link of {self.urdf_name}, got none of that name "
+                              f"(links: {sorted(frames)})")
+        return frames[link].get_matrix()[0].numpy()
 
     def fk(self, q: torch.Tensor) -> torch.Tensor:
         """Joint positions (..., dof) → end-effector pose (..., 9): position + 6-D rotation, base frame."""

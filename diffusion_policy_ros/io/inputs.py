@@ -47,7 +47,7 @@ def _camera_info(rt, msg):
 
 
 def _wrench(rt, msg):
-    rt.add_wrench(M.header_ns(msg), M.decode_wrench(msg))
+    rt.add_wrench(M.header_ns(msg), M.decode_wrench(msg), msg.header.frame_id)
 
 
 def _joints(rt, msg):

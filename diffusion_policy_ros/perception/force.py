@@ -78,6 +78,11 @@ class WrenchProcessor:
         self._n += 1
         return x.copy()
 
+    @property
+    def samples(self) -> int:
+        """Samples processed since the last restart."""
+        return self._n
+
     def restart(self) -> None:
         """Forget the history and filter state (time restarted: a new sim episode, a looped bag); keep the bias."""
         self._n, self._zi = 0, None

@@ -43,7 +43,7 @@ from ..geometry import quat_xyzw_to_rot6d, rot6d_to_matrix
 from ..perception.force import WrenchProcessor
 from ..perception.image import prepare_rgb
 from ..perception.pointcloud import CameraModel, PointCloudPipeline
-from .safety import (CartesianLimits, Limits, UnsafeCommandError, clamp_to_box, enforce_cartesian_limits,
+from .safety import (CartesianLimits, Limits, UnsafeCommandError, clamp_tool_to_box, enforce_cartesian_limits,
                      enforce_limits)
 from .schedule import ActionScheduler, TimedTrajectory
 from .window import ObservationWindow, StreamSpec
@@ -162,6 +162,8 @@ class PolicyRuntime:
                                          blend_steps=cfg.timing.blend_steps)
         self.wrench = WrenchProcessor(cfg.force) if "wrench" in streams else None
         self.fault: str | None = None  # a latched safety stop (force limit); cleared on reset with observations
+        self._tare_pending = False  # force.tare_on_enable: zeroing on the first samples after a reset
+        self._frames: dict[tuple[str, str], np.ndarray] = {}  # constant wrench-frame transforms
         self._pose_history: deque = deque(maxlen=64)  # (stamp, ee position): the aerial split's velocity
         self.camera: CameraModel | None = None
         self.cloud: PointCloudPipeline | None = None
@@ -277,10 +279,14 @@ class PolicyRuntime:
         keys = self.keys[C.OBS_POINT_CLOUD]
         return self.pcfg.observations[keys[0]].shape[0] if keys else self.cfg.point_cloud.num_points
 
-    def add_wrench(self, stamp_ns: int, wrench: np.ndarray) -> None:
+    def add_wrench(self, stamp_ns: int, wrench: np.ndarray, frame_id: str = "") -> None:
         """A wrench sample: filtered into the window when the policy reads force, and always checked
         against force.force_limit / torque_limit (a sample beyond them latches ``fault``: every cycle
-        holds until ``reset(clear_observations=True)``, which drivers call on enable)."""
+        holds until ``reset(clear_observations=True)``, which drivers call on enable). ``frame_id``: the
+        message's frame; transformed into ``force.frame`` when that is set and differs."""
+        target = self.cfg.force.frame
+        if target and frame_id and frame_id != target:
+            wrench = self._wrench_in(np.asarray(wrench, np.float64).reshape(-1), frame_id, target)
         if self.wrench is None:
             w = np.asarray(wrench, np.float64).reshape(-1)
             if w.shape != (6,) or not np.isfinite(w).all():
@@ -298,8 +304,14 @@ class PolicyRuntime:
             except ObservationError:
                 self.stats.rejected["wrench"] += 1
                 raise
+            taring = self._tare_pending
+            if taring and self.wrench.samples >= self.cfg.force.tare_samples:
+                self.wrench.tare()
+                self._tare_pending = False
         if self.wrench.saturated:
             self._force_fault(np.asarray(wrench, np.float64).reshape(-1))
+        if taring:  # the window only ever holds tared values
+            return
         self._add("wrench", stamp_ns, filtered.astype(np.float32))
 
     def add_joints(self, stamp_ns: int, positions: np.ndarray) -> None:
@@ -329,6 +341,31 @@ class PolicyRuntime:
         raise ObservationError("wrench: gravity compensation needs the wrist orientation (joint_states or "
                                "ee_pose), none received yet")
 
+    def _wrench_in(self, w: np.ndarray, source: str, target: str) -> np.ndarray:
+        """The wrench w (in ``source``) expressed in ``target`` (both URDF links): f' = R f, τ' = R τ + p × f'."""
+        if self.arm is None:
+            raise ObservationError(f"wrench.header.frame_id '{source}': force.frame '{target}' needs the arm's "
+                                   f"URDF to transform it (embodiment.kind arm)")
+        key = (source, target)
+        t = self._frames.get(key)
+        if t is None:
+            with self._lock:
+                q = self._latest["joints"][1][:self.arm.dof] if "joints" in self._latest else np.zeros(self.arm.dof)
+            try:
+                t = np.linalg.inv(self.arm.link_pose(q, target)) @ self.arm.link_pose(q, source)
+                # Both links past the same joints (a sensor on the flange): a constant transform, cached.
+                rng = np.random.default_rng(0)
+                q2 = rng.uniform(self.arm.limits.lower, self.arm.limits.upper)
+                fixed = np.allclose(np.linalg.inv(self.arm.link_pose(q2, target)) @ self.arm.link_pose(q2, source),
+                                    t, atol=1e-9)
+            except ConfigError as e:
+                raise ObservationError(f"wrench.header.frame_id '{source}' → force.frame '{target}': {e}") from None
+            if fixed:
+                self._frames[key] = t
+        r, p = t[:3, :3], t[:3, 3]
+        f = r @ w[:3]
+        return np.concatenate((f, r @ w[3:6] + np.cross(p, f)))
+
     def _force_fault(self, w: np.ndarray) -> None:
         if self.fault is None:
             f = self.cfg.force
@@ -353,6 +390,7 @@ class PolicyRuntime:
         self._generation += 1
         if clear_observations:
             self.fault = None
+            self._tare_pending = self.wrench is not None and self.cfg.force.tare_on_enable
             with self._lock:
                 self._pose_history.clear()
                 self.window.clear()
@@ -364,6 +402,9 @@ class PolicyRuntime:
     def _sample(self, now_ns: int):
         """The window's n_obs_steps samples at now_ns; ObservationError if stale or the camera is unknown."""
         with self._lock:
+            if self._tare_pending:
+                raise ObservationError(f"force.tare_on_enable: taring the force/torque sensor "
+                                       f"({self.wrench.samples}/{self.cfg.force.tare_samples} samples)")
             samples, t_obs = self.window.sample(now_ns)
             stamps = dict(self.window.last_stamps)
             if self.keys[C.OBS_POINT_CLOUD] and self.cloud is None:
@@ -659,7 +700,9 @@ class PolicyRuntime:
         if self.joint_repr:
             return chunk
         ee = chunk.astype(np.float64).copy()
-        ee[:, :3], _ = clamp_to_box(ee[:, :3], self.cfg.safety.workspace_min, self.cfg.safety.workspace_max)
+        sf = self.cfg.safety
+        ee[:, :C.EE_POSE_DIM], _ = clamp_tool_to_box(ee[:, :C.EE_POSE_DIM], sf.workspace_min, sf.workspace_max,
+                                                     sf.tcp_offset)
         grip = np.clip(ee[:, C.EE_POSE_DIM], 0.0, 1.0) if ee.shape[1] > C.EE_POSE_DIM else None
         if grip is not None:
             self._gripper_cmd = float(grip[0])
@@ -693,8 +736,9 @@ class PolicyRuntime:
                 current, velocity = self._measured_pose(), None
             safe, report = enforce_cartesian_limits(traj, current, publish_ns, self.cartesian, velocity)
             # The workspace box wins over the limiter (an acceleration limit may overshoot a target).
-            safe.values[:, :3], _ = clamp_to_box(safe.values[:, :3], self.cfg.safety.workspace_min,
-                                                 self.cfg.safety.workspace_max)
+            sf = self.cfg.safety
+            safe.values[:, :C.EE_POSE_DIM], _ = clamp_tool_to_box(safe.values[:, :C.EE_POSE_DIM], sf.workspace_min,
+                                                                   sf.workspace_max, sf.tcp_offset)
         result.position_clamped, result.velocity_limited = report.position_clamped, report.velocity_limited
         return safe
 

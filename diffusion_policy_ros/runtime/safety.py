@@ -59,6 +59,24 @@ def clamp_to_box(points: np.ndarray, lo, hi) -> tuple[np.ndarray, int]:
     return c, int(np.count_nonzero(c != p))
 
 
+def clamp_tool_to_box(poses: np.ndarray, lo, hi, tcp_offset=(0.0, 0.0, 0.0)) -> tuple[np.ndarray, int]:
+    """End-effector poses (K, ≥9: position + 6-D rotation of the flange) moved so the tool tip, at
+    ``tcp_offset`` in the flange frame, stays inside the box; → (poses, number of tips moved)."""
+    from ..geometry import rot6d_to_matrix
+    import torch
+
+    out = np.array(poses, float, copy=True)
+    t = np.asarray(tcp_offset, float)
+    if not t.any():
+        out[:, :3], moved = clamp_to_box(out[:, :3], lo, hi)
+        return out, moved
+    rot = rot6d_to_matrix(torch.as_tensor(out[:, 3:9])).numpy()
+    tip = out[:, :3] + rot @ t
+    clamped, moved = clamp_to_box(tip, lo, hi)
+    out[:, :3] += clamped - tip
+    return out, moved
+
+
 @dataclass
 class CartesianLimits:
     """Limits on an end-effector trajectory [position(3), rotation 6-D(6), (gripper)]."""
