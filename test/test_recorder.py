@@ -179,3 +179,49 @@ def test_recorder_bench_json_has_the_promised_fields(ros_context):
     assert set(r["modes"]) == {"serialized (default)", "typed (baseline)"}
     for m in r["modes"].values():  # what the recorder saw missing can only be what the bag lacks
         assert 0 <= m["seq_gaps"] <= m["dropped"]
+
+
+def test_latched_robot_description_opens_every_episode_and_a_missing_topic_is_reported(ros_context, tmp_path):
+    """/robot_description (transient local, published once) is written into each episode; a listed topic
+    nothing publishes is named in episode.json; rates and the extrinsic are recorded."""
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+
+    from diffusion_policy_ros.io.bags import BagReader
+    from diffusion_policy_ros.ros.recorder_node import RecorderNode
+
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+    desc_node = Node("robot_state_publisher", context=ros_context)
+    desc_node.create_publisher(String, "/robot_description", latched).publish(String(data="<robot name='ur5e'/>"))
+    extrinsic = [0.6, 0.0, 0.7, -0.6533, 0.6533, -0.2706, 0.2706]
+    rec = RecorderNode(context=ros_context, parameter_overrides=[
+        Parameter("output_dir", value=str(tmp_path)), Parameter("topics", value=[WRENCH, "/never/published"]),
+        Parameter("keys", value=False), Parameter("extrinsic", value=extrinsic),
+        Parameter("topic_timeout_s", value=0.5)])
+    peer = Peer(ros_context)
+    ex = SpinEach(ros_context, rec, peer.node, desc_node)
+    try:
+        end = time.monotonic() + 20
+        while ("/robot_description" not in rec.types or peer.pubs[WRENCH].get_subscription_count() == 0) \
+                and time.monotonic() < end:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the latched message is delivered on subscription
+        for n in range(2):  # the description was published once, long before episode 1
+            assert peer.call("start").success
+            peer.publish(0.5)
+            assert peer.call("stop", data=True).success
+            ep = tmp_path / f"episode_{n:04d}"
+            meta = json.loads((ep / "episode.json").read_text())
+            with BagReader(ep) as bag:
+                assert bag.count("/robot_description") == 1
+                text = next(m for _, _, m in bag.messages(["/robot_description"])).data
+            assert text == "<robot name='ur5e'/>"
+            assert meta["missing"] == ["/never/published"] and meta["extrinsic"] == extrinsic
+            assert 200 < meta["rates_hz"][WRENCH] < 800 and "/robot_description" not in meta["rates_hz"]
+    finally:
+        ex.shutdown()
+        rec.destroy_node()
+        peer.node.destroy_node()
+        desc_node.destroy_node()

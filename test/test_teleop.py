@@ -132,3 +132,21 @@ def test_gamepad_buttons_start_and_stop_episodes_on_the_real_recorder(ros_contex
         ex.shutdown()
         for n in (teleop, rec, peer):
             n.destroy_node()
+
+
+def test_recorder_and_teleop_describe_every_parameter(ros_context, tmp_path):
+    from rclpy.parameter import Parameter
+
+    from diffusion_policy_ros.ros import recorder_node, teleop_node
+
+    nodes = [recorder_node.RecorderNode(context=ros_context, parameter_overrides=[
+                 Parameter("output_dir", value=str(tmp_path)), Parameter("keys", value=False)]),
+             teleop_node.TeleopNode(context=ros_context)]
+    try:
+        for node, module in zip(nodes, (recorder_node, teleop_node)):
+            names = list(module.declared_parameters())
+            descs = node.describe_parameters(names)
+            assert [d.name for d in descs if not d.description.strip()] == [] and all(d.read_only for d in descs)
+    finally:
+        for node in nodes:
+            node.destroy_node()

@@ -21,8 +21,14 @@ One thread spins everything (rclpy's MultiThreadedExecutor costs ~3x the CPU per
 behind 500 Hz here); the stop and discard services are coroutines that wait for the drain without
 holding that thread, so the subscriptions go on being taken while a stop waits for them.
 
+Latched topics (``optional_topics``: ``/tf_static`` and ``/robot_description`` by default, recorded when
+something publishes them; any topic whose publishers are transient-local) are published once: their
+last message is written at the start of every episode, so each bag is self-contained. A listed topic
+that never appears is warned about (after ``topic_timeout_s``, and in ``episode.json`` as ``missing``).
+
 An episode is written to ``<output_dir>/episode_<n>.partial`` and renamed to ``episode_<n>`` when it
-is closed, with ``episode.json`` (task, note, success, message counts) beside ``metadata.yaml``; a
+is closed, with ``episode.json`` (task, note, success, message counts, per-topic rates, missing
+topics, the camera extrinsic) beside ``metadata.yaml``; a
 killed recorder leaves earlier episodes intact and the unfinished one marked ``.partial`` (which
 ``dpros convert`` skips).
 
@@ -79,6 +85,7 @@ class _Episode:
     active: set = field(default_factory=set)  # topics with messages in this episode
     passed: set = field(default_factory=set)  # topics that delivered a message received after the stop
     lost: dict = field(default_factory=dict)  # topic → publication sequence numbers never received
+    span: dict = field(default_factory=dict)  # topic → [first, last] send time (ns) in this episode
     last_taken: float = 0.0  # monotonic time a message sent before the stop was last taken
     drained: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
@@ -91,7 +98,29 @@ def declared_parameters() -> dict[str, object]:
     """Every parameter the node declares, with its default (launch files and tests check against this)."""
     return {"output_dir": "recordings", "topics": default_topics(), "storage": "mcap", "typestore": "jazzy",
             "task": "", "note": "", "max_episode_s": 0.0, "start_recording": False, "keys": True,
-            "serialized": True, "stop_drain_s": 2.0}
+            "serialized": True, "stop_drain_s": 2.0, "optional_topics": ["/tf_static", "/robot_description"],
+            "topic_timeout_s": 5.0, "extrinsic": [0.0]}
+
+
+# What each parameter does (``ros2 param describe``).
+DESCRIPTIONS = {
+    "output_dir": "folder the episodes are written to (~ expanded)",
+    "topics": "topics to record; each one that never appears is warned about",
+    "storage": "rosbag2 storage: mcap | sqlite3",
+    "typestore": "message definitions for the bags (rosbags typestore name, e.g. jazzy)",
+    "task": "task name stored in every episode.json",
+    "note": "operator note stored in every episode.json",
+    "max_episode_s": "stop an episode after this many seconds (0: no limit)",
+    "start_recording": "start an episode as soon as the node is up",
+    "keys": "keyboard control on a terminal (s start, y/n stop, d discard, q quit)",
+    "serialized": "record serialized messages (false: decode and encode again, for bench/recorder.py)",
+    "stop_drain_s": "after a stop, wait up to this long for messages sent before it",
+    "optional_topics": "recorded when something publishes them, no warning otherwise (latched: written "
+                       "at every episode start)",
+    "topic_timeout_s": "warn about a listed topic not seen this long after start-up",
+    "extrinsic": "camera→base transform (7: xyz + quaternion xyzw, or 16: row-major 4x4) stored in "
+                 "episode.json; [0.0]: unknown",
+}
 
 
 def message_class(type_name: str):
@@ -102,7 +131,14 @@ def message_class(type_name: str):
 class RecorderNode(Node):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        p = {name: self.declare_parameter(name, default).value for name, default in declared_parameters().items()}
+        from rcl_interfaces.msg import ParameterDescriptor
+
+        p = {name: self.declare_parameter(name, default, ParameterDescriptor(description=DESCRIPTIONS[name],
+                                                                              read_only=True)).value
+             for name, default in declared_parameters().items()}
+        if len(p["extrinsic"]) not in (1, 7, 16):
+            raise ConfigError(f"extrinsic: expected 7 values (xyz + quaternion xyzw) or 16 (row-major 4x4), got "
+                              f"{len(p['extrinsic'])}")
         if p["storage"] not in ("mcap", "sqlite3"):
             raise ConfigError(f"storage: expected mcap or sqlite3, got {p['storage']!r}")
         self.p = p
@@ -112,6 +148,11 @@ class RecorderNode(Node):
         self.wanted = [t for t in p["topics"] if t]
         if not self.wanted:
             raise ConfigError("topics: expected at least one topic to record, got []")
+        self.optional = [t for t in p["optional_topics"] if t and t not in self.wanted]
+        self.wanted += self.optional
+        self._latched: dict[str, tuple[int, object]] = {}  # topic → its last message (written at each start)
+        self._started_mono = time.monotonic()
+        self._warned_missing: set[str] = set()
         self.types: dict[str, str] = {}  # topic → type, once discovered
         self.qos: dict[str, QoSProfile] = {}
         self.received = {t: 0 for t in self.wanted}
@@ -164,19 +205,34 @@ class RecorderNode(Node):
             qos = QoSProfile(history=HistoryPolicy.KEEP_ALL if reliable else HistoryPolicy.KEEP_LAST, depth=1000,
                              reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+            try:
+                cls = message_class(type_name)
+            except ImportError:
+                self.get_logger().error(f"{topic}: the {type_name.split('/')[0]} Python package is not "
+                                        f"installed here; not recorded")
+                self.types[topic] = ""
+                continue
             self.types[topic], self.qos[topic] = type_name, qos
-            self.create_subscription(message_class(type_name), topic, self._callback(topic), qos,
-                                     raw=self.p["serialized"])
+            self.create_subscription(cls, topic, self._callback(topic, latched), qos, raw=self.p["serialized"])
             self.get_logger().info(f"recording {topic} ({type_name}, {'reliable' if reliable else 'best effort'})")
             with self._lock:
                 if self.current is not None:
                     self._queue.put(("topic", self.current.writer, topic, None))
         for topic in self.types:  # sequence gaps mean something only with one publisher
             self._single_publisher[topic] = self.count_publishers(topic) == 1
+        if time.monotonic() - self._started_mono > self.p["topic_timeout_s"]:
+            for topic in self.wanted:
+                if topic not in self.types and topic not in self.optional and topic not in self._warned_missing:
+                    self._warned_missing.add(topic)
+                    self.get_logger().warning(f"{topic}: listed in topics but nothing publishes it "
+                                              f"({self.p['topic_timeout_s']:g} s after start-up); not recorded "
+                                              f"until it appears")
 
-    def _callback(self, topic: str):
+    def _callback(self, topic: str, latched: bool = False):
         def callback(data, info) -> None:
             self.received[topic] += 1
+            if latched:  # kept for every later episode's start
+                self._latched[topic] = data if self.p["serialized"] else serialize_message(data)
             rx = info.get("received_timestamp") or time.time_ns()
             # Which episode: by when it was sent (a reliable resend arrives late), or received if that
             # is earlier (a publisher clock running ahead of this machine's).
@@ -191,6 +247,8 @@ class RecorderNode(Node):
                 if ep is None:
                     return
                 ep.active.add(topic)
+                span = ep.span.setdefault(topic, [sent, sent])
+                span[1] = sent
                 if seq and last and seq > last + 1 and self._single_publisher.get(topic):
                     ep.lost[topic] = ep.lost.get(topic, 0) + seq - last - 1
             log_ns = self.get_clock().now().nanoseconds if self._sim_time else rx
@@ -258,6 +316,10 @@ class RecorderNode(Node):
             for topic, t in self.types.items():
                 if t:
                     self._queue.put(("topic", writer, topic, None))
+            for topic, data in self._latched.items():  # /tf_static, /robot_description: once per bag
+                self.current.active.add(topic)
+                self.current.passed.add(topic)  # nothing more will come: do not wait for it at the stop
+                self._queue.put(("msg", writer, topic, (self.current.started_ns, data)))
         self.get_logger().info(f"recording {path.name}")
         return f"recording {path.name}"
 
@@ -336,9 +398,19 @@ class RecorderNode(Node):
             ep.result = f"discarded {ep.path.name}"
         else:
             final = ep.path.with_suffix("")
+            duration = (self.get_clock().now().nanoseconds - ep.started_ns) / 1e9
+            listed = [t for t in self.wanted if t not in self.optional]
+            missing = [t for t in listed if not counts.get(t)]
+            if missing:
+                self.get_logger().warning(f"{final.name}: no message on {missing}")
             meta = {"task": self.p["task"], "note": self.p["note"], "success": ep.success,
-                    "duration_s": (self.get_clock().now().nanoseconds - ep.started_ns) / 1e9, "messages": counts,
-                    "lost": ep.lost, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                    "duration_s": duration, "messages": counts,
+                    # messages per second between a topic's first and last message in the episode
+                    "rates_hz": {t: round((counts[t] - 1) / ((b - a) / 1e9), 2) for t, (a, b) in ep.span.items()
+                                 if b > a and counts.get(t, 0) > 1 and t not in self._latched},
+                    "missing": missing, "lost": ep.lost,
+                    "extrinsic": list(self.p["extrinsic"]) if len(self.p["extrinsic"]) > 1 else None,
+                    "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             (ep.path / EPISODE_META).write_text(json.dumps(meta, indent=2))
             ep.path.rename(final)
             self.episodes_written += 1

@@ -26,11 +26,23 @@ from std_msgs.msg import Float64
 from std_srvs.srv import SetBool, Trigger
 
 from ..errors import ConfigError, DiffusionPolicyRosError
+from ..config import field_docs
 from ..runtime.teleop import TeleopConfig, TeleopMapper
 from ..io import msgs as M
 from .entry import run_node
 
 NODE_NAME = "teleop_node"
+
+
+TOPIC_DOCS = {"joy_topic": "sensor_msgs/Joy input (joy_node, spacenav_node)",
+              "twist_topic": "geometry_msgs/TwistStamped output (MoveIt Servo's delta_twist_cmds)",
+              "gripper_topic": "std_msgs/Float64 gripper command (0 open, 1 closed)",
+              "frame_id": "frame of the twist", "timeout_s": "no joy message this long: zero twist",
+              "recorder": "the recorder node whose services the buttons call",
+              "start_button": "joy button: start an episode (-1: none)",
+              "success_button": "joy button: stop the episode as a success (-1: none)",
+              "failure_button": "joy button: stop the episode as a failure (-1: none)",
+              "discard_button": "joy button: discard the episode (-1: none)"}
 
 
 def declared_parameters() -> dict[str, object]:
@@ -47,7 +59,11 @@ def declared_parameters() -> dict[str, object]:
 class TeleopNode(Node):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        values = {name: self.declare_parameter(name, default).value for name, default in declared_parameters().items()}
+        from rcl_interfaces.msg import ParameterDescriptor
+
+        docs = {**field_docs(TeleopConfig()), **TOPIC_DOCS}
+        values = {name: self.declare_parameter(name, default, ParameterDescriptor(
+            description=docs[name], read_only=True)).value for name, default in declared_parameters().items()}
         mapping = {f.name for f in dataclasses.fields(TeleopConfig)}
         p = {k: v for k, v in values.items() if k not in mapping}
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in mapping}

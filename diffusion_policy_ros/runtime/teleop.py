@@ -17,18 +17,18 @@ from ..errors import ConfigError
 @dataclass
 class TeleopConfig:
     # SpaceMouse via spacenav_node's joy: axes 0-5 = x, y, z, roll, pitch, yaw; buttons 0, 1.
-    linear_axes: tuple[int, int, int] = (0, 1, 2)
-    angular_axes: tuple[int, int, int] = (3, 4, 5)
-    axis_signs: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    linear_axes: tuple[int, int, int] = (0, 1, 2)  # joy axes driving x, y, z
+    angular_axes: tuple[int, int, int] = (3, 4, 5)  # joy axes driving roll, pitch, yaw
+    axis_signs: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # -1 flips an axis (6 values)
     linear_speed: float = 0.10  # m/s at full deflection and scale 1
     angular_speed: float = 0.5  # rad/s
-    deadzone: float = 0.05
+    deadzone: float = 0.05  # axis deflection below this counts as zero
     deadman_button: int = -1  # -1: none (a SpaceMouse has two buttons; gamepads use a shoulder button)
     gripper_button: int = 0  # -1: no gripper
-    speed_up_button: int = -1
-    speed_down_button: int = -1
-    min_scale: float = 0.1
-    max_scale: float = 2.0
+    speed_up_button: int = -1  # doubles the speed scale (-1: none)
+    speed_down_button: int = -1  # halves it
+    min_scale: float = 0.1  # speed scale bounds
+    max_scale: float = 2.0  # speed scale bounds
 
     def __post_init__(self):
         if len(self.axis_signs) != 6:
