@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PERIOD_NS = 100_000_000
 UR_JOINTS = ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint", "wrist_2_joint",
              "wrist_3_joint"]
-HOME = [0.0, -1.2, 1.4, -1.77, -1.57, 0.0]
+HOME = [3.141592653589793, -1.2, 1.4, -1.77, -1.57, 0.0]
 SETTINGS = {  # name → node parameters
     "this node at ddpm_100, untraced (baseline, <= 20 cycles)": {
         "sampling.solver": "ddpm", "sampling.num_inference_steps": 100, "sampling.trace": "false"},

@@ -38,7 +38,7 @@ def start_obs(cfg: Config, batch: int | None = None, seed: int = 0) -> dict[str,
 
 SMALL_CAMERA = dict(width=160, height=120, fx=154.0, fy=154.0, cx=80.0, cy=60.0)
 # A UR5e-like configuration with the tool above the table, pointing down.
-ARM_HOME = np.array([0.0, -1.2, 1.4, -1.77, -1.57, 0.0])
+ARM_HOME = np.array([np.pi, -1.2, 1.4, -1.77, -1.57, 0.0])
 
 
 def small_intrinsics():

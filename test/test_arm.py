@@ -26,11 +26,16 @@ def dh_fk(q):
 
 
 def test_forward_kinematics_matches_the_dh_model():
+    """UR's DH parameters give the flange in UR's `base` frame; ur_description's base_link (REP-103, what
+    TF and our poses use) is `base` turned by pi about z, so the same joint angles put the tool at
+    (-x, -y, z) of the DH result."""
     arm = ArmKinematics(URDF)
     assert arm.dof == 6 and arm.joint_names[0] == "shoulder_pan_joint"
     q = np.random.default_rng(0).uniform(-pi, pi, (1000, 6))
     pose = arm.fk(torch.as_tensor(q)).numpy()
-    ref = np.stack([dh_fk(qi) for qi in q])
+    base = np.diag([-1.0, -1.0, 1.0, 1.0])  # base_link ← base: pi about z
+    ref = np.stack([base @ dh_fk(qi) for qi in q])
+    assert np.allclose(arm.link_pose(q[0], "base"), base, atol=1e-6)  # the URDF parser reads float32
     assert np.abs(pose[:, :3] - ref[:, :3, 3]).max() < 1e-6  # same tool position everywhere (1 µm; the URDF parser reads float32)
     # The URDF's tool frame differs from DH frame 6 by a constant rotation.
     rot = rot6d_to_matrix(torch.as_tensor(pose[:, 3:])).numpy()

@@ -1,5 +1,7 @@
 """Embodiments: the aerial manipulator's differentiable rollout, the protocol's three implementations,
 config errors, and guidance by the aerial tracking cost on a policy trained on oracle demonstrations."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -45,7 +47,7 @@ def test_oracle_tracks_anything_and_arm_reports_limits():
     assert (oracle.cost(traj, {}) == 0).all() and (oracle.feasibility(traj, {})["tracking_error"] == 0).all()
     arm = make_embodiment(EmbodimentConfig(kind="arm"))
     assert isinstance(arm, ArmEmbodiment)
-    q = torch.tensor([[0.0, -1.2, 1.4, -1.77, -1.57, 0.0]], dtype=torch.float64)
+    q = torch.tensor([[math.pi, -1.2, 1.4, -1.77, -1.57, 0.0]], dtype=torch.float64)
     reachable = arm.kin.fk(q)[:, None].expand(1, 4, 9)
     far = reachable.clone()
     far[..., 0] += 3.0  # 3 m away: beyond the arm's reach

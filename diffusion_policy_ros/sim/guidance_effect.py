@@ -8,6 +8,7 @@ Used by the tests and bench/guidance.py.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -189,7 +190,7 @@ def arm_near_limits(dt: float = 0.1, scene=None):
     scene = scene or ObstacleScene()
     kin = ArmKinematics(resolve_shipped("urdf", DEFAULT_URDF, "urdf"))
     start = torch.as_tensor(np.concatenate((np.asarray(scene.start) - ARM_BASE, IDENTITY_ROT6D)), dtype=kin.dtype)
-    home = torch.tensor([[0.0, -1.2, 1.4, -1.77, -1.57, 0.0]], dtype=kin.dtype)
+    home = torch.tensor([[math.pi, -1.2, 1.4, -1.77, -1.57, 0.0]], dtype=kin.dtype)
     q_start = ArmTracker(kin, dt=dt).rollout(start.expand(1, 60, 9), home)[:, -1].detach()
     lo, hi = kin.limits.lower.copy(), kin.limits.upper.copy()
     lo[0] = float(q_start[0, 0]) - 0.6

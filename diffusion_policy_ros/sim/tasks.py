@@ -30,7 +30,7 @@ from .arm import ArmSceneConfig, ArmSim
 from .task_parts import BoxObject, HoldTimer, SpringPart, toward
 
 # The UR-style "home" with the tool pointing straight down, turned to face +x.
-HOME_Q = np.array([np.pi, -np.pi / 2, np.pi / 2, -np.pi / 2, -np.pi / 2, 0.0])
+HOME_Q = np.array([0.0, -np.pi / 2, np.pi / 2, -np.pi / 2, -np.pi / 2, 0.0])
 R_DOWN = np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
 ROT6D_DOWN = matrix_to_rot6d(torch.as_tensor(R_DOWN)).numpy()
 
