@@ -10,7 +10,7 @@ APT_PACKAGES := libusb-1.0-0 libosmesa6 cmake g++
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup demo test apt bench clean
+.PHONY: setup demo test apt bench press-comparison clean
 
 setup: apt $(STAMP)
 
@@ -60,6 +60,11 @@ bench: setup
 	$(PY) bench/guidance.py
 	$(PY) bench/recorder.py
 	$(PY) bench/realtime.py
+
+# Both arms of the press comparison (vision only vs vision + force): collect, train each, evaluate on
+# the held-out seed block 8000-8049 with a fixed sampling seed (~1 h on 2 cores).
+press-comparison: setup
+	MUJOCO_GL=osmesa $(PY) bench/press_force.py
 
 clean:
 	rm -rf $(VENV) demo_out bench_out *.egg-info
