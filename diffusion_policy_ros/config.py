@@ -723,29 +723,25 @@ def _field_comments(path: str) -> dict[tuple[str, str], str]:
     return out
 
 
-def field_docs(obj, prefix: str = "") -> dict[str, str]:
+def _leaf_fields(obj, prefix: str = ""):
+    """(dotted.name, owning dataclass, field name, value) for every leaf field of a nested dataclass."""
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            yield from _leaf_fields(v, f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name, obj, f.name, v
+
+
+def field_docs(obj) -> dict[str, str]:
     """{dotted.name: description} for every leaf field of a (nested) dataclass instance."""
-    comments = _field_comments(sys.modules[type(obj).__module__].__file__)
-    out = {}
-    for f in dataclasses.fields(obj):
-        v = getattr(obj, f.name)
-        if dataclasses.is_dataclass(v):
-            out.update(field_docs(v, f"{prefix}{f.name}."))
-        else:
-            out[prefix + f.name] = comments.get((type(obj).__name__, f.name), "")
-    return out
+    return {name: _field_comments(sys.modules[type(owner).__module__].__file__).get((type(owner).__name__, f), "")
+            for name, owner, f, _ in _leaf_fields(obj)}
 
 
-def flatten_params(obj, prefix: str = "") -> dict[str, Any]:
+def flatten_params(obj) -> dict[str, Any]:
     """A (nested) dataclass → {dotted.name: value}: the ROS parameter names and defaults."""
-    out = {}
-    for f in dataclasses.fields(obj):
-        v = getattr(obj, f.name)
-        if dataclasses.is_dataclass(v):
-            out.update(flatten_params(v, f"{prefix}{f.name}."))
-        else:
-            out[prefix + f.name] = list(v) if isinstance(v, tuple) else v
-    return out
+    return {name: list(v) if isinstance(v, tuple) else v for name, _, _, v in _leaf_fields(obj)}
 
 
 def unflatten_params(flat: dict[str, Any]) -> dict:

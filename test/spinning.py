@@ -23,3 +23,15 @@ class SpinEach:
     def shutdown(self):
         for ex in self.executors:
             ex.shutdown()
+
+
+def interrupt(proc, timeout: float = 10.0) -> None:
+    """Ctrl-C a node process as a terminal would; kill it if it does not exit."""
+    import signal
+    import subprocess
+
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -2,7 +2,6 @@
 
 A peer node plays the robot: realsense-ros-like colour (rgb8) + aligned depth (16UC1) + camera_info,
 a wrist wrench and joint_states, and listens on the joint_trajectory_controller topic."""
-import signal
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .spinning import interrupt
 from .factories import ARM_HOME, small_intrinsics, small_rgbd
 
 pytest.importorskip("rclpy")
@@ -183,11 +183,7 @@ def running(ros_context, force_checkpoint, tmp_path):
 
     yield start
     for proc, log in procs:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        interrupt(proc)
         log.close()
     for ex in executors:
         ex.shutdown(timeout_sec=5)
@@ -290,9 +286,7 @@ def test_malformed_messages_are_dropped_and_the_node_keeps_commanding(running):
 
 
 def test_every_parameter_a_config_file_sets_is_declared():
-    """config/arm.yaml and config/aerial.yaml load into the node's parameters."""
-    import yaml
-
+    """config/arm.yaml, config/ur.yaml and config/aerial.yaml load into the node's parameters."""
     from diffusion_policy_ros.config import flatten_params, load_deploy_config
     from diffusion_policy_ros.ros.policy_node import declared_parameters
 

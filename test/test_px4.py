@@ -3,7 +3,6 @@ message definitions, test/px4.py). A peer plays PX4 and the vehicle: VehicleStat
 the end-effector pose (ENU) and a depth camera; it records what the node sends."""
 import ctypes
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .spinning import interrupt
 from .factories import small_intrinsics, small_rgbd
 
 pytest.importorskip("rclpy")
@@ -207,11 +207,7 @@ def test_px4_offboard_heartbeat_vehicle_setpoints_and_pilot_takeover(ros_context
         assert np.allclose(vehicle.setpoints[-1][1], hold_ned, atol=1e-3)  # follows the vehicle outside offboard
         assert proc.poll() is None
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        interrupt(proc)
         log.close()
         executor.shutdown(timeout_sec=5)
         vehicle.node.destroy_node()
