@@ -351,3 +351,20 @@ def test_the_workspace_box_holds_the_tool_tip_not_the_flange():
     assert moved == 1 and np.isclose(out[0, 2], 0.22)  # tip at the floor of the box: flange 20 cm above it
     same, moved = clamp_tool_to_box(pose, (-1, -1, 0.02), (1, 1, 1))
     assert moved == 0 and np.allclose(same, pose)  # no offset: the flange itself is inside
+
+
+def test_after_a_stop_the_next_chunk_is_limited_from_the_measured_joints(runtime):
+    """A protective stop: the robot halts (or is moved) away from the last command; after the node's
+    hold + reset (disable), the next trajectory's velocity limits count from where the joints are."""
+    feed(runtime, 0, 500 * MS)
+    assert runtime.step(500 * MS).status == "command"
+    assert runtime.hold(550 * MS, "robot stopped").status == "hold"
+    runtime.reset()  # what disabling does
+    # where the stop left the arm: further from the last command than one period at the velocity limit
+    moved = ARM_HOME + np.array([0.6, -0.5, 0.5, 0.0, 0.0, 0.0])
+    feed(runtime, 500 * MS, 900 * MS, q=moved)
+    res = runtime.step(900 * MS)
+    assert res.status == "command", res.reason
+    t, v = res.command.trajectory.times_ns, res.command.trajectory.values
+    first_step = np.abs(v[0] - moved)
+    assert (first_step <= runtime.limits.max_velocity * (t[0] - 900 * MS) / 1e9 + 1e-9).all(), first_step
