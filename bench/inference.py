@@ -83,11 +83,17 @@ def bench_config(name: str, variant: str | None, runs: int, solvers) -> dict:
     policy = Policy(model, cfg)
     obs = {k: v[None] for k, v in fake_observation(cfg.policy, np.random.default_rng(0)).items()}
     params = sum(p.numel() for p in model.parameters())
+    from diffusion_policy_ros.model.export import onnxruntime_available
+
+    ort = onnxruntime_available()
     out = {}
     for solver, steps in solvers:
         row = ("ours", solver, steps, 0)
-        t = interleaved_ms({"ours": lambda: sample_row(policy, row, obs, 0),
-                            "baseline": lambda: sample_row(policy, ("dp", *row[1:]), obs, 0)}, runs, {})
+        calls = {"ours": lambda: sample_row(policy, row, obs, 0),
+                 "baseline": lambda: sample_row(policy, ("dp", *row[1:]), obs, 0)}
+        if ort:
+            calls["onnxruntime"] = lambda: sample_row(policy, ("ort", *row[1:]), obs, 0)
+        t = interleaved_ms(calls, runs, {})
         ours, base = t["ours"], t["baseline"]
         out[f"{solver}_{steps}"] = {
             "solver": solver, "steps": steps, "runs": runs,
@@ -95,6 +101,10 @@ def bench_config(name: str, variant: str | None, runs: int, solvers) -> dict:
             "p99_ms": ours["p99_ms"], "baseline_median_ms": base["median_ms"], "baseline_p99_ms": base["p99_ms"],
             "speedup_vs_baseline": round(base["median_ms"] / ours["median_ms"], 3),
         }
+        if ort:
+            out[f"{solver}_{steps}"].update(onnxruntime_median_ms=t["onnxruntime"]["median_ms"],
+                                            onnxruntime_speedup_vs_baseline=round(
+                                                base["median_ms"] / t["onnxruntime"]["median_ms"], 3))
     ddpm = out.get("ddpm_100")
     if ddpm:  # Diffusion Policy's default sampler, for perspective
         for r in out.values():
@@ -104,9 +114,11 @@ def bench_config(name: str, variant: str | None, runs: int, solvers) -> dict:
 
 
 # Headline rows: name → (loop, solver, steps, warm start index). "dp": Diffusion Policy's own loop
-# (baseline_predict, eager); "ours": Policy.predict on the default hot path (traced denoiser).
+# (baseline_predict, eager); "ours": Policy.predict with the traced torch denoiser; "ort": Policy.predict
+# with the denoiser on ONNX Runtime (inference.backend onnxruntime; skipped where it is not installed).
 HEADLINE = {"dp_loop_ddpm_100": ("dp", "ddpm", 100, 0), "dp_loop_ddim_10": ("dp", "ddim", 10, 0),
-            "ddim_10": ("ours", "ddim", 10, 0), "dpmsolver++_5": ("ours", "dpmsolver++", 5, 0),
+            "ddim_10": ("ours", "ddim", 10, 0), "ddim_10_onnxruntime": ("ort", "ddim", 10, 0),
+            "dpmsolver++_5": ("ours", "dpmsolver++", 5, 0),
             "dpmsolver++_4": ("ours", "dpmsolver++", 4, 0), "ddim_10_warm5": ("ours", "ddim", 10, 5),
             "ddim_10_warm7": ("ours", "ddim", 10, 7)}
 
@@ -122,6 +134,7 @@ def sample_row(policy: Policy, row: tuple, obs: dict[str, np.ndarray], seed: int
                                 full_horizon=True)
     inf = policy.cfg.inference
     inf.solver, inf.num_inference_steps, inf.trace = solver, steps, True
+    inf.backend = "onnxruntime" if loop == "ort" else "torch"
     kw = dict(warm_start=prev, shift=policy.cfg.n_action_steps, start_index=k) if k else {}
     return policy.predict(obs, seed=seed, full_horizon=True, **kw)
 
@@ -140,7 +153,10 @@ def action_errors(checkpoint: Path, dataset: Path, windows: int, refs: int, seed
     sl = slice(cfg.n_obs_steps - 1, cfg.n_obs_steps - 1 + cfg.n_action_steps)
     pairs = window_pairs(ds, cfg.n_action_steps, windows, seed)
     ddpm = ("ours", "ddpm", 100, 0)
-    errors = {name: [] for name in ("ddpm_100", *HEADLINE)}
+    from diffusion_policy_ros.model.export import onnxruntime_available
+
+    rows = {n: r for n, r in HEADLINE.items() if r[0] != "ort" or onnxruntime_available()}
+    errors = {name: [] for name in ("ddpm_100", *rows)}
     for prev_i, cur_i in tqdm(pairs, desc=f"action error {Path(checkpoint).name}", file=sys.stderr):
         obs = obs_of(ds, cur_i, refs)
         ref = sample_row(policy, ddpm, obs, seed)
@@ -148,7 +164,7 @@ def action_errors(checkpoint: Path, dataset: Path, windows: int, refs: int, seed
         # The floor is a third draw: the rows' noise (seed + 1) would make Diffusion Policy's DDPM-100 loop
         # reproduce it exactly (same generator, same scheduler), a ratio of 1 by construction.
         errors["ddpm_100"].append(nearest_rmse(sample_row(policy, ddpm, obs, seed + 2), ref, sl))
-        for name, row in HEADLINE.items():
+        for name, row in rows.items():
             errors[name].append(nearest_rmse(sample_row(policy, row, obs, seed + 1, prev), ref, sl))
     floor = float(np.mean(errors.pop("ddpm_100")))
     return {"checkpoint": str(checkpoint), "windows": len(pairs), "references": refs,
@@ -168,15 +184,20 @@ def headline(rounds: int, windows: int, references: int, episodes: int, out_dir:
     torch.manual_seed(0)
     model = DiffusionPolicy.build(cfg.policy)
     policy = Policy(model, cfg)
+    from diffusion_policy_ros.model.export import onnxruntime_available, resolve_backend
+
     inf = cfg.policy.inference
+    rows_wanted = {n: r for n, r in HEADLINE.items() if r[0] != "ort" or onnxruntime_available()}
     default = f"{inf.solver}_{inf.num_inference_steps}"
-    if default not in HEADLINE or not inf.trace:
+    if resolve_backend(inf.backend) == "onnxruntime":
+        default += "_onnxruntime"
+    if default not in rows_wanted or not inf.trace:
         raise SystemExit(f"the default sampler ({default}, trace={inf.trace}) is not a headline row: add it")
     obs = {k: v[None] for k, v in fake_observation(cfg.policy, np.random.default_rng(0)).items()}
     prev = sample_row(policy, HEADLINE["ddim_10"], obs, 1)
-    calls = {name: (lambda row=row: sample_row(policy, row, obs, 0, prev)) for name, row in HEADLINE.items()}
+    calls = {name: (lambda row=row: sample_row(policy, row, obs, 0, prev)) for name, row in rows_wanted.items()}
     rows = interleaved_ms(calls, rounds, {"dp_loop_ddpm_100": 5})
-    for name, (loop, solver, steps, k) in HEADLINE.items():
+    for name, (loop, solver, steps, k) in rows_wanted.items():
         rows[name].update(loop=loop, denoiser_calls=steps - k, default=name == default,
                           speedup_vs_dp_ddpm_100=round(rows["dp_loop_ddpm_100"]["median_ms"]
                                                        / rows[name]["median_ms"], 2))
@@ -199,7 +220,7 @@ def headline(rounds: int, windows: int, references: int, episodes: int, out_dir:
     return {"config": "dp3" + (f":{variant}" if variant else ""),
             "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
             "default_row": default, "rounds": rounds,
-            "speedup_vs_dp_same_solver": round(rows["dp_loop_ddim_10"]["median_ms"] / rows["ddim_10"]["median_ms"], 2),
+            "speedup_vs_dp_same_solver": round(rows["dp_loop_ddim_10"]["median_ms"] / rows[default]["median_ms"], 2),
             "speedup_vs_dp_default": rows[default]["speedup_vs_dp_ddpm_100"],
             "quality": {k: {kk: vv for kk, vv in q.items() if kk != "rows"} for k, q in quality.items()},
             "rows": rows}
@@ -262,12 +283,13 @@ def main(argv=None) -> int:
         if not args.json:
             print(f"\n{r['config']}  ({r['parameters_m']} M parameters, batch 1, {runs} runs)")
             print(f"  {'solver':<16}{'median ms':>11}{'p99 ms':>10}{'baseline ms':>13}{'ratio':>8}"
-                  f"{'vs DP DDPM-100':>16}")
+                  f"{'vs DP DDPM-100':>16}{'onnxruntime ms':>16}")
             for key, s in r["solvers"].items():
                 vs_dp = s.get("speedup_vs_baseline_ddpm_100")
                 vs_dp = f"{vs_dp:.1f}x" if vs_dp is not None else "-"
+                ort_ms = s.get("onnxruntime_median_ms")
                 print(f"  {key:<16}{s['median_ms']:>11.2f}{s['p99_ms']:>10.2f}{s['baseline_median_ms']:>13.2f}"
-                      f"{s['speedup_vs_baseline']:>7.2f}x{vs_dp:>16}")
+                      f"{s['speedup_vs_baseline']:>7.2f}x{vs_dp:>16}{(f'{ort_ms:.2f}' if ort_ms else '-'):>16}")
     if args.json:
         print(json.dumps({**top, "machine": machine(device="cpu"),
                           "results": {k: v["solvers"] for k, v in results.items()},

@@ -25,6 +25,7 @@ from .diffusion import GuidanceFn, make_scheduler, sample
 from .diffusion.chunking import PrefixGuidance, compose
 from .errors import CheckpointError, NonFiniteActionError, ObservationError
 from .model.encoders import ObservationEncoder
+from .model.export import OrtDenoiser, resolve_backend
 from .model.normalizer import Normalizer
 from .model.unet1d import ConditionalUnet1D
 
@@ -48,6 +49,8 @@ class DiffusionPolicy(nn.Module):
         self.action_repr = ActionRepresentation(cfg.action)
         self._inference_schedulers: dict[str, object] = {}
         self._traced: dict[tuple, torch.jit.ScriptModule] = {}
+        self._ort: dict[tuple, object] = {}  # ONNX Runtime denoisers per (horizon, action dim, cond dim)
+        self.checkpoint_dir: Path | None = None  # where exports are cached (set by from_checkpoint)
 
     @classmethod
     def build(cls, cfg: PolicyConfig) -> "DiffusionPolicy":
@@ -65,6 +68,7 @@ class DiffusionPolicy(nn.Module):
         if missing or unexpected:
             raise CheckpointError(f"checkpoint '{path}': weights do not match the config "
                                   f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        model.checkpoint_dir = Path(path)
         return config, model.to(map_location).eval()
 
     # --- observation conditioning -------------------------------------------------------------
@@ -102,15 +106,23 @@ class DiffusionPolicy(nn.Module):
         """Conditioning (B, Dc) → normalised action trajectory (B, H, Da). ``initial`` + ``start_index``:
         warm start from a normalised guess (see diffusion.sampling.sample)."""
         shape = (cond.shape[0], self.cfg.horizon, self.cfg.action.dim)
-        x = sample(self._denoise_fn(cond, shape), self.inference_scheduler(solver), shape,
+        needs_grad = guidance is not None and getattr(guidance, "needs_grad", True)
+        x = sample(self._denoise_fn(cond, shape, needs_grad), self.inference_scheduler(solver), shape,
                    num_inference_steps=num_inference_steps or self.cfg.inference.num_inference_steps,
                    generator=generator, device=cond.device, dtype=cond.dtype, guidance=guidance, initial=initial,
                    start_index=start_index, substeps=substeps)
         return x.clamp(-1.0, 1.0) if self.cfg.noise.clip_sample else x
 
-    def _denoise_fn(self, cond: torch.Tensor, shape: tuple[int, ...]):
-        """The conditioned denoiser call; a TorchScript trace per (shape, device, dtype) with inference.trace.
-        The trace shares the module's parameters, so loading new weights needs no re-trace."""
+    def _denoise_fn(self, cond: torch.Tensor, shape: tuple[int, ...], needs_grad: bool = False):
+        """The conditioned denoiser call: ONNX Runtime (inference.backend, CPU, no gradients needed), or a
+        TorchScript trace per (shape, device, dtype) with inference.trace (it shares the module's
+        parameters, so loading new weights needs no re-trace), or the module itself."""
+        if not needs_grad and cond.device.type == "cpu" and resolve_backend(self.cfg.inference.backend) == "onnxruntime":
+            key = (shape[1], shape[2], cond.shape[1])
+            if key not in self._ort:
+                self._ort[key] = OrtDenoiser(self.denoiser, *key, checkpoint_dir=self.checkpoint_dir)
+            ort = self._ort[key]
+            return lambda x, t: ort(x, t, cond)
         if not self.cfg.inference.trace:
             return lambda x, t: self.denoiser(x, t, cond)
         key = (shape, tuple(cond.shape), cond.device, cond.dtype)
@@ -159,9 +171,12 @@ class Policy:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", solver: str | None = None,
-                        num_inference_steps: int | None = None, trace: bool | None = None) -> "Policy":
+                        num_inference_steps: int | None = None, trace: bool | None = None,
+                        backend: str | None = None) -> "Policy":
         """None keeps the checkpoint's own inference setting."""
         config, model = DiffusionPolicy.from_checkpoint(path, map_location=device)
+        if backend is not None:
+            config.policy.inference.backend = backend
         if solver is not None:
             config.policy.inference.solver = solver
         if num_inference_steps is not None:

@@ -1,4 +1,7 @@
 """Policy inference contract: validation errors that name the key, batching, seeds, no NaN out."""
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -143,6 +146,7 @@ def test_traced_denoiser_gives_the_same_actions(solver, steps):
 
     cfg = state_only_config()
     cfg.policy.inference.solver, cfg.policy.inference.num_inference_steps = solver, steps
+    cfg.policy.inference.backend, cfg.policy.inference.trace = "torch", False
     torch.manual_seed(0)
     policy = Policy(DiffusionPolicy.build(cfg.policy), cfg)
     obs = start_obs(cfg, batch=4)
@@ -156,3 +160,51 @@ def test_traced_denoiser_gives_the_same_actions(solver, steps):
     tensors, _ = policy.validate(obs)
     guide = CostGuidance(policy.model, tensors, [(1.0, goal_cost(torch.tensor([0.3, 0.3, 0.3])))], GuidanceConfig())
     assert np.isfinite(policy.predict(obs, seed=0, guidance=guide)).all()
+
+
+@pytest.mark.parametrize("solver,steps", [("ddim", 10), ("dpmsolver++", 5)])
+def test_onnxruntime_backend_matches_torch_and_caches_its_export_by_weights(force_checkpoint, solver, steps):
+    """The issue's parity bar: normalised actions within 1e-4 of torch on the same inputs and noise."""
+    pytest.importorskip("onnxruntime")
+    from diffusion_policy_ros.diffusion.guidance import CostGuidance, GuidanceConfig, goal_cost
+
+    ckpt = Path(force_checkpoint)
+    shutil.rmtree(ckpt / "export", ignore_errors=True)
+    ref = Policy.from_checkpoint(ckpt, backend="torch", solver=solver, num_inference_steps=steps)
+    ort = Policy.from_checkpoint(ckpt, backend="onnxruntime", solver=solver, num_inference_steps=steps)
+    obs = start_obs(ref.config, batch=3)
+    tensors, _ = ref.validate(obs)
+    with torch.inference_mode():
+        cond = ref.model.encode(tensors)
+        a = ref.model.conditional_sample(cond, generator=torch.Generator().manual_seed(0))
+        b = ort.model.conditional_sample(cond, generator=torch.Generator().manual_seed(0))
+    assert (a - b).abs().max().item() <= 1e-4
+    assert ort.model._ort and not ref.model._ort  # it really ran on ONNX Runtime
+    # One export per weights and shapes, next to the checkpoint, reused by the next load.
+    files = sorted((ckpt / "export").glob("denoiser-*.onnx"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    again = Policy.from_checkpoint(ckpt, backend="onnxruntime", solver=solver, num_inference_steps=steps)
+    np.testing.assert_allclose(again.predict(obs, seed=1), ort.predict(obs, seed=1), atol=1e-6)
+    assert files[0].stat().st_mtime_ns == stamp
+    with torch.no_grad():  # changed weights: a new export beside the old one
+        next(again.model.denoiser.parameters()).add_(0.01)
+    again.model._ort.clear()
+    again.predict(obs, seed=1)
+    assert len(list((ckpt / "export").glob("denoiser-*.onnx"))) == 2
+    # Guidance needs gradients through the denoiser: it runs on torch whatever the backend.
+    guide = CostGuidance(ort.model, tensors, [(1.0, goal_cost(torch.tensor([0.3, 0.3, 0.3])))], GuidanceConfig())
+    assert np.isfinite(ort.predict(obs, seed=0, guidance=guide)).all()
+
+
+def test_a_missing_backend_falls_back_to_torch_with_a_log_line(monkeypatch, caplog):
+    from diffusion_policy_ros.model import export
+
+    monkeypatch.setattr(export, "onnxruntime_available", lambda: False)
+    monkeypatch.setattr(export, "_warned", False)
+    with caplog.at_level("WARNING"):
+        assert export.resolve_backend("onnxruntime") == "torch"
+    assert "onnxruntime package is not installed" in caplog.text
+    assert export.resolve_backend("auto") == "torch" and export.resolve_backend("torch") == "torch"
+    with pytest.raises(Exception, match="inference.backend"):
+        export.resolve_backend("tensorrt")

@@ -21,7 +21,8 @@ def load_policy(cfg: DeployConfig, checkpoint: str | Path | None = None) -> Poli
     path = resolve_shipped_checkpoint(path)
     s = cfg.sampling
     return Policy.from_checkpoint(path, device=cfg.device, solver=s.solver or None,
-                                  num_inference_steps=s.num_inference_steps or None, trace=s.trace)
+                                  num_inference_steps=s.num_inference_steps or None, trace=s.trace,
+                                  backend=s.backend or None)
 
 
 def deployment_arm(cfg: DeployConfig):
