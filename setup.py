@@ -60,6 +60,8 @@ setup(
         # ONNX Runtime for the denoiser (inference.backend auto/onnxruntime: 1.3-1.7x faster chunks on CPU);
         # torch exports the graph with onnx/onnxscript.
         "fast": ["onnxruntime>=1.20", "onnx>=1.16", "onnxscript>=0.2"],
+        # A live view of what the policy sees and does (--rerun, the node's `rerun` parameter).
+        "view": ["rerun-sdk>=0.20"],
         "test": ["pytest>=8", "pytest-timeout>=2.3",
                  # The rosidl generators: the PX4 tests build the px4_msgs types the node uses from PX4's
                  # message definitions (test/px4_msgs), as a ROS workspace would (cmake + a C/C++ compiler).

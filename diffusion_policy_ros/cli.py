@@ -125,7 +125,7 @@ def _cmd_replay(args) -> int:
     deploy = _deploy(args.deploy_config, args.param)
     policy = load_policy(deploy, resolve_shipped_checkpoint(args.checkpoint))
     s = replay(args.bag, policy, deploy, args.out, rate=args.rate, typestore=args.typestore,
-               progress=not args.no_progress)
+               progress=not args.no_progress, rerun=args.rerun)
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
@@ -170,9 +170,11 @@ def _cmd_sim_eval(args) -> int:
         if args.delay_ms not in ("0", "measured"):
             raise ConfigError("--delay-ms with --ros: the node's own inference time is the delay; leave it out")
 
+        if args.rerun:  # the node process draws it: its `rerun` parameter
+            kwargs["overrides"] = {**sets, "rerun": args.rerun}
         summary = evaluate_ros(args.task, checkpoint, args.episodes, real_time_factor=args.real_time_factor, **kwargs)
     else:
-        summary = evaluate(args.task, checkpoint, args.episodes, delay=args.delay_ms, **kwargs)
+        summary = evaluate(args.task, checkpoint, args.episodes, delay=args.delay_ms, rerun=args.rerun, **kwargs)
     if args.json:
         print(json.dumps({k: v for k, v in summary.items() if k != "per_episode"}, indent=2))
     else:
@@ -303,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--rate", type=float, default=0.0,
                     help="play at this multiple of real time, inference in real time (0: as fast as possible)")
     rp.add_argument("--typestore", default="jazzy", help="for bags without message definitions (humble sqlite3)")
+    rp.add_argument("--rerun", nargs="?", const="spawn", default="", metavar="FILE.rrd",
+                    help="live view in Rerun: a viewer window, or with FILE.rrd a recording to open later")
     rp.add_argument("--no-progress", action="store_true")
     rp.add_argument("--json", action="store_true")
     rp.set_defaults(func=_cmd_replay)
@@ -330,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--list", action="store_true", help="list tasks, embodiments and shipped checkpoints")
     se.add_argument("--no-progress", action="store_true")
     se.add_argument("--json", action="store_true")
+    se.add_argument("--rerun", nargs="?", const="spawn", default="", metavar="FILE.rrd",
+                    help="live view in Rerun: a viewer window, or with FILE.rrd a recording to open later")
     se.set_defaults(func=_cmd_sim_eval)
 
     dm = sub.add_parser("demo", help="what `make demo` runs: the shipped checkpoint in the simulator, closed loop")

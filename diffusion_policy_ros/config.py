@@ -680,6 +680,7 @@ class DeployConfig:
     start_enabled: bool = False  # otherwise call ~/enable (std_srvs/SetBool) first
     # ~/enable is refused while nothing subscribes to topics.command (the controller is not active)
     require_subscriber: bool = True
+    rerun: str = ""  # live view in Rerun (runtime/live_view.py): spawn | a FILE.rrd to record | empty: off
     topics: TopicsConfig = field(default_factory=TopicsConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)

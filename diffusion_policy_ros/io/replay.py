@@ -28,6 +28,7 @@ from ..geometry import quat_xyzw_to_rot6d
 from ..constants import NS
 from ..runtime.controller import PolicyRuntime
 from ..runtime.deployment import build_runtime
+from ..runtime.live_view import LiveView
 from . import msgs as M
 from .bags import BagReader, BagWriter
 from .feeder import command_stamp, header_stamp, in_stamp_order
@@ -68,11 +69,13 @@ class _Recorded:
 
 
 def replay(bag_path: str | Path, policy, deploy: DeployConfig, out: str | Path, *, arm=None, rate: float = 0.0,
-           typestore: str = "jazzy", progress: bool = True, plots: bool = True) -> dict:
-    """Replay one bag through ``policy`` (a loaded ``Policy``); returns the summary (also in summary.json)."""
+           typestore: str = "jazzy", progress: bool = True, plots: bool = True, rerun: str = "") -> dict:
+    """Replay one bag through ``policy`` (a loaded ``Policy``); returns the summary (also in summary.json).
+    ``rerun``: a live view (``spawn``, or a ``.rrd`` file to write; runtime/live_view.py)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rt = build_runtime(deploy, policy, arm=arm)
+    view = LiveView(rerun, rt, app="dpros replay") if rerun else None
     period = rt.period
     inputs = {i.topic: i for i in runtime_inputs(rt, deploy.topics)}
     recorded = _Recorded(rt)
@@ -103,6 +106,8 @@ def replay(bag_path: str | Path, policy, deploy: DeployConfig, out: str | Path, 
             nonlocal cycles, t_next, overruns
             cycles += 1
             res = rt.step(t)
+            if view is not None:
+                view.cycle(t, res)
             if res.status == "hold":
                 key = res.reason.split(":")[0]
                 holds[key] = holds.get(key, 0) + 1
@@ -151,7 +156,11 @@ def replay(bag_path: str | Path, policy, deploy: DeployConfig, out: str | Path, 
             if t_next is None:
                 t_next = stamp
         bar.close()
+    if view is not None:
+        view.close()
     summary = _summarize(bag_path, rt, preds, recorded, cycles, overruns, holds, dropped, infer_ms, rate)
+    if rerun and rerun != "spawn":
+        summary["rerun"] = str(rerun)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if plots and preds:
         summary["plot"] = str(_plot(out / "predicted_vs_recorded.png", rt, preds, recorded))

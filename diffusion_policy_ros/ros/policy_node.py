@@ -19,6 +19,7 @@ Status: ``/diagnostics`` (diagnostic_msgs/DiagnosticArray) once a second.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from collections import deque
 
 import numpy as np
@@ -85,6 +86,12 @@ class PolicyNode(Node):
 
             torch.set_num_threads(cfg.torch_threads)
         self.runtime = build_runtime(cfg, policy)
+        self.view = None
+        if cfg.rerun:
+            from ..runtime.live_view import LiveView
+
+            self.view = LiveView(str(Path(cfg.rerun).expanduser()) if cfg.rerun != "spawn" else "spawn",
+                                 self.runtime, app=self.get_name())
         self.types = M.RosTypes()
         self._px4 = None
         if cfg.output == "px4":
@@ -444,6 +451,8 @@ class PolicyNode(Node):
                     res = self.runtime.hold(publish_ns, repr(e))
             else:
                 res = out
+            if self.view is not None and res.status != "running":
+                self.view.cycle(publish_ns, res)
             if res.status == "running":  # the running chunk continues: nothing to report
                 return
             self.last_status, self.last_reason = res.status, res.reason
@@ -570,6 +579,8 @@ class PolicyNode(Node):
     def destroy_node(self):
         self._stop.set()
         self._thread.join(timeout=2.0 * self.runtime.period / 1e9 + 1.0)
+        if self.view is not None:
+            self.view.close()
         super().destroy_node()
 
 

@@ -165,6 +165,8 @@ class PolicyRuntime:
         self._tare_pending = False  # force.tare_on_enable: zeroing on the first samples after a reset
         self._frames: dict[tuple[str, str], np.ndarray] = {}  # constant wrench-frame transforms
         self._pose_history: deque = deque(maxlen=64)  # (stamp, ee position): the aerial split's velocity
+        self.last_observation = None  # (policy observation, raw samples) of the last cycle that observed
+        self.last_prediction = None  # its full-horizon world-frame prediction
         self.camera: CameraModel | None = None
         self.cloud: PointCloudPipeline | None = None
         self._cloud_cache: dict[int, np.ndarray] = {}
@@ -482,9 +484,11 @@ class PolicyRuntime:
             obs = self._observation(samples, stamps, cloud_pipe)
         except ObservationError as e:
             return self.hold(now_ns, str(e))
+        self.last_observation = (obs, samples)  # for a live view (runtime/live_view.py)
         t1 = time.perf_counter()
         try:
             chunk, full, frozen = self._infer(obs, samples, t_obs, now_ns)
+            self.last_prediction = full
             t2 = time.perf_counter()
             values = self._to_output(chunk, samples)
         except (NonFiniteActionError, UnsafeCommandError, ObservationError) as e:

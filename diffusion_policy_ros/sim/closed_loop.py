@@ -64,7 +64,7 @@ class Latency:
 
 
 def policy_episode(env: SimEnv, runtime, seed: int, frames: bool = False, latency: Latency = Latency(),
-                   stamp_from_observation: bool = False) -> Episode:
+                   stamp_from_observation: bool = False, view=None, view_offset_ns: int = 0) -> Episode:
     """One closed-loop episode of ``runtime`` (a PolicyRuntime on env.cfg); ends at success, failure or
     time-out. ``stamp_from_observation``: schedule each chunk as if it were published when its
     observation was taken (the timing before real-time execution), for comparison only."""
@@ -81,6 +81,8 @@ def policy_episode(env: SimEnv, runtime, seed: int, frames: bool = False, latenc
     pending: tuple[Plan, int] | None = None
 
     def apply(res: CycleResult, t: int) -> None:
+        if view is not None:
+            view.cycle(view_offset_ns + t, res)
         if res.status == "late":
             ep.late += 1
         if res.command is None:
@@ -141,7 +143,7 @@ def policy_episode(env: SimEnv, runtime, seed: int, frames: bool = False, latenc
 def evaluate(task: str, checkpoint: str, episodes: int, seed: int = 0, embodiment: str | None = None,
              deploy_config: str | None = None, overrides: dict | None = None, out: str | Path | None = None,
              videos: int = 2, progress: bool = True, delay: str | float = 0,
-             stamp_from_observation: bool = False) -> dict:
+             stamp_from_observation: bool = False, rerun: str = "") -> dict:
     """Closed-loop success over seeds seed … seed+episodes-1 (keep them apart from the training seeds).
     ``delay``: the latency charged to each inference in sim time (``Latency.parse``)."""
     from ..runtime.deployment import build_runtime, load_policy
@@ -153,16 +155,24 @@ def evaluate(task: str, checkpoint: str, episodes: int, seed: int = 0, embodimen
         warnings.warn(overlap, stacklevel=2)
     env = SimEnv(task, cfg, embodiment)
     runtime = build_runtime(cfg, load_policy(cfg, checkpoint), arm=env.kin)
+    view = None
+    if rerun:
+        from ..runtime.live_view import LiveView
+
+        view = LiveView(rerun, runtime, app=f"dpros sim-eval {task}")
     eps = []
     t0 = time.perf_counter()
     try:
         bar = tqdm(range(seed, seed + episodes), desc=f"sim-eval {task}", disable=not progress)
         for s in bar:
             eps.append(policy_episode(env, runtime, s, frames=len(eps) < videos and out is not None,
-                                      latency=latency, stamp_from_observation=stamp_from_observation))
+                                      latency=latency, stamp_from_observation=stamp_from_observation,
+                                      view=view, view_offset_ns=len(eps) * 1000 * NS))  # episode k at k·1000 s
             bar.set_postfix(success=f"{sum(e.success for e in eps)}/{len(eps)}")
     finally:
         env.close()
+        if view is not None:
+            view.close()
     e = cfg.execution
     execution = "observation-stamped" if stamp_from_observation else f"{e.mode}+{e.consistency}"
     return summarize(env.task, env.embodiment, checkpoint, eps, seed, [m for ep in eps for m in ep.inference_ms],
