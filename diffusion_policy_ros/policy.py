@@ -206,6 +206,17 @@ class Policy:
         generator = torch.Generator(device=self.device).manual_seed(int(seed) + 1) if seed is not None else None
         return PrefixGuidance(target, w, mode, max_weight, generator)
 
+    def warm_up(self) -> float:
+        """One prediction on a blank observation, so the first real cycle does not pay for the denoiser's
+        trace or ONNX export and session (up to a second); → its wall time in ms."""
+        import time
+
+        obs = {k: np.zeros((self.cfg.n_obs_steps, *spec.shape), np.uint8 if spec.type == C.OBS_RGB else np.float32)
+               for k, spec in self.cfg.observations.items()}
+        t0 = time.perf_counter()
+        self.predict(obs, seed=0)
+        return (time.perf_counter() - t0) * 1e3
+
     @property
     def observation_keys(self) -> list[str]:
         return list(self.cfg.observations)

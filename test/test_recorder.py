@@ -203,11 +203,10 @@ def test_latched_robot_description_opens_every_episode_and_a_missing_topic_is_re
     peer = Peer(ros_context)
     ex = SpinEach(ros_context, rec, peer.node, desc_node)
     try:
-        end = time.monotonic() + 20
-        while ("/robot_description" not in rec.types or peer.pubs[WRENCH].get_subscription_count() == 0) \
+        end = time.monotonic() + 20  # the latched description is delivered when the recorder subscribes
+        while (rec.received["/robot_description"] == 0 or peer.pubs[WRENCH].get_subscription_count() == 0) \
                 and time.monotonic() < end:
             time.sleep(0.05)
-        time.sleep(0.5)  # the latched message is delivered on subscription
         for n in range(2):  # the description was published once, long before episode 1
             assert peer.call("start").success
             peer.publish(0.5)

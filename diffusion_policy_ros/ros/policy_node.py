@@ -86,6 +86,11 @@ class PolicyNode(Node):
 
             torch.set_num_threads(cfg.torch_threads)
         self.runtime = build_runtime(cfg, policy)
+        try:  # the trace / ONNX session now, not in the first cycle
+            warm_ms = self.runtime.policy.warm_up()
+        except DiffusionPolicyRosError as e:  # a blank observation the policy cannot digest: warm up live
+            warm_ms = float("nan")
+            self.get_logger().warning(f"warm-up skipped: {e}")
         self.view = None
         if cfg.rerun:
             from ..runtime.live_view import LiveView
@@ -132,7 +137,8 @@ class PolicyNode(Node):
         self._thread.start()
         self.get_logger().info(f"policy node ready: {len(self.runtime.window.buffers)} streams "
                                f"{sorted(self.runtime.window.buffers)}, output {cfg.output} on {cfg.topics.command}, "
-                               f"{cfg.timing.control_rate_hz:g} Hz, {'enabled' if cfg.start_enabled else 'disabled'}")
+                               f"{cfg.timing.control_rate_hz:g} Hz, {'enabled' if cfg.start_enabled else 'disabled'}; "
+                               f"first inference (warm-up) {warm_ms:.0f} ms")
 
     # --- parameters -------------------------------------------------------------------------------
     def _read_parameters(self) -> DeployConfig:
