@@ -42,8 +42,9 @@ HOME = [3.141592653589793, -1.2, 1.4, -1.77, -1.57, 0.0]
 SETTINGS = {  # name → node parameters
     "this node at ddpm_100, untraced (baseline, <= 20 cycles)": {
         "sampling.solver": "ddpm", "sampling.num_inference_steps": 100, "sampling.trace": "false"},
-    "ddim_10 (default, traced)": {},
-    "ddim_10 eager": {"sampling.trace": "false"},
+    "ddim_10 (default: ONNX Runtime where installed)": {},
+    "ddim_10 torch traced": {"sampling.backend": "torch"},
+    "ddim_10 torch eager": {"sampling.trace": "false", "sampling.backend": "torch"},
     "dpmsolver++_5": {"sampling.solver": "dpmsolver++", "sampling.num_inference_steps": 5},
     "ddim_10 warm start 5": {"sampling.warm_start_index": 5},
     "ddim_10 warm start 7": {"sampling.warm_start_index": 7},
@@ -201,7 +202,7 @@ def main(argv=None) -> int:
         executor.shutdown(timeout_sec=5)
         peer.node.destroy_node()
         context.try_shutdown()
-    default = results.get("ddim_10 (default, traced)") or next(iter(results.values()))
+    default = results.get("ddim_10 (default: ONNX Runtime where installed)") or next(iter(results.values()))
     out = {"p50_ms": default["p50_ms"], "p99_ms": default["p99_ms"], "cycles": default["cycles"],
            "lost": default["lost"], "settings": results,
            "machine": machine(device="cpu", config="dp3 (default)", camera="640x480 30 Hz", joint_states_hz=250)}
