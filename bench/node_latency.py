@@ -14,7 +14,7 @@ Each sampler setting runs in the same invocation; the baseline is *this node* sa
 at most 20 cycles (so its p99 is close to its maximum). `lost` = node cycles after the first trajectory that did not reach the peer.
 
     python bench/node_latency.py                       # table
-    python bench/node_latency.py --cycles 200 --json   # {"p50_ms", "p99_ms", "cycles", "lost", "settings": ...}
+    python bench/node_latency.py --cycles 200 --json   # {"p50_ms", "p99_ms", "node_vs_standalone", "settings": ...}
 """
 from __future__ import annotations
 
@@ -121,6 +121,22 @@ def t_obs_of(data, stamps: np.ndarray) -> int | None:
     return int(hits.max()) if hits.size else None
 
 
+def standalone_inference_ms(ckpt: Path, runs: int = 30) -> float:
+    """Median wall ms of one chunk (the node's default sampling) in this process, nothing else running."""
+    from diffusion_policy_ros.policy import Policy
+
+    policy = Policy.from_checkpoint(ckpt)
+    policy.warm_up()
+    obs = {k: np.random.default_rng(0).normal(size=(policy.cfg.n_obs_steps, *spec.shape)).astype(np.float32)
+           for k, spec in policy.cfg.observations.items()}
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        policy.predict(obs, seed=0)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return round(float(np.median(times)), 2)
+
+
 def run_setting(context, peer, ckpt: Path, params: dict, cycles: int, log: Path) -> dict:
     node_exe = shutil.which("policy_node") or str(Path(sys.executable).parent / "policy_node")
     cmd = [node_exe, "--ros-args", "-p", f"checkpoint:={ckpt}", "-p", "start_enabled:=true",
@@ -183,6 +199,7 @@ def main(argv=None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="node_latency_"))
     ckpt = make_checkpoint(tmp)
+    standalone = standalone_inference_ms(ckpt)  # before any node or peer runs: the model alone
     context = rclpy.Context()
     rclpy.init(context=context)
     peer = Peer(context)
@@ -204,7 +221,9 @@ def main(argv=None) -> int:
         context.try_shutdown()
     default = results.get("ddim_10 (default: ONNX Runtime where installed)") or next(iter(results.values()))
     out = {"p50_ms": default["p50_ms"], "p99_ms": default["p99_ms"], "cycles": default["cycles"],
-           "lost": default["lost"], "settings": results,
+           "lost": default["lost"], "standalone_inference_ms": standalone,
+           # the default setting's inference inside the node (under the peer's load) / the same alone
+           "node_vs_standalone": round(default["node_inference_ms_p50"] / standalone, 2), "settings": results,
            "machine": machine(device="cpu", config="dp3 (default)", camera="640x480 30 Hz", joint_states_hz=250)}
     if args.json:
         print(json.dumps(out, indent=2))
