@@ -83,16 +83,16 @@ def bench_config(name: str, variant: str | None, runs: int, solvers) -> dict:
     policy = Policy(model, cfg)
     obs = {k: v[None] for k, v in fake_observation(cfg.policy, np.random.default_rng(0)).items()}
     params = sum(p.numel() for p in model.parameters())
-    from diffusion_policy_ros.model.export import onnxruntime_available
+    from diffusion_policy_ros.model.export import available
 
-    ort = onnxruntime_available()
+    exported = [b for b in ("onnxruntime", "openvino") if available(b)]
     out = {}
     for solver, steps in solvers:
         row = ("ours", solver, steps, 0)
         calls = {"ours": lambda: sample_row(policy, row, obs, 0),
                  "baseline": lambda: sample_row(policy, ("dp", *row[1:]), obs, 0)}
-        if ort:
-            calls["onnxruntime"] = lambda: sample_row(policy, ("ort", *row[1:]), obs, 0)
+        for b in exported:
+            calls[b] = lambda b=b: sample_row(policy, (b, *row[1:]), obs, 0)
         t = interleaved_ms(calls, runs, {})
         ours, base = t["ours"], t["baseline"]
         out[f"{solver}_{steps}"] = {
@@ -101,10 +101,9 @@ def bench_config(name: str, variant: str | None, runs: int, solvers) -> dict:
             "p99_ms": ours["p99_ms"], "baseline_median_ms": base["median_ms"], "baseline_p99_ms": base["p99_ms"],
             "speedup_vs_baseline": round(base["median_ms"] / ours["median_ms"], 3),
         }
-        if ort:
-            out[f"{solver}_{steps}"].update(onnxruntime_median_ms=t["onnxruntime"]["median_ms"],
-                                            onnxruntime_speedup_vs_baseline=round(
-                                                base["median_ms"] / t["onnxruntime"]["median_ms"], 3))
+        for b in exported:
+            out[f"{solver}_{steps}"].update({f"{b}_median_ms": t[b]["median_ms"],
+                                             f"{b}_speedup_vs_baseline": round(base["median_ms"] / t[b]["median_ms"], 3)})
     ddpm = out.get("ddpm_100")
     if ddpm:  # Diffusion Policy's default sampler, for perspective
         for r in out.values():
@@ -114,10 +113,12 @@ def bench_config(name: str, variant: str | None, runs: int, solvers) -> dict:
 
 
 # Headline rows: name → (loop, solver, steps, warm start index). "dp": Diffusion Policy's own loop
-# (baseline_predict, eager); "ours": Policy.predict with the traced torch denoiser; "ort": Policy.predict
-# with the denoiser on ONNX Runtime (inference.backend onnxruntime; skipped where it is not installed).
+# (baseline_predict, eager); "ours": Policy.predict with the traced torch denoiser; "onnxruntime" /
+# "openvino": Policy.predict with the denoiser exported there (inference.backend; skipped where the
+# package is not installed).
 HEADLINE = {"dp_loop_ddpm_100": ("dp", "ddpm", 100, 0), "dp_loop_ddim_10": ("dp", "ddim", 10, 0),
-            "ddim_10": ("ours", "ddim", 10, 0), "ddim_10_onnxruntime": ("ort", "ddim", 10, 0),
+            "ddim_10": ("ours", "ddim", 10, 0), "ddim_10_onnxruntime": ("onnxruntime", "ddim", 10, 0),
+            "ddim_10_openvino": ("openvino", "ddim", 10, 0),
             "dpmsolver++_5": ("ours", "dpmsolver++", 5, 0),
             "dpmsolver++_4": ("ours", "dpmsolver++", 4, 0), "ddim_10_warm5": ("ours", "ddim", 10, 5),
             "ddim_10_warm7": ("ours", "ddim", 10, 7)}
@@ -134,7 +135,7 @@ def sample_row(policy: Policy, row: tuple, obs: dict[str, np.ndarray], seed: int
                                 full_horizon=True)
     inf = policy.cfg.inference
     inf.solver, inf.num_inference_steps, inf.trace = solver, steps, True
-    inf.backend = "onnxruntime" if loop == "ort" else "torch"
+    inf.backend = loop if loop in ("onnxruntime", "openvino") else "torch"
     kw = dict(warm_start=prev, shift=policy.cfg.n_action_steps, start_index=k) if k else {}
     return policy.predict(obs, seed=seed, full_horizon=True, **kw)
 
@@ -153,9 +154,9 @@ def action_errors(checkpoint: Path, dataset: Path, windows: int, refs: int, seed
     sl = slice(cfg.n_obs_steps - 1, cfg.n_obs_steps - 1 + cfg.n_action_steps)
     pairs = window_pairs(ds, cfg.n_action_steps, windows, seed)
     ddpm = ("ours", "ddpm", 100, 0)
-    from diffusion_policy_ros.model.export import onnxruntime_available
+    from diffusion_policy_ros.model.export import available
 
-    rows = {n: r for n, r in HEADLINE.items() if r[0] != "ort" or onnxruntime_available()}
+    rows = {n: r for n, r in HEADLINE.items() if r[0] in ("dp", "ours") or available(r[0])}
     errors = {name: [] for name in ("ddpm_100", *rows)}
     for prev_i, cur_i in tqdm(pairs, desc=f"action error {Path(checkpoint).name}", file=sys.stderr):
         obs = obs_of(ds, cur_i, refs)
@@ -184,13 +185,13 @@ def headline(rounds: int, windows: int, references: int, episodes: int, out_dir:
     torch.manual_seed(0)
     model = DiffusionPolicy.build(cfg.policy)
     policy = Policy(model, cfg)
-    from diffusion_policy_ros.model.export import onnxruntime_available, resolve_backend
+    from diffusion_policy_ros.model.export import available, resolve_backend
 
     inf = cfg.policy.inference
-    rows_wanted = {n: r for n, r in HEADLINE.items() if r[0] != "ort" or onnxruntime_available()}
+    rows_wanted = {n: r for n, r in HEADLINE.items() if r[0] in ("dp", "ours") or available(r[0])}
     default = f"{inf.solver}_{inf.num_inference_steps}"
-    if resolve_backend(inf.backend) == "onnxruntime":
-        default += "_onnxruntime"
+    if resolve_backend(inf.backend) != "torch":
+        default += f"_{resolve_backend(inf.backend)}"
     if default not in rows_wanted or not inf.trace:
         raise SystemExit(f"the default sampler ({default}, trace={inf.trace}) is not a headline row: add it")
     obs = {k: v[None] for k, v in fake_observation(cfg.policy, np.random.default_rng(0)).items()}
@@ -285,13 +286,14 @@ def main(argv=None) -> int:
         if not args.json:
             print(f"\n{r['config']}  ({r['parameters_m']} M parameters, batch 1, {runs} runs)")
             print(f"  {'solver':<16}{'median ms':>11}{'p99 ms':>10}{'baseline ms':>13}{'ratio':>8}"
-                  f"{'vs DP DDPM-100':>16}{'onnxruntime ms':>16}")
+                  f"{'vs DP DDPM-100':>16}{'onnxruntime ms':>16}{'openvino ms':>13}")
             for key, s in r["solvers"].items():
                 vs_dp = s.get("speedup_vs_baseline_ddpm_100")
                 vs_dp = f"{vs_dp:.1f}x" if vs_dp is not None else "-"
-                ort_ms = s.get("onnxruntime_median_ms")
+                ort_ms, ov_ms = s.get("onnxruntime_median_ms"), s.get("openvino_median_ms")
                 print(f"  {key:<16}{s['median_ms']:>11.2f}{s['p99_ms']:>10.2f}{s['baseline_median_ms']:>13.2f}"
-                      f"{s['speedup_vs_baseline']:>7.2f}x{vs_dp:>16}{(f'{ort_ms:.2f}' if ort_ms else '-'):>16}")
+                      f"{s['speedup_vs_baseline']:>7.2f}x{vs_dp:>16}{(f'{ort_ms:.2f}' if ort_ms else '-'):>16}"
+                      f"{(f'{ov_ms:.2f}' if ov_ms else '-'):>13}")
     if args.json:
         print(json.dumps({**top, "machine": machine(device="cpu"),
                           "results": {k: v["solvers"] for k, v in results.items()},

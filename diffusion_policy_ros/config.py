@@ -185,14 +185,14 @@ class InferenceConfig:
     # module calls): 20-40 % faster per chunk on CPU (bench/inference.py) and less exposed to other
     # Python threads holding the GIL. Gradients (guidance) flow through the trace.
     trace: bool = True
-    # auto: ONNX Runtime when installed (2-3x faster per denoiser call on CPU, bench/inference.py), else
-    # torch | torch | onnxruntime. Guided sampling that needs gradients always runs on torch.
+    # auto: the fastest installed (OpenVINO, then ONNX Runtime, then torch: bench/inference.py) | torch |
+    # onnxruntime | openvino. Guided sampling that needs gradients always runs on torch.
     backend: str = "auto"
 
     def __post_init__(self):
         _require(self.solver in C.SOLVERS, "inference.solver", f"one of {C.SOLVERS}", self.solver)
-        _require(self.backend in ("auto", "torch", "onnxruntime"), "inference.backend",
-                 "auto | torch | onnxruntime", self.backend)
+        _require(self.backend in ("auto", "torch", "onnxruntime", "openvino"), "inference.backend",
+                 "auto | torch | onnxruntime | openvino", self.backend)
         _require(self.num_inference_steps >= 1, "inference.num_inference_steps", ">= 1",
                  self.num_inference_steps)
 
@@ -534,13 +534,13 @@ class SamplingConfig:
     replan_steps: int = 0
     warm_start_index: int = 0  # > 0: start from the previous chunk, shifted, at this inference step
     trace: bool = True  # TorchScript-trace the denoiser (sets the checkpoint's inference.trace)
-    backend: str = ""  # auto | torch | onnxruntime (empty: the checkpoint's, default auto)
+    backend: str = ""  # auto | torch | onnxruntime | openvino (empty: the checkpoint's, default auto)
     seed: int = -1  # >= 0: a fixed noise seed per cycle (reproducible runs)
 
     def __post_init__(self):
         _require(self.solver in ("",) + C.SOLVERS, "sampling.solver", f"empty or one of {C.SOLVERS}", self.solver)
-        _require(self.backend in ("", "auto", "torch", "onnxruntime"), "sampling.backend",
-                 "empty, auto, torch or onnxruntime", self.backend)
+        _require(self.backend in ("", "auto", "torch", "onnxruntime", "openvino"), "sampling.backend",
+                 "empty, auto, torch, onnxruntime or openvino", self.backend)
         _require(min(self.num_inference_steps, self.n_action_steps, self.warm_start_index, self.replan_steps) >= 0,
                  "sampling.num_inference_steps/n_action_steps/warm_start_index/replan_steps", ">= 0",
                  (self.num_inference_steps, self.n_action_steps, self.warm_start_index, self.replan_steps))

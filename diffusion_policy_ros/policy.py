@@ -25,7 +25,7 @@ from .diffusion import GuidanceFn, make_scheduler, sample
 from .diffusion.chunking import PrefixGuidance, compose
 from .errors import CheckpointError, NonFiniteActionError, ObservationError
 from .model.encoders import ObservationEncoder
-from .model.export import OrtDenoiser, resolve_backend
+from .model.export import RUNNERS, resolve_backend
 from .model.normalizer import Normalizer
 from .model.unet1d import ConditionalUnet1D
 
@@ -49,7 +49,7 @@ class DiffusionPolicy(nn.Module):
         self.action_repr = ActionRepresentation(cfg.action)
         self._inference_schedulers: dict[str, object] = {}
         self._traced: dict[tuple, torch.jit.ScriptModule] = {}
-        self._ort: dict[tuple, object] = {}  # ONNX Runtime denoisers per (horizon, action dim, cond dim)
+        self._ort: dict[tuple, object] = {}  # exported denoisers per (backend, horizon, action dim, cond dim)
         self.checkpoint_dir: Path | None = None  # where exports are cached (set by from_checkpoint)
 
     @classmethod
@@ -117,12 +117,13 @@ class DiffusionPolicy(nn.Module):
         """The conditioned denoiser call: ONNX Runtime (inference.backend, CPU, no gradients needed), or a
         TorchScript trace per (shape, device, dtype) with inference.trace (it shares the module's
         parameters, so loading new weights needs no re-trace), or the module itself."""
-        if not needs_grad and cond.device.type == "cpu" and resolve_backend(self.cfg.inference.backend) == "onnxruntime":
-            key = (shape[1], shape[2], cond.shape[1])
+        backend = resolve_backend(self.cfg.inference.backend)
+        if not needs_grad and cond.device.type == "cpu" and backend in RUNNERS:
+            key = (backend, shape[1], shape[2], cond.shape[1])
             if key not in self._ort:
-                self._ort[key] = OrtDenoiser(self.denoiser, *key, checkpoint_dir=self.checkpoint_dir)
-            ort = self._ort[key]
-            return lambda x, t: ort(x, t, cond)
+                self._ort[key] = RUNNERS[backend](self.denoiser, *key[1:], checkpoint_dir=self.checkpoint_dir)
+            runner = self._ort[key]
+            return lambda x, t: runner(x, t, cond)
         if not self.cfg.inference.trace:
             return lambda x, t: self.denoiser(x, t, cond)
         key = (shape, tuple(cond.shape), cond.device, cond.dtype)

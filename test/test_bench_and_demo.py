@@ -20,10 +20,10 @@ def test_inference_bench_json_has_the_promised_fields(tmp_path):
     # Headline: Diffusion Policy's loop at DDPM-100 and at our default's solver, against our rows.
     head = report["headline"]
     rows = head["rows"]
-    assert set(rows) == {"dp_loop_ddpm_100", "dp_loop_ddim_10", "ddim_10", "ddim_10_onnxruntime", "dpmsolver++_5",
-                         "dpmsolver++_4", "ddim_10_warm5", "ddim_10_warm7"}
-    # The default: DDIM-10 on ONNX Runtime (installed by make setup), compared at the same solver.
-    default = "ddim_10_onnxruntime"
+    assert set(rows) == {"dp_loop_ddpm_100", "dp_loop_ddim_10", "ddim_10", "ddim_10_onnxruntime", "ddim_10_openvino",
+                         "dpmsolver++_5", "dpmsolver++_4", "ddim_10_warm5", "ddim_10_warm7"}
+    # The default: DDIM-10 on OpenVINO (the fastest backend make setup installs), at the same solver.
+    default = "ddim_10_openvino"
     assert "default_action_error_vs_ddim10" not in report and [n for n, r in rows.items() if r["default"]] == [default]
     same = rows["dp_loop_ddim_10"]["median_ms"] / rows[default]["median_ms"]
     assert report["speedup_vs_dp_same_solver"] == pytest.approx(same, rel=0.01)
@@ -44,7 +44,7 @@ def test_inference_bench_json_has_the_promised_fields(tmp_path):
         for r in solvers.values():
             assert r["runs"] == 5
             assert 0 < r["median_ms"] <= r["p99_ms"]
-            assert r["baseline_median_ms"] > 0 and r["onnxruntime_median_ms"] > 0
+            assert r["baseline_median_ms"] > 0 and r["onnxruntime_median_ms"] > 0 and r["openvino_median_ms"] > 0
     assert report["machine"]["device"] == "cpu"
 
 

@@ -162,16 +162,17 @@ def test_traced_denoiser_gives_the_same_actions(solver, steps):
     assert np.isfinite(policy.predict(obs, seed=0, guidance=guide)).all()
 
 
-@pytest.mark.parametrize("solver,steps", [("ddim", 10), ("dpmsolver++", 5)])
-def test_onnxruntime_backend_matches_torch_and_caches_its_export_by_weights(force_checkpoint, solver, steps):
+@pytest.mark.parametrize("backend,solver,steps", [("onnxruntime", "ddim", 10), ("onnxruntime", "dpmsolver++", 5),
+                                                  ("openvino", "ddim", 10)])
+def test_exported_backends_match_torch_and_cache_their_export_by_weights(force_checkpoint, backend, solver, steps):
     """The issue's parity bar: normalised actions within 1e-4 of torch on the same inputs and noise."""
-    pytest.importorskip("onnxruntime")
+    pytest.importorskip(backend)
     from diffusion_policy_ros.diffusion.guidance import CostGuidance, GuidanceConfig, goal_cost
 
     ckpt = Path(force_checkpoint)
     shutil.rmtree(ckpt / "export", ignore_errors=True)
     ref = Policy.from_checkpoint(ckpt, backend="torch", solver=solver, num_inference_steps=steps)
-    ort = Policy.from_checkpoint(ckpt, backend="onnxruntime", solver=solver, num_inference_steps=steps)
+    ort = Policy.from_checkpoint(ckpt, backend=backend, solver=solver, num_inference_steps=steps)
     obs = start_obs(ref.config, batch=3)
     tensors, _ = ref.validate(obs)
     with torch.inference_mode():
@@ -179,12 +180,12 @@ def test_onnxruntime_backend_matches_torch_and_caches_its_export_by_weights(forc
         a = ref.model.conditional_sample(cond, generator=torch.Generator().manual_seed(0))
         b = ort.model.conditional_sample(cond, generator=torch.Generator().manual_seed(0))
     assert (a - b).abs().max().item() <= 1e-4
-    assert ort.model._ort and not ref.model._ort  # it really ran on ONNX Runtime
+    assert [k[0] for k in ort.model._ort] == [backend] and not ref.model._ort  # it really ran there
     # One export per weights and shapes, next to the checkpoint, reused by the next load.
     files = sorted((ckpt / "export").glob("denoiser-*.onnx"))
     assert len(files) == 1
     stamp = files[0].stat().st_mtime_ns
-    again = Policy.from_checkpoint(ckpt, backend="onnxruntime", solver=solver, num_inference_steps=steps)
+    again = Policy.from_checkpoint(ckpt, backend=backend, solver=solver, num_inference_steps=steps)
     np.testing.assert_allclose(again.predict(obs, seed=1), ort.predict(obs, seed=1), atol=1e-6)
     assert files[0].stat().st_mtime_ns == stamp
     with torch.no_grad():  # changed weights: a new export beside the old one
@@ -200,11 +201,16 @@ def test_onnxruntime_backend_matches_torch_and_caches_its_export_by_weights(forc
 def test_a_missing_backend_falls_back_to_torch_with_a_log_line(monkeypatch, caplog):
     from diffusion_policy_ros.model import export
 
-    monkeypatch.setattr(export, "onnxruntime_available", lambda: False)
+    installed = {"torch"}
+    monkeypatch.setattr(export, "available", lambda b: b in installed)
     monkeypatch.setattr(export, "_warned", False)
     with caplog.at_level("WARNING"):
         assert export.resolve_backend("onnxruntime") == "torch"
     assert "onnxruntime package is not installed" in caplog.text
     assert export.resolve_backend("auto") == "torch" and export.resolve_backend("torch") == "torch"
+    installed.add("onnxruntime")  # auto takes the fastest installed: OpenVINO, then ONNX Runtime
+    assert export.resolve_backend("auto") == "onnxruntime"
+    installed.add("openvino")
+    assert export.resolve_backend("auto") == "openvino"
     with pytest.raises(Exception, match="inference.backend"):
         export.resolve_backend("tensorrt")

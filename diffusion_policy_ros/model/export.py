@@ -25,32 +25,43 @@ import torch
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
-BACKENDS = ("auto", "torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 _warned = False
 
 
-def onnxruntime_available() -> bool:
+def available(backend: str) -> bool:
+    """Whether ``backend``'s package imports (torch always does)."""
+    if backend == "torch":
+        return True
     try:
-        import onnxruntime  # noqa: F401
+        __import__(backend)
     except ImportError:
         return False
     return True
 
 
+def onnxruntime_available() -> bool:
+    return available("onnxruntime")
+
+
+# auto: the fastest installed, measured (bench/inference.py): OpenVINO, then ONNX Runtime, then torch.
+AUTO_ORDER = ("openvino", "onnxruntime", "torch")
+
+
 def resolve_backend(name: str) -> str:
-    """``auto`` → onnxruntime when installed (measured faster), else torch; ``onnxruntime`` without
-    the package → torch, with one log line saying so."""
+    """``auto`` → the fastest installed backend; a named one that is not installed → torch, with one
+    log line saying so."""
     global _warned
     if name not in BACKENDS:
         raise ConfigError(f"inference.backend: expected one of {BACKENDS}, got {name!r}")
-    if name == "torch":
-        return "torch"
-    if onnxruntime_available():
-        return "onnxruntime"
-    if name == "onnxruntime" and not _warned:
+    if name == "auto":
+        return next(b for b in AUTO_ORDER if available(b))
+    if available(name):
+        return name
+    if not _warned:
         _warned = True
-        log.warning("inference.backend onnxruntime: the onnxruntime package is not installed (pip install "
-                    "onnxruntime, or the package's [fast] extra); running the denoiser on torch")
+        log.warning("inference.backend %s: the %s package is not installed (pip install %s, or the package's "
+                    "[fast] extra); running the denoiser on torch", name, name, name)
     return "torch"
 
 
@@ -77,6 +88,27 @@ def cache_dir(checkpoint_dir: Path | None) -> Path:
     return d
 
 
+def onnx_model(denoiser: torch.nn.Module, horizon: int, action_dim: int, cond_dim: int,
+               checkpoint_dir: Path | None) -> bytes | str:
+    """The denoiser's ONNX graph: a cached file's path for a checkpoint, bytes for an in-memory model."""
+    if checkpoint_dir is None:  # a model built in memory (tests, benches): nothing to cache it by
+        return export_denoiser(denoiser, horizon, action_dim, cond_dim)
+    key = f"denoiser-{weights_key(denoiser)}-h{horizon}-a{action_dim}-c{cond_dim}.onnx"
+    path = cache_dir(checkpoint_dir) / key
+    if not path.is_file():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(export_denoiser(denoiser, horizon, action_dim, cond_dim))
+        tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+        log.info("exported the denoiser to %s", path)
+    return str(path)
+
+
+def _feed(x: torch.Tensor, t, cond: torch.Tensor) -> dict[str, np.ndarray]:
+    return {"sample": x.detach().cpu().numpy().astype(np.float32, copy=False),
+            "timestep": np.asarray(int(torch.as_tensor(t).reshape(-1)[0]), np.int64),
+            "cond": cond.detach().cpu().numpy().astype(np.float32, copy=False)}
+
+
 class OrtDenoiser:
     """``denoiser(sample (B, H, Da), timestep, cond (B, Dc)) → (B, H, Da)`` on an ONNX Runtime session.
     The batch size is dynamic; one export per (H, Da, Dc)."""
@@ -85,18 +117,7 @@ class OrtDenoiser:
                  checkpoint_dir: Path | None = None, threads: int | None = None):
         import onnxruntime as ort
 
-        self.path = None
-        if checkpoint_dir is None:  # a model built in memory (tests, benches): nothing to cache it by
-            model = export_denoiser(denoiser, horizon, action_dim, cond_dim)
-        else:
-            key = f"denoiser-{weights_key(denoiser)}-h{horizon}-a{action_dim}-c{cond_dim}.onnx"
-            self.path = model = cache_dir(checkpoint_dir) / key
-            if not model.is_file():
-                tmp = model.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_bytes(export_denoiser(denoiser, horizon, action_dim, cond_dim))
-                tmp.replace(model)  # atomic: a concurrent reader never sees half a file
-                log.info("exported the denoiser to %s", model)
-            model = str(model)
+        model = onnx_model(denoiser, horizon, action_dim, cond_dim, checkpoint_dir)
         options = ort.SessionOptions()
         # One thread that sleeps between calls: the sampling loop runs torch ops between denoiser calls,
         # and ONNX Runtime's spinning pool fought torch's threads for the 2 cores (2 spinning threads:
@@ -107,10 +128,31 @@ class OrtDenoiser:
         self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor, t, cond: torch.Tensor) -> torch.Tensor:
-        feed = {"sample": x.detach().cpu().numpy().astype(np.float32, copy=False),
-                "timestep": np.asarray(int(torch.as_tensor(t).reshape(-1)[0]), np.int64),
-                "cond": cond.detach().cpu().numpy().astype(np.float32, copy=False)}
-        return torch.from_numpy(self.session.run(None, feed)[0]).to(x.dtype)
+        return torch.from_numpy(self.session.run(None, _feed(x, t, cond))[0]).to(x.dtype)
+
+
+class OpenVinoDenoiser:
+    """The same ONNX graph compiled by OpenVINO for the CPU, in f32 (its default CPU precision hint may
+    pick bf16/f16, 1e-2 away from torch), one inference thread."""
+
+    def __init__(self, denoiser: torch.nn.Module, horizon: int, action_dim: int, cond_dim: int,
+                 checkpoint_dir: Path | None = None, threads: int | None = None):
+        import openvino as ov
+
+        model = onnx_model(denoiser, horizon, action_dim, cond_dim, checkpoint_dir)
+        core = ov.Core()
+        graph = core.read_model(model) if isinstance(model, str) else core.read_model(model=model, weights=b"")
+        self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_NUM_THREADS": threads or 1,
+                                                          "INFERENCE_PRECISION_HINT": "f32"})
+        self.request = self.compiled.create_infer_request()
+        self.output = self.compiled.output(0)
+
+    def __call__(self, x: torch.Tensor, t, cond: torch.Tensor) -> torch.Tensor:
+        out = self.request.infer(_feed(x, t, cond))[self.output]
+        return torch.from_numpy(np.array(out, copy=True)).to(x.dtype)
+
+
+RUNNERS = {"onnxruntime": OrtDenoiser, "openvino": OpenVinoDenoiser}
 
 
 def export_denoiser(denoiser: torch.nn.Module, horizon: int, action_dim: int, cond_dim: int) -> bytes:
