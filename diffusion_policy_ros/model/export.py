@@ -1,9 +1,9 @@
-"""The denoiser on ONNX Runtime: exported once per checkpoint and shape, cached on disk, run without
-autograd (guided sampling that needs gradients stays on torch).
+"""The denoiser on OpenVINO or ONNX Runtime: exported to ONNX once per checkpoint and shape, cached on
+disk, run without autograd (guided sampling that needs gradients stays on torch).
 
 Why: at batch 1 the U-Net's many small 1-D convolutions are dominated by per-op overhead in eager
-torch and TorchScript; ONNX Runtime's CPU kernels and graph fusions run the same graph 2-3x faster on
-this project's 2-core CPU (bench/inference.py, `backend` rows) with outputs equal to 1e-5.
+torch and TorchScript; the exported graph runs 1.5x (ONNX Runtime) to 2.2x (OpenVINO) faster per chunk
+on this project's 2-core CPU (bench/inference.py) with outputs equal to torch's within 2e-6.
 
 The exported file of a checkpoint is keyed by a hash of the denoiser's weights and the
 sample/conditioning shapes, and kept in ``<checkpoint>/export/`` when that folder is writable, else in
