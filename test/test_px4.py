@@ -182,9 +182,10 @@ def test_px4_offboard_heartbeat_vehicle_setpoints_and_pilot_takeover(ros_context
         ok, message = enable(vehicle, True)  # not in offboard yet: refused
         assert not ok and "offboard" in message
         vehicle.nav_state = vehicle.S.NAVIGATION_STATE_OFFBOARD
-        time.sleep(0.5)
-        ok, message = enable(vehicle, True)
-        assert ok, message
+        deadline = time.monotonic() + 10  # accepted once the node has seen the next VehicleStatus (10 Hz)
+        while not (result := enable(vehicle, True))[0] and time.monotonic() < deadline:
+            pass
+        assert result[0], result[1]
         # Commanding: the arm gets its own trajectory; the vehicle is sent the base of the base/arm split,
         # not the end-effector target (which sits the arm's rest offset away from it).
         vehicle.wait(lambda: len(vehicle.arm) >= 1)

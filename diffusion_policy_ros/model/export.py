@@ -40,10 +40,6 @@ def available(backend: str) -> bool:
     return True
 
 
-def onnxruntime_available() -> bool:
-    return available("onnxruntime")
-
-
 # auto: the fastest installed, measured (bench/inference.py): OpenVINO, then ONNX Runtime, then torch.
 AUTO_ORDER = ("openvino", "onnxruntime", "torch")
 

@@ -268,7 +268,7 @@ class PolicyNode(Node):
             self.gripper_pub.publish(M.encode_joint_trajectory(self.types, data))
         if self.cfg.output == "joint_trajectory":
             names, values, vel = cmd.names, traj.values, traj.velocities
-            if g is not None or self.runtime.gripper:  # the arm's controller owns the arm's joints only
+            if self.runtime.gripper:  # the arm's controller owns the arm's joints only
                 arm = len(self.runtime.joint_names)
                 names, values = names[:arm], values[:, :arm]
                 vel = None if vel is None else vel[:, :arm]

@@ -163,7 +163,7 @@ class PolicyRuntime:
         self.wrench = WrenchProcessor(cfg.force) if "wrench" in streams else None
         self.fault: str | None = None  # a latched safety stop (force limit); cleared on reset with observations
         self._tare_pending = False  # force.tare_on_enable: zeroing on the first samples after a reset
-        self._frames: dict[tuple[str, str], np.ndarray] = {}  # constant wrench-frame transforms
+        self._frames: dict[tuple[str, str], np.ndarray | None] = {}  # wrench-frame transforms (None: joint-dependent)
         self._pose_history: deque = deque(maxlen=64)  # (stamp, ee position): the aerial split's velocity
         self.last_observation = None  # (policy observation, raw samples) of the last cycle that observed
         self.last_prediction = None  # its full-horizon world-frame prediction
@@ -348,22 +348,27 @@ class PolicyRuntime:
         if self.arm is None:
             raise ObservationError(f"wrench.header.frame_id '{source}': force.frame '{target}' needs the arm's "
                                    f"URDF to transform it (embodiment.kind arm)")
+        if w.shape != (6,):
+            raise ObservationError(f"wrench: expected 6 values, got {w.tolist()}")
         key = (source, target)
-        t = self._frames.get(key)
-        if t is None:
-            with self._lock:
-                q = self._latest["joints"][1][:self.arm.dof] if "joints" in self._latest else np.zeros(self.arm.dof)
+        with self._lock:
+            q = self._latest["joints"][1][:self.arm.dof] if "joints" in self._latest else np.zeros(self.arm.dof)
+
+        def relative(joints) -> np.ndarray:
             try:
-                t = np.linalg.inv(self.arm.link_pose(q, target)) @ self.arm.link_pose(q, source)
-                # Both links past the same joints (a sensor on the flange): a constant transform, cached.
-                rng = np.random.default_rng(0)
-                q2 = rng.uniform(self.arm.limits.lower, self.arm.limits.upper)
-                fixed = np.allclose(np.linalg.inv(self.arm.link_pose(q2, target)) @ self.arm.link_pose(q2, source),
-                                    t, atol=1e-9)
+                return np.linalg.inv(self.arm.link_pose(joints, target)) @ self.arm.link_pose(joints, source)
             except ConfigError as e:
                 raise ObservationError(f"wrench.header.frame_id '{source}' → force.frame '{target}': {e}") from None
-            if fixed:
-                self._frames[key] = t
+
+        if key not in self._frames:
+            # Both links past the same joints (a sensor on the flange): a constant transform, kept; else
+            # it is recomputed from the latest joints at every sample (None marks that).
+            t = relative(q)
+            q2 = np.random.default_rng(0).uniform(self.arm.limits.lower, self.arm.limits.upper)
+            self._frames[key] = t if np.allclose(relative(q2), t, atol=1e-9) else None
+        t = self._frames[key]
+        if t is None:
+            t = relative(q)
         r, p = t[:3, :3], t[:3, 3]
         f = r @ w[:3]
         return np.concatenate((f, r @ w[3:6] + np.cross(p, f)))
