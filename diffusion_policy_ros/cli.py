@@ -18,6 +18,17 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_distill(args) -> int:
+    from .config import resolve_shipped_checkpoint
+    from .train import Distiller
+
+    ckpt = Distiller(resolve_shipped_checkpoint(args.checkpoint), args.dataset, args.out,
+                     student_steps=args.student_steps, max_steps=args.steps, batch_size=args.batch_size,
+                     lr=args.lr, seed=args.seed, resume=args.resume, progress=not args.no_progress).run()
+    print(f"checkpoint: {ckpt}")
+    return 0
+
+
 def _cmd_make_dataset(args) -> int:
     from .data.synthetic import ObstacleScene, make_obstacle_dataset
 
@@ -247,6 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if it exists")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
+
+    ds = sub.add_parser("distill", help="distil a checkpoint into a one- or two-step student checkpoint")
+    ds.add_argument("checkpoint", help="the teacher: a checkpoint folder or a shipped name")
+    ds.add_argument("--dataset", required=True, help="zarr store whose observations the student learns on "
+                    "(the teacher's training set)")
+    ds.add_argument("--out", required=True, help="output folder (checkpoint/, metrics.jsonl, loss.png)")
+    ds.add_argument("--student-steps", type=int, default=1, choices=(1, 2), help="denoising steps of the student")
+    ds.add_argument("--steps", type=int, default=1000, help="optimisation steps")
+    ds.add_argument("--batch-size", type=int, default=64)
+    ds.add_argument("--lr", type=float, default=1e-4)
+    ds.add_argument("--seed", type=int, default=0)
+    ds.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if it exists")
+    ds.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ds.set_defaults(func=_cmd_distill)
 
     d = sub.add_parser("make-dataset", help="generate two-mode obstacle demonstrations (zarr)")
     d.add_argument("--out", required=True)

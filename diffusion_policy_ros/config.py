@@ -188,9 +188,15 @@ class InferenceConfig:
     # auto: the fastest installed (OpenVINO, then ONNX Runtime, then torch: bench/inference.py) | torch |
     # onnxruntime | openvino. Guided sampling that needs gradients always runs on torch.
     backend: str = "auto"
+    # Where the inference timesteps sit: default (each diffusers solver's own: DDPM/DDIM start one
+    # stride below the last training timestep) | trailing (start at it: what one- and two-step
+    # distilled students need; one DDIM step would otherwise evaluate the model at t=0 on pure noise).
+    timestep_spacing: str = "default"
 
     def __post_init__(self):
         _require(self.solver in C.SOLVERS, "inference.solver", f"one of {C.SOLVERS}", self.solver)
+        _require(self.timestep_spacing in ("default", "trailing"), "inference.timestep_spacing",
+                 "default | trailing", self.timestep_spacing)
         _require(self.backend in ("auto", "torch", "onnxruntime", "openvino"), "inference.backend",
                  "auto | torch | onnxruntime | openvino", self.backend)
         _require(self.num_inference_steps >= 1, "inference.num_inference_steps", ">= 1",

@@ -95,9 +95,10 @@ class DiffusionPolicy(nn.Module):
     # --- inference ---------------------------------------------------------------------------
     def inference_scheduler(self, solver: str | None = None):
         solver = solver or self.cfg.inference.solver
-        if solver not in self._inference_schedulers:
-            self._inference_schedulers[solver] = make_scheduler(self.cfg.noise, solver)
-        return self._inference_schedulers[solver]
+        key = (solver, self.cfg.inference.timestep_spacing)
+        if key not in self._inference_schedulers:
+            self._inference_schedulers[key] = make_scheduler(self.cfg.noise, solver, key[1])
+        return self._inference_schedulers[key]
 
     def conditional_sample(self, cond: torch.Tensor, *, generator: torch.Generator | None = None,
                            solver: str | None = None, num_inference_steps: int | None = None,

@@ -8,9 +8,11 @@ from ..config import NoiseConfig
 from ..errors import ConfigError
 
 
-def make_scheduler(noise: NoiseConfig, solver: str = C.SOLVER_DDPM):
+def make_scheduler(noise: NoiseConfig, solver: str = C.SOLVER_DDPM, timestep_spacing: str = "default"):
     common = dict(num_train_timesteps=noise.num_train_timesteps, beta_schedule=noise.beta_schedule,
                   prediction_type=noise.prediction_type)
+    if timestep_spacing != "default":
+        common["timestep_spacing"] = timestep_spacing
     if solver == C.SOLVER_DDPM:
         return DDPMScheduler(**common, clip_sample=noise.clip_sample, variance_type="fixed_small")
     if solver == C.SOLVER_DDIM:

@@ -60,7 +60,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def plot_losses(history: list[dict], path: Path) -> None:
+def plot_losses(history: list[dict], path: Path, ylabel: str = "diffusion loss (MSE)",
+                val_label: str = "validation (EMA weights, held-out episodes)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,9 +73,9 @@ def plot_losses(history: list[dict], path: Path) -> None:
     if tr:
         ax.plot(*zip(*tr), label="train (mean over log interval)")
     if va:
-        ax.plot(*zip(*va), "o-", label="validation (EMA weights, held-out episodes)")
+        ax.plot(*zip(*va), "o-", label=val_label)
     ax.set_xlabel("step")
-    ax.set_ylabel("diffusion loss (MSE)")
+    ax.set_ylabel(ylabel)
     ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     ax.legend()
