@@ -193,9 +193,16 @@ def test_exported_backends_match_torch_and_cache_their_export_by_weights(force_c
     again.model._ort.clear()
     again.predict(obs, seed=1)
     assert len(list((ckpt / "export").glob("denoiser-*.onnx"))) == 2
-    # Guidance needs gradients through the denoiser: it runs on torch whatever the backend.
-    guide = CostGuidance(ort.model, tensors, [(1.0, goal_cost(torch.tensor([0.3, 0.3, 0.3])))], GuidanceConfig())
-    assert np.isfinite(ort.predict(obs, seed=0, guidance=guide)).all()
+    # Cost guidance differentiates the cost with respect to x̂₀ only, not through the denoiser: it runs on
+    # the exported denoiser as well, and steers it as it steers torch's.
+    goal = goal_cost(torch.tensor([0.3, 0.3, 0.3]))
+    gcfg = GuidanceConfig(strength=10.0, schedule="constant")
+    guided = ort.predict(obs, seed=0, full_horizon=True, guidance=CostGuidance(ort.model, tensors, [(1.0, goal)], gcfg))
+    assert not ort.model._traced and not ref.model._ort  # no torch trace was needed
+    expected = ref.predict(obs, seed=0, full_horizon=True,
+                           guidance=CostGuidance(ref.model, tensors, [(1.0, goal)], gcfg))
+    np.testing.assert_allclose(guided, expected, atol=1e-3)
+    assert np.abs(guided - ort.predict(obs, seed=0, full_horizon=True)).max() > 1e-2  # the guidance did something
 
 
 def test_a_missing_backend_falls_back_to_torch_with_a_log_line(monkeypatch, caplog):

@@ -80,24 +80,29 @@ class CostGuidance:
         return sum(w * (c.fn(world, world.detach() if reference is None else reference)
                         if isinstance(c, ReferenceCost) else c(world)) for w, c in self.costs)
 
+    # The cost is differentiated with respect to x̂₀ only, never through the denoiser: the sampling loop can
+    # stay in inference mode (and the denoiser on an exported backend); autograd runs inside this hook.
+    needs_grad = False
+
     def __call__(self, ctx: GuidanceContext) -> torch.Tensor | None:
         if self.cfg.last_steps and ctx.step_index < ctx.num_steps - self.cfg.last_steps:
             return None
         scale = self.cfg.strength * (ctx.alpha_bar if self.cfg.schedule == "alpha_bar" else 1.0)
         step = scale / self.cfg.iterations
-        x0 = ctx.pred_original.detach()
-        reference = None
-        if any(isinstance(c, ReferenceCost) for _, c in self.costs):
-            with torch.no_grad():
-                reference = self.model.to_world(x0, self.obs)
-        total = torch.zeros_like(x0)
-        for _ in range(self.cfg.iterations):  # small steps re-evaluated: the rollout costs are not convex
-            with torch.enable_grad():
-                x = (x0 + total).requires_grad_(True)
-                cost = self.total_cost(self.model.to_world(x, self.obs), reference)
-                (grad,) = torch.autograd.grad(cost.sum(), x)
-            self.last_cost = cost.detach()
-            total = total - step * clip_per_waypoint(grad, self.groups)
+        with torch.inference_mode(False):
+            x0 = ctx.pred_original.detach().clone()  # an ordinary tensor even when the loop is in inference mode
+            reference = None
+            if any(isinstance(c, ReferenceCost) for _, c in self.costs):
+                with torch.no_grad():
+                    reference = self.model.to_world(x0, self.obs)
+            total = torch.zeros_like(x0)
+            for _ in range(self.cfg.iterations):  # small steps re-evaluated: the rollout costs are not convex
+                with torch.enable_grad():
+                    x = (x0 + total).requires_grad_(True)
+                    cost = self.total_cost(self.model.to_world(x, self.obs), reference)
+                    (grad,) = torch.autograd.grad(cost.sum(), x)
+                self.last_cost = cost.detach()
+                total = total - step * clip_per_waypoint(grad, self.groups)
         return total
 
 
