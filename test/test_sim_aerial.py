@@ -1,5 +1,12 @@
 """The simulated aerial manipulator (thrust-limited multirotor + 3-DoF arm, MuJoCo), the oracle floating
 gripper the demonstrations come from, and the reach task round the post."""
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -207,17 +214,26 @@ def test_fast_demonstrations_followed_open_loop_cut_into_the_post():
     assert {near for near, _, fail in runs if "post" in fail} == {True, False}, runs
 
 
-def test_guidance_by_the_predicted_flight_gets_the_shipped_policy_round_the_post():
+def test_guidance_by_the_predicted_flight_gets_the_shipped_policy_round_the_post(tmp_path):
     """reach_fast's shipped policy (oracle demonstrations at 1.6 m/s) on the aerial manipulator, the same
     sampling seed: unguided its plan is followed into the post; guided by the clearance of the
-    embodiment's predicted flight (config/sim_aerial.yaml) the same policy goes round and lands."""
+    embodiment's predicted flight (config/sim_aerial.yaml) the same policy goes round and lands. The
+    live view of a guided run carries the guidance cost."""
     from diffusion_policy_ros.config import resolve_shipped_checkpoint
     from diffusion_policy_ros.sim.closed_loop import evaluate
 
     ckpt = str(resolve_shipped_checkpoint("reach_fast_dp3"))
+    rrd = tmp_path / "guided.rrd"
+    views = {(3.0, 0): str(rrd)} if importlib.util.find_spec("rerun") else {}
     runs = {g: [evaluate("reach_fast", ckpt, 1, seed=s, overrides={"sampling.seed": 0, "guidance.strength": g},
-                         progress=False)["per_episode"][0] for s in (0, 2)] for g in (0.0, 3.0)}
+                         progress=False, rerun=views.get((g, s), ""))["per_episode"][0] for s in (0, 2)]
+            for g in (0.0, 3.0)}
     unguided, guided = runs[0.0], runs[3.0]
     assert sum(e["success"] for e in guided) > sum(e["success"] for e in unguided), runs
     assert any(e.get("failure") == "the robot hit the post" for e in unguided), unguided
     assert not any("post" in (e.get("failure") or "") for e in guided), guided
+    if views:
+        cli = shutil.which("rerun") or str(Path(sys.executable).parent / "rerun")
+        printed = subprocess.run([cli, "rrd", "print", "-v", str(rrd)], capture_output=True, text=True, timeout=120,
+                                 env=dict(os.environ, RERUN_TELEMETRY_ENABLED="false")).stdout
+        assert "/guidance/cost" in printed and "/world/prediction" in printed

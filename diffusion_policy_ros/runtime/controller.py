@@ -167,6 +167,7 @@ class PolicyRuntime:
         self._pose_history: deque = deque(maxlen=64)  # (stamp, ee position): the aerial split's velocity
         self.last_observation = None  # (policy observation, raw samples) of the last cycle that observed
         self.last_prediction = None  # its full-horizon world-frame prediction
+        self.last_guidance_cost = None  # guidance cost of the last chunk (guided or best-of-N), else None
         self.camera: CameraModel | None = None
         self.cloud: PointCloudPipeline | None = None
         self._cloud_cache: dict[int, np.ndarray] = {}
@@ -608,8 +609,11 @@ class PolicyRuntime:
         guidance = self._guidance(obs, samples, batch)
         if guidance is not None and g.strength > 0:
             kwargs.update(guidance=guidance, substeps=g.substeps)
+        self.last_guidance_cost = None
         if guidance is None or g.candidates == 1:
             full = self.policy.predict(obs, **kwargs)
+            if guidance is not None and guidance.last_cost is not None:  # at the last guided step
+                self.last_guidance_cost = float(guidance.last_cost.mean())
         else:  # best of N: N chunks for the same observation, the lowest guidance cost is sent
             for key in ("warm_start", "prefix"):
                 if key in kwargs:
@@ -618,6 +622,7 @@ class PolicyRuntime:
             with torch.no_grad():
                 cost = guidance.total_cost(torch.as_tensor(full_n, dtype=torch.float64))
             full = full_n[int(torch.argmin(cost))]
+            self.last_guidance_cost = float(cost.min())
         start = pc.n_obs_steps - 1
         return full[start:start + self.executed_steps()], full, frozen
 

@@ -10,6 +10,7 @@ cycle it logs, on a ``time`` timeline in seconds of the driver's clock,
     world/executed           the measured end-effector path so far
     wrench/{fx..tz}          the filtered wrench the policy reads
     joints/<name>            measured joint positions
+    guidance/cost            the guidance cost of the chunk (guided or best-of-N cycles)
     latency/{inference_ms, perception_ms, publish_ms}, status   per cycle
 
 Target: ``spawn`` (a viewer window), or a path ending in ``.rrd`` (saved for later: headless machines,
@@ -89,6 +90,8 @@ class LiveView:
         if result.command is not None:
             rec.log("world/command", rr.LineStrips3D([self._positions(result.command.trajectory.values,
                                                                      not rt.ee_output)]))
+        if result.status == "command" and getattr(rt, "last_guidance_cost", None) is not None:
+            rec.log("guidance/cost", rr.Scalars(float(rt.last_guidance_cost)))
         if result.status == "command":
             rec.log("latency/inference_ms", rr.Scalars(float(result.inference_ms)))
             rec.log("latency/perception_ms", rr.Scalars(float(result.perception_ms)))
