@@ -24,6 +24,8 @@ def generate_launch_description():
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the policy node"),
         DeclareLaunchArgument("device", default_value="cpu", description="cpu | cuda"),
         DeclareLaunchArgument("use_sim_time", default_value="false"),
+        DeclareLaunchArgument("rerun", default_value="", description="live view in Rerun: spawn, or FILE.rrd to save "
+                              "one (empty: the parameter file's)"),
         DeclareLaunchArgument("output", default_value="multidof", description="multidof | pose | px4"),
         DeclareLaunchArgument("launch_camera", default_value="true"),
         DeclareLaunchArgument("serial_no", default_value="''", description="RealSense serial (several cameras)"),

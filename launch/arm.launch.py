@@ -25,6 +25,8 @@ def generate_launch_description():
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the policy node"),
         DeclareLaunchArgument("device", default_value="cpu", description="cpu | cuda"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="true under `ros2 bag play --clock`"),
+        DeclareLaunchArgument("rerun", default_value="", description="live view in Rerun: spawn, or FILE.rrd to save "
+                              "one (empty: the parameter file's)"),
         DeclareLaunchArgument("controller", default_value="",
                               description="joint_trajectory_controller name (empty: the parameter file's "
                                           "topics.command; UR: scaled_joint_trajectory_controller)"),

@@ -31,6 +31,8 @@ def generate_launch_description():
             [FindPackageShare("diffusion_policy_ros"), "config", "record.yaml"]),
             description="ROS parameter file for recorder_node and teleop_node"),
         DeclareLaunchArgument("use_sim_time", default_value="false"),
+        DeclareLaunchArgument("rerun", default_value="", description="live view in Rerun: spawn, or FILE.rrd to save "
+                              "one (empty: the parameter file's)"),
         DeclareLaunchArgument("launch_camera", default_value="true", description="start realsense2_camera"),
         DeclareLaunchArgument("launch_joy", default_value="true", description="start joy_node (package joy)"),
         DeclareLaunchArgument("launch_teleop", default_value="true", description="start teleop_node"),

@@ -19,9 +19,10 @@ AERIAL_COMMAND_TOPICS = {"multidof": "/aerial_manipulator/ee_trajectory",
                          "pose": "/aerial_manipulator/ee_pose_target",
                          "px4": "/fmu/in/trajectory_setpoint"}
 # The launch arguments each builder reads (the launch files declare them).
-POLICY_ARGS = {"arm": ("checkpoint", "config", "namespace", "device", "use_sim_time", "controller", "wrench_topic"),
-               "aerial": ("checkpoint", "config", "namespace", "device", "use_sim_time", "output")}
-RECORDER_ARGS = ("config", "output_dir", "task", "note", "use_sim_time")
+POLICY_ARGS = {"arm": ("checkpoint", "config", "namespace", "device", "use_sim_time", "controller", "wrench_topic",
+                       "rerun"),
+               "aerial": ("checkpoint", "config", "namespace", "device", "use_sim_time", "output", "rerun")}
+RECORDER_ARGS = ("config", "output_dir", "task", "note", "use_sim_time", "rerun")
 TRUE = ("true", "True", "1", "yes")
 
 
@@ -43,6 +44,8 @@ def policy_node_parameters(kind: str, args: dict[str, str]) -> tuple[str, dict[s
         raise ConfigError(f"launch kind: expected one of {sorted(POLICY_ARGS)}, got {kind!r}")
     overrides: dict[str, object] = {"checkpoint": expand_path(args["checkpoint"]), "device": args["device"],
                                     "use_sim_time": args["use_sim_time"] in TRUE}
+    if args.get("rerun"):  # empty: the parameter file's
+        overrides["rerun"] = expand_path(args["rerun"])
     if kind == "arm":
         if args.get("controller"):  # empty: keep the parameter file's topics.command
             overrides["topics.command"] = f"/{args['controller'].strip('/')}/joint_trajectory"
@@ -58,8 +61,11 @@ def policy_node_parameters(kind: str, args: dict[str, str]) -> tuple[str, dict[s
 
 def recorder_node_parameters(args: dict[str, str]) -> tuple[str, dict[str, object]]:
     """(parameter file, overrides) for recorder_node from record.launch.py's arguments."""
-    return parameter_file(args["config"]), {"output_dir": expand_path(args["output_dir"]), "task": args["task"],
-                                            "note": args["note"], "use_sim_time": args["use_sim_time"] in TRUE}
+    overrides = {"output_dir": expand_path(args["output_dir"]), "task": args["task"], "note": args["note"],
+                 "use_sim_time": args["use_sim_time"] in TRUE}
+    if args.get("rerun"):
+        overrides["rerun"] = expand_path(args["rerun"])
+    return parameter_file(args["config"]), overrides
 
 
 def _typed(overrides: dict[str, object]) -> dict[str, object]:

@@ -99,7 +99,7 @@ def declared_parameters() -> dict[str, object]:
     return {"output_dir": "recordings", "topics": default_topics(), "storage": "mcap", "typestore": "jazzy",
             "task": "", "note": "", "max_episode_s": 0.0, "start_recording": False, "keys": True,
             "serialized": True, "stop_drain_s": 2.0, "optional_topics": ["/tf_static", "/robot_description"],
-            "topic_timeout_s": 5.0, "extrinsic": [0.0]}
+            "topic_timeout_s": 5.0, "extrinsic": [0.0], "rerun": "", "rerun_rate_hz": 10.0}
 
 
 # What each parameter does (``ros2 param describe``).
@@ -120,6 +120,8 @@ DESCRIPTIONS = {
     "topic_timeout_s": "warn about a listed topic not seen this long after start-up",
     "extrinsic": "camera→base transform (7: xyz + quaternion xyzw, or 16: row-major 4x4) stored in "
                  "episode.json; [0.0]: unknown",
+    "rerun": "live view of the recorded topics in Rerun: spawn (a viewer) or FILE.rrd; empty: none",
+    "rerun_rate_hz": "live view: at most this many messages per topic and second are decoded and shown",
 }
 
 
@@ -167,6 +169,13 @@ class RecorderNode(Node):
         self._sim_time = self.get_parameter("use_sim_time").value
         self._async = ReentrantCallbackGroup()  # stop coroutines and the timers they wait on
         self.episodes_written = 0
+        self.view = None
+        self._view_warned: set[str] = set()
+        if p["rerun"]:
+            from ..runtime.live_view import RecorderView
+
+            target = p["rerun"] if p["rerun"] == "spawn" else str(Path(p["rerun"]).expanduser())
+            self.view = RecorderView(target, rate_hz=p["rerun_rate_hz"])
         self._writer_thread = threading.Thread(target=self._write_loop, name="recorder_writer", daemon=True)
         self._writer_thread.start()
         self.status_pub = self.create_publisher(Bool, "~/recording", 10)
@@ -242,6 +251,8 @@ class RecorderNode(Node):
                 self._last_seq[topic] = seq
             if not self.p["serialized"]:  # the naive way, for bench/recorder.py: decode, then encode again
                 data = serialize_message(data)
+            if self.view is not None and self.view.wants(topic, rx):  # decoded on the writer thread
+                self._queue.put(("view", None, topic, (rx, data)))
             with self._lock:
                 ep = self._episode_of(topic, sent)
                 if ep is None:
@@ -280,6 +291,12 @@ class RecorderNode(Node):
             try:
                 if kind == "quit":
                     return
+                if kind == "view":
+                    self._show(topic, *item)
+                    continue
+                if kind == "event":
+                    self.view.event(*item)
+                    continue
                 if writer.closed:
                     continue  # arrived after the episode was closed
                 if kind == "close":
@@ -298,6 +315,18 @@ class RecorderNode(Node):
                     item.done.set()
             finally:
                 self._queue.task_done()
+
+    def _show(self, topic: str, t_ns: int, data: bytes) -> None:
+        """Live view of one message (writer thread): decoded here, never on the subscription thread."""
+        from rclpy.serialization import deserialize_message
+
+        try:
+            self.view.message(topic, self.types[topic], t_ns,
+                              deserialize_message(data, message_class(self.types[topic])))
+        except Exception as e:  # noqa: BLE001 - a message the view cannot show is skipped, recording goes on
+            if topic not in self._view_warned:
+                self._view_warned.add(topic)
+                self.get_logger().warning(f"{topic}: not shown in the live view: {e}")
 
     # --- episodes -----------------------------------------------------------------------------------------
     def start(self) -> str:
@@ -321,6 +350,8 @@ class RecorderNode(Node):
                 self.current.passed.add(topic)  # nothing more will come: do not wait for it at the stop
                 self._queue.put(("msg", writer, topic, (self.current.started_ns, data)))
         self.get_logger().info(f"recording {path.name}")
+        if self.view is not None:
+            self._queue.put(("event", None, "", (time.time_ns(), f"recording {path.name}")))
         return f"recording {path.name}"
 
     def stop(self, success: bool | None, discard: bool = False, drain_s: float | None = None) -> str:
@@ -370,6 +401,9 @@ class RecorderNode(Node):
             self.current = None
             ep.success, ep.discard, ep.stop_ns, ep.stop_mono = success, discard, time.time_ns(), time.monotonic()
             self._closing.append(ep)
+        if self.view is not None:
+            what = "discarded" if discard else {True: "success", False: "failure", None: "stopped"}[success]
+            self._queue.put(("event", None, "", (ep.stop_ns, f"{ep.path.name}: {what}")))
         return ep, drain
 
     @staticmethod
@@ -466,6 +500,8 @@ class RecorderNode(Node):
         self.stop(None, drain_s=0.0)
         self._queue.put(("quit", None, "", None))
         self._writer_thread.join(timeout=10)
+        if self.view is not None:
+            self.view.close()
         return super().destroy_node()
 
 
