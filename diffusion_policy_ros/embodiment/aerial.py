@@ -106,6 +106,7 @@ class AerialManipulator:
         eye = torch.eye(3, dtype=self.dtype)
         prev = p + self.offset
         ee, base, qs, cmds = [], [], [], []
+        arm_pos, jac = self.arm.position_jacobian(q)  # one kinematics pass per arm configuration
         for k in range(tgt.shape[1]):
             goal = tgt[:, k]
             v_ref = (goal - prev) / c.dt
@@ -120,14 +121,14 @@ class AerialManipulator:
                 p = p + v * h
                 # Arm: DLS on the position Jacobian toward the target relative to the (level) base.
                 rel = goal - p
-                err = rel - self.arm.fk(q)[:, :3]
-                jac = self.arm.chain.jacobian(q)[:, :3]
+                err = rel - arm_pos
                 dq = (jac.transpose(1, 2) @ torch.linalg.solve(jac @ jac.transpose(1, 2) + c.arm_damping ** 2 * eye,
                                                                err.unsqueeze(-1))).squeeze(-1)
                 step = self._vmax * h
                 q = torch.minimum(torch.maximum(q + step * torch.tanh(dq / step), self._lo), self._hi)
+                arm_pos, jac = self.arm.position_jacobian(q)
                 cmds.append(a_cmd)
-            ee.append(p + self.arm.fk(q)[:, :3])
+            ee.append(p + arm_pos)
             base.append(p)
             qs.append(q)
         return {"ee": torch.stack(ee, 1), "base": torch.stack(base, 1), "q": torch.stack(qs, 1),

@@ -75,6 +75,12 @@ class ArmKinematics:
         pose = torch.cat((m[:, :3, 3], matrix_to_rot6d(m[:, :3, :3])), dim=-1)
         return pose.reshape(*shape, 9)
 
+    def position_jacobian(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint positions (B, dof) → (end-effector position (B, 3), position Jacobian (B, 3, dof)) from one
+        kinematics pass (what a rollout's IK needs each sub-step; separate fk + jacobian calls do it twice)."""
+        jac, m = self.chain.jacobian(torch.as_tensor(q, dtype=self.dtype, device=self.device), ret_eef_pose=True)
+        return m[:, :3, 3], jac[:, :3]
+
 
 def rotation_error(r_des: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) pair → (..., 3): sin(θ)·axis of R_des·Rᵀ (exact direction, smooth everywhere)."""
