@@ -33,7 +33,11 @@ def test_distilled_student_is_a_one_step_checkpoint_that_keeps_its_teachers_mode
     inference = meta["config"]["policy"]["inference"]
     assert (inference["solver"], inference["num_inference_steps"], inference["timestep_spacing"]) == \
         ("ddim", 1, "trailing")
-    assert meta["distilled_from"]["student_steps"] == 1 and meta["distilled_from"]["distill_steps"] == 200
+    d = meta["distilled_from"]
+    assert d["student_steps"] == 1 and d["distill_steps"] == 200
+    # The weights kept are those of the smallest validation gap (never worse than not distilling at all).
+    assert d["validation_gap"] == min(h["val_loss"] for h in history) <= d["undistilled_gap"] == history[0]["val_loss"]
+    assert d["weights_from_step"] in steps
     teacher_meta = read_checkpoint_meta(teacher_dir)
     assert meta["provenance"] == teacher_meta.get("provenance", {})
     assert yaml.safe_load((out / "checkpoint" / "config.yaml").read_text())["step"] == 200

@@ -136,6 +136,11 @@ class Distiller:
             history.append({"step": 0, "val_loss": val_loss()})
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(history[0]) + "\n")
+        # The checkpoint's weights: those with the smallest validation gap so far (on a policy that already
+        # nearly matches its teacher in one step, early updates can widen the gap before they narrow it).
+        best = min(history, key=lambda h: h["val_loss"])
+        self._best = (best["step"], best["val_loss"],
+                      copy.deepcopy(student.state_dict()) if best["step"] == step else self._best_state(ckpt_dir))
         running, t0 = [], time.time()
         while step < self.max_steps:
             idx = rng.integers(0, len(data), min(self.batch_size, len(data)))
@@ -158,6 +163,8 @@ class Distiller:
                        "lr": sched.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 2)}
                 running = []
                 history.append(rec)
+                if rec["val_loss"] < self._best[1]:
+                    self._best = (step, rec["val_loss"], copy.deepcopy(student.state_dict()))
                 bar.set_postfix(loss=f"{rec['loss']:.5f}", val=f"{rec['val_loss']:.5f}")
                 with open(self.out / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(rec) + "\n")
@@ -166,14 +173,26 @@ class Distiller:
         bar.close()
         return ckpt_dir
 
+    def _best_state(self, ckpt_dir: Path) -> dict:
+        """On resume: the best weights saved so far are the checkpoint's own."""
+        from ..checkpoint import load_checkpoint
+
+        return load_checkpoint(ckpt_dir)[1]
+
     def _save(self, ckpt_dir, scfg, student, opt, sched, step, history, meta):
+        """The latest state for resume (train_state); the best validation weights for inference."""
         train_state = {"step": step, "model": student.state_dict(), "optimizer": opt.state_dict(),
                        "lr_scheduler": sched.state_dict(), "history": history}
+        best_step, best_val, best_state = self._best
+        inference = DiffusionPolicy.build(scfg.policy)
+        inference.load_state_dict(best_state)
         extra = {"dataset": str(self.dataset_path), "provenance": meta.get("provenance", {}),
                  "distilled_from": {"checkpoint": str(self.teacher_path), "teacher_step": meta.get("step"),
                                     "teacher_inference": meta["config"]["policy"]["inference"],
                                     "student_steps": self.student_steps, "distill_steps": step,
+                                    "weights_from_step": best_step, "validation_gap": best_val,
+                                    "undistilled_gap": history[0]["val_loss"],
                                     "batch_size": self.batch_size, "seed": self.seed}}
-        save_checkpoint(ckpt_dir, scfg, student, step=step, train_state=train_state, extra=extra)
+        save_checkpoint(ckpt_dir, scfg, inference, step=step, train_state=train_state, extra=extra)
         plot_losses(history, self.out / "loss.png", ylabel="student vs teacher chunk (MSE, normalised)",
                     val_label="validation episodes, fixed noise")
