@@ -121,7 +121,10 @@ HEADLINE = {"dp_loop_ddpm_100": ("dp", "ddpm", 100, 0), "dp_loop_ddim_10": ("dp"
             "ddim_10_openvino": ("openvino", "ddim", 10, 0),
             "dpmsolver++_5": ("ours", "dpmsolver++", 5, 0),
             "dpmsolver++_4": ("ours", "dpmsolver++", 4, 0), "ddim_10_warm5": ("ours", "ddim", 10, 5),
-            "ddim_10_warm7": ("ours", "ddim", 10, 7)}
+            "ddim_10_warm7": ("ours", "ddim", 10, 7), "student_1": ("student", "ddim", 1, 0)}
+# "student": a `dpros distill` student (one trailing DDIM step, the default backend). Its latency is timed
+# on the same untrained default-DP3 network run that way; its error on the distilled students of the
+# checkpoints the errors are measured on (--student, --multimodal-student).
 
 
 def sample_row(policy: Policy, row: tuple, obs: dict[str, np.ndarray], seed: int, prev: np.ndarray | None = None
@@ -135,12 +138,14 @@ def sample_row(policy: Policy, row: tuple, obs: dict[str, np.ndarray], seed: int
                                 full_horizon=True)
     inf = policy.cfg.inference
     inf.solver, inf.num_inference_steps, inf.trace = solver, steps, True
-    inf.backend = loop if loop in ("onnxruntime", "openvino") else "torch"
+    inf.timestep_spacing = "trailing" if loop == "student" else "default"
+    inf.backend = loop if loop in ("onnxruntime", "openvino") else "auto" if loop == "student" else "torch"
     kw = dict(warm_start=prev, shift=policy.cfg.n_action_steps, start_index=k) if k else {}
     return policy.predict(obs, seed=seed, full_horizon=True, **kw)
 
 
-def action_errors(checkpoint: Path, dataset: Path, windows: int, refs: int, seed: int) -> dict:
+def action_errors(checkpoint: Path, dataset: Path, windows: int, refs: int, seed: int,
+                  student: Path | None = None) -> dict:
     """Every headline row's action error on a trained checkpoint: position RMSE over the executed steps to
     the nearest of ``refs`` DDPM-100 samples (our loop) on the same dataset windows, and DDPM-100's own
     error (another draw, other noise) as the floor; ``error_vs_ddpm100`` = a row's error / that floor."""
@@ -156,7 +161,13 @@ def action_errors(checkpoint: Path, dataset: Path, windows: int, refs: int, seed
     ddpm = ("ours", "ddpm", 100, 0)
     from diffusion_policy_ros.model.export import available
 
-    rows = {n: r for n, r in HEADLINE.items() if r[0] in ("dp", "ours") or available(r[0])}
+    rows = {n: r for n, r in HEADLINE.items() if r[0] in ("dp", "ours") or available(r[0])
+            or (r[0] == "student" and student is not None)}
+    if student is not None:
+        from diffusion_policy_ros.config import resolve_shipped_checkpoint
+
+        student = resolve_shipped_checkpoint(student)
+    by_row = {n: (Policy.from_checkpoint(student) if r[0] == "student" else policy) for n, r in rows.items()}
     errors = {name: [] for name in ("ddpm_100", *rows)}
     for prev_i, cur_i in tqdm(pairs, desc=f"action error {Path(checkpoint).name}", file=sys.stderr):
         obs = obs_of(ds, cur_i, refs)
@@ -166,9 +177,10 @@ def action_errors(checkpoint: Path, dataset: Path, windows: int, refs: int, seed
         # reproduce it exactly (same generator, same scheduler), a ratio of 1 by construction.
         errors["ddpm_100"].append(nearest_rmse(sample_row(policy, ddpm, obs, seed + 2), ref, sl))
         for name, row in rows.items():
-            errors[name].append(nearest_rmse(sample_row(policy, row, obs, seed + 1, prev), ref, sl))
+            errors[name].append(nearest_rmse(sample_row(by_row[name], row, obs, seed + 1, prev), ref, sl))
     floor = float(np.mean(errors.pop("ddpm_100")))
-    return {"checkpoint": str(checkpoint), "windows": len(pairs), "references": refs,
+    return {"checkpoint": str(checkpoint), "student": str(student) if student else None, "windows": len(pairs),
+            "references": refs,
             "ddpm100_self_error_m": round(floor, 8),
             "rows": {name: {"action_error_m": round(float(np.mean(e)), 8),
                             "error_vs_ddpm100": round(float(np.mean(e)) / max(floor, 1e-12), 3)}
@@ -176,7 +188,8 @@ def action_errors(checkpoint: Path, dataset: Path, windows: int, refs: int, seed
 
 
 def headline(rounds: int, windows: int, references: int, episodes: int, out_dir: Path,
-             variant: str | None = None, multimodal: Path | None = None) -> dict:
+             variant: str | None = None, multimodal: Path | None = None, student: Path | None = None,
+             multimodal_student: Path | None = None) -> dict:
     """The default DP3 config: interleaved latency per headline row on untrained weights (latency does not
     depend on their values); action errors on push_dp3 (and a multimodal checkpoint if given)."""
     from diffusion_policy_ros.config import resolve_shipped_checkpoint
@@ -188,7 +201,7 @@ def headline(rounds: int, windows: int, references: int, episodes: int, out_dir:
     from diffusion_policy_ros.model.export import available, resolve_backend
 
     inf = cfg.policy.inference
-    rows_wanted = {n: r for n, r in HEADLINE.items() if r[0] in ("dp", "ours") or available(r[0])}
+    rows_wanted = {n: r for n, r in HEADLINE.items() if r[0] in ("dp", "ours", "student") or available(r[0])}
     default = f"{inf.solver}_{inf.num_inference_steps}"
     if resolve_backend(inf.backend) != "torch":
         default += f"_{resolve_backend(inf.backend)}"
@@ -209,10 +222,11 @@ def headline(rounds: int, windows: int, references: int, episodes: int, out_dir:
         from diffusion_policy_ros.sim.experts import collect
 
         collect("push", episodes, dataset, seed=5000, overwrite=True, progress=False)
-    quality = {"push_dp3": action_errors(resolve_shipped_checkpoint("push_dp3"), dataset, windows, references, 0)}
+    quality = {"push_dp3": action_errors(resolve_shipped_checkpoint("push_dp3"), dataset, windows, references, 0,
+                                         student)}
     if multimodal is not None:
         quality["multimodal"] = action_errors(multimodal / "train" / "checkpoint", multimodal / "dataset.zarr",
-                                              windows, references, 0)
+                                              windows, references, 0, multimodal_student)
     for key, q in quality.items():
         suffix = "" if key == "push_dp3" else f"_{key}"
         for name, r in q["rows"].items():
@@ -224,6 +238,9 @@ def headline(rounds: int, windows: int, references: int, episodes: int, out_dir:
             "speedup_vs_dp_same_solver": round(rows["dp_loop_ddim_10"]["median_ms"] / rows[default]["median_ms"], 2),
             "speedup_vs_dp_default": rows[default]["speedup_vs_dp_ddpm_100"],
             "dp_ddim10_median_ms": rows["dp_loop_ddim_10"]["median_ms"],
+            "student_median_ms": rows["student_1"]["median_ms"],
+            "student_speedup_vs_dp_ddim10": round(rows["dp_loop_ddim_10"]["median_ms"]
+                                                  / rows["student_1"]["median_ms"], 2),
             "quality": {k: {kk: vv for kk, vv in q.items() if kk != "rows"} for k, q in quality.items()},
             "rows": rows}
 
@@ -240,10 +257,14 @@ def print_headline(h: dict) -> None:
           f"{'vs DDPM':>9}" + (f"{'multimodal':>12}" if multi else ""))
     for name, r in h["rows"].items():
         mark = " *" if r["default"] else ""
+        err = (f"{r['action_error_m'] * 1000:>10.3f}{r['error_vs_ddpm100']:>8.2f}x" if "action_error_m" in r
+               else f"{'-':>10}{'-':>9}")
         line = (f"  {name + mark:<18}{r['denoiser_calls']:>6}{r['median_ms']:>11.1f}"
-                f"{r['p10_ms']:>8.1f}-{r['p90_ms']:<7.1f}{r['speedup_vs_dp_ddpm_100']:>10.2f}x"
-                f"{r['action_error_m'] * 1000:>10.3f}{r['error_vs_ddpm100']:>8.2f}x")
-        print(line + (f"{r['error_vs_ddpm100_multimodal']:>11.2f}x" if multi else ""))
+                f"{r['p10_ms']:>8.1f}-{r['p90_ms']:<7.1f}{r['speedup_vs_dp_ddpm_100']:>10.2f}x{err}")
+        mm = r.get("error_vs_ddpm100_multimodal")
+        print(line + ((f"{mm:>11.2f}x" if mm is not None else f"{'-':>12}") if multi else ""))
+    print(f"One-step student: {h['student_median_ms']:.1f} ms, {h['student_speedup_vs_dp_ddim10']:.1f}x "
+          f"Diffusion Policy's loop at DDIM-10")
 
 
 def main(argv=None) -> int:
@@ -261,17 +282,29 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("bench_out/inference"))
     ap.add_argument("--multimodal", type=Path, default=None,
                     help="a `dpros modes-demo --out` folder: action errors on its two-mode checkpoint too")
+    ap.add_argument("--student", default="push_dp3_student",
+                    help="push_dp3's distilled student for the student row's error (default: the shipped one)")
+    ap.add_argument("--multimodal-student", type=Path, default=None,
+                    help="the two-mode checkpoint's student (`dpros distill`; default: MULTIMODAL/student)")
     args = ap.parse_args(argv)
     head = None
     if not args.no_headline:
         args.out.mkdir(parents=True, exist_ok=True)
+        from diffusion_policy_ros.config import resolve_shipped_checkpoint
+
+        mm_student = args.multimodal_student or (args.multimodal / "student" if args.multimodal else None)
+        mm_student = mm_student if mm_student is not None and mm_student.exists() else None
         head = headline(5 if args.quick else args.runs, args.windows, args.references, args.episodes, args.out,
-                        variant="small" if args.quick else None, multimodal=args.multimodal)
+                        variant="small" if args.quick else None, multimodal=args.multimodal,
+                        student=resolve_shipped_checkpoint(args.student), multimodal_student=mm_student)
         if not args.json:
             print_headline(head)
     top = {} if head is None else {"speedup_vs_dp_same_solver": head["speedup_vs_dp_same_solver"],
                                    "speedup_vs_dp_default": head["speedup_vs_dp_default"],
-                                   "dp_ddim10_median_ms": head["dp_ddim10_median_ms"], "headline": head}
+                                   "dp_ddim10_median_ms": head["dp_ddim10_median_ms"],
+                                   "student_median_ms": head["student_median_ms"],
+                                   "student_speedup_vs_dp_ddim10": head["student_speedup_vs_dp_ddim10"],
+                                   "headline": head}
     if args.headline_only:
         if args.json:
             print(json.dumps({**top, "machine": machine(device="cpu")}, indent=2))

@@ -11,10 +11,11 @@ Latency of a trajectory = its receipt time − the stamp of the observation it w
 node stamps t_obs on the waypoint grid; stamps are publish times on the shared system clock).
 Each sampler setting runs in the same invocation; the baseline is *this node* sampling with DDPM-100
 (the sampler of Diffusion Policy's default config, not Diffusion Policy's own code), untraced, over
-at most 20 cycles (so its p99 is close to its maximum). `lost` = node cycles after the first trajectory that did not reach the peer.
+at most 20 cycles (so its p99 is close to its maximum). The student row runs the same network's
+`dpros distill` student (one DDIM step), distilled as briefly as the teacher was trained. `lost` = node cycles after the first trajectory that did not reach the peer.
 
     python bench/node_latency.py                       # table
-    python bench/node_latency.py --cycles 200 --json   # {"p50_ms", "p99_ms", "node_vs_standalone", "settings": ...}
+    python bench/node_latency.py --cycles 200 --json   # {"p50_ms", "p99_ms", "node_vs_standalone", "student_p99_ms", ...}
 """
 from __future__ import annotations
 
@@ -51,7 +52,9 @@ SETTINGS = {  # name → node parameters
     "ddim_10 warm start 7": {"sampling.warm_start_index": 7},
     "dpmsolver++_5, 1 thread": {"sampling.solver": "dpmsolver++", "sampling.num_inference_steps": 5,
                                 "torch_threads": 1},
+    "student_1 (distilled one-step, default backend)": {"checkpoint": "student"},
 }
+STUDENT = "student_1 (distilled one-step, default backend)"
 
 
 def make_checkpoint(out: Path) -> Path:
@@ -64,6 +67,14 @@ def make_checkpoint(out: Path) -> Path:
     cfg = load_config("dp3", overrides=["train.max_steps=2", "train.batch_size=4", "train.warmup_steps=1",
                                         "train.checkpoint_every=2", "train.val_every=2", "train.log_every=1"])
     return Trainer(cfg, data, out / "run", progress=False).run()
+
+
+def make_student(teacher: Path, out: Path) -> Path:
+    """Its `dpros distill` student, distilled as briefly as the teacher was trained (latency only)."""
+    from diffusion_policy_ros.train import Distiller
+
+    return Distiller(teacher, out / "data.zarr", out / "student", max_steps=2, batch_size=4, log_every=1,
+                     progress=False).run()
 
 
 class Peer:
@@ -140,6 +151,8 @@ def standalone_inference_ms(ckpt: Path, runs: int = 30) -> float:
 
 def run_setting(context, peer, ckpt: Path, params: dict, cycles: int, log: Path) -> dict:
     node_exe = shutil.which("policy_node") or str(Path(sys.executable).parent / "policy_node")
+    params = dict(params)
+    ckpt = params.pop("checkpoint", ckpt)
     cmd = [node_exe, "--ros-args", "-p", f"checkpoint:={ckpt}", "-p", "start_enabled:=true",
            "-p", "timing.trigger:=observation", "-p", "timing.max_observation_age_s:=1.0",
            "-p", "sampling.replan_steps:=1",  # a new chunk every cycle: one trajectory per observation
@@ -200,6 +213,7 @@ def main(argv=None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="node_latency_"))
     ckpt = make_checkpoint(tmp)
+    student = make_student(ckpt, tmp) if STUDENT in args.settings else None
     standalone = standalone_inference_ms(ckpt)  # before any node or peer runs: the model alone
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -211,7 +225,8 @@ def main(argv=None) -> int:
     try:
         for name in args.settings:
             n = min(args.cycles, 20) if "baseline" in name else args.cycles
-            results[name] = run_setting(context, peer, ckpt, SETTINGS[name], n, tmp / f"{name.split()[0]}.log")
+            params = {k: (student if v == "student" else v) for k, v in SETTINGS[name].items()}
+            results[name] = run_setting(context, peer, ckpt, params, n, tmp / f"{name.split()[0]}.log")
             if not args.json:
                 r = results[name]
                 print(f"{name:<24} p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  cycles {r['cycles']:4d}  "
@@ -224,7 +239,10 @@ def main(argv=None) -> int:
     out = {"p50_ms": default["p50_ms"], "p99_ms": default["p99_ms"], "cycles": default["cycles"],
            "lost": default["lost"], "standalone_inference_ms": standalone,
            # the default setting's inference inside the node (under the peer's load) / the same alone
-           "node_vs_standalone": round(default["node_inference_ms_p50"] / standalone, 2), "settings": results,
+           "node_vs_standalone": round(default["node_inference_ms_p50"] / standalone, 2),
+           **({"student_p50_ms": results[STUDENT]["p50_ms"], "student_p99_ms": results[STUDENT]["p99_ms"]}
+              if STUDENT in results else {}),
+           "settings": results,
            "machine": machine(device="cpu", config="dp3 (default)", camera="640x480 30 Hz", joint_states_hz=250)}
     if args.json:
         print(json.dumps(out, indent=2))

@@ -21,7 +21,7 @@ def test_inference_bench_json_has_the_promised_fields(tmp_path):
     head = report["headline"]
     rows = head["rows"]
     assert set(rows) == {"dp_loop_ddpm_100", "dp_loop_ddim_10", "ddim_10", "ddim_10_onnxruntime", "ddim_10_openvino",
-                         "dpmsolver++_5", "dpmsolver++_4", "ddim_10_warm5", "ddim_10_warm7"}
+                         "dpmsolver++_5", "dpmsolver++_4", "ddim_10_warm5", "ddim_10_warm7", "student_1"}
     # The default: DDIM-10 on OpenVINO (the fastest backend make setup installs), at the same solver.
     default = "ddim_10_openvino"
     assert "default_action_error_vs_ddim10" not in report and [n for n, r in rows.items() if r["default"]] == [default]
@@ -30,6 +30,11 @@ def test_inference_bench_json_has_the_promised_fields(tmp_path):
     assert report["speedup_vs_dp_default"] == rows[default]["speedup_vs_dp_ddpm_100"]
     assert rows[default]["action_error_m"] == pytest.approx(rows["ddim_10"]["action_error_m"], rel=1e-3)
     assert rows["ddim_10_warm7"]["denoiser_calls"] == 3 and rows["dp_loop_ddpm_100"]["runs"] == 1
+    # The one-step student (its error from the shipped push_dp3 student) against DP's loop at DDIM-10.
+    assert rows["student_1"]["denoiser_calls"] == 1 and report["student_median_ms"] == rows["student_1"]["median_ms"]
+    assert report["student_speedup_vs_dp_ddim10"] == pytest.approx(
+        rows["dp_loop_ddim_10"]["median_ms"] / rows["student_1"]["median_ms"], rel=0.01)
+    assert head["quality"]["push_dp3"]["student"].endswith("push_dp3_student")
     floor = head["quality"]["push_dp3"]["ddpm100_self_error_m"]
     assert floor > 0
     for r in rows.values():  # every row's error is measured against DDPM-100 samples, its own loop's too
