@@ -269,6 +269,32 @@ def test_shipped_checkpoint_pushes_in_closed_loop_and_writes_its_report(tmp_path
     assert files["video"].endswith((".mp4", ".gif"))
 
 
+def test_shipped_students_load_as_any_checkpoint_and_push_in_one_denoiser_call(monkeypatch):
+    """The distilled students ship beside their teachers, carry their demonstration seeds, and drive the
+    same runtime; push_dp3_student succeeds where its teacher does, one denoiser call per chunk."""
+    from diffusion_policy_ros.checkpoint import read_checkpoint_meta
+    from diffusion_policy_ros.diffusion import sampling
+
+    for teacher in ("push_dp3", "press_dp3_force", "reach_fast_dp3"):
+        meta = read_checkpoint_meta(resolve_shipped_checkpoint(teacher + "_student"))
+        assert meta["distilled_from"]["checkpoint"].endswith(teacher)
+        assert meta["provenance"] == read_checkpoint_meta(resolve_shipped_checkpoint(teacher))["provenance"]
+        assert meta["config"]["policy"]["inference"]["timestep_spacing"] == "trailing"
+    import diffusion_policy_ros.policy as policy_module
+
+    steps, real = [], sampling.sample
+
+    def counted(*args, **kwargs):  # the real sampling loop, its step count noted
+        steps.append(kwargs["num_inference_steps"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(policy_module, "sample", counted)
+    summary = evaluate("push", str(resolve_shipped_checkpoint("push_dp3_student")), episodes=2, seed=0,
+                       progress=False, overrides={"sampling.seed": 0})
+    assert summary["successes"] == 2, summary["per_episode"]
+    assert steps and set(steps) == {1}
+
+
 def test_sim_eval_cli_errors_are_clear(capsys, tmp_path):
     assert main(["sim-eval", "--checkpoint", str(tmp_path / "missing"), "--episodes", "1"]) == 2
     assert "--checkpoint: expected a checkpoint folder" in capsys.readouterr().err
