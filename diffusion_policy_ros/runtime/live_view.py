@@ -28,21 +28,28 @@ from ..errors import ConfigError
 WRENCH_AXES = ("fx", "fy", "fz", "tx", "ty", "tz")
 
 
+def open_recording(target: str, app: str):
+    """→ (the rerun module, a RecordingStream to a spawned viewer or an .rrd file)."""
+    try:
+        import rerun as rr
+    except ImportError:
+        raise ConfigError("rerun: expected the rerun-sdk package (pip install rerun-sdk, or the package's "
+                          "[view] extra), it is not installed") from None
+    if target != "spawn" and not str(target).endswith(".rrd"):
+        raise ConfigError(f"rerun: expected 'spawn' or a file name ending in .rrd, got {target!r}")
+    rec = rr.RecordingStream(app)
+    if target == "spawn":
+        rec.spawn()
+    else:
+        rec.save(str(target))
+    return rr, rec
+
+
 class LiveView:
     def __init__(self, target: str, runtime, app: str = "diffusion_policy_ros"):
-        try:
-            import rerun as rr
-        except ImportError:
-            raise ConfigError("rerun: expected the rerun-sdk package (pip install rerun-sdk, or the package's "
-                              "[view] extra), it is not installed") from None
-        if target != "spawn" and not str(target).endswith(".rrd"):
-            raise ConfigError(f"rerun: expected 'spawn' or a file name ending in .rrd, got {target!r}")
-        self.rr, self.rt = rr, runtime
-        self.rec = rr.RecordingStream(app)
-        if target == "spawn":
-            self.rec.spawn()
-        else:
-            self.rec.save(str(target))
+        self.rr, self.rec = open_recording(target, app)
+        self.rt = runtime
+        rr = self.rr
         self.executed: list[np.ndarray] = []
         pc = runtime.cfg.point_cloud
         lo, hi = np.asarray(pc.crop_min, float), np.asarray(pc.crop_max, float)
@@ -117,16 +124,7 @@ class RecorderView:
     IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
     def __init__(self, target: str, app: str = "recorder_node", rate_hz: float = 10.0):
-        try:
-            import rerun as rr
-        except ImportError:
-            raise ConfigError("rerun: expected the rerun-sdk package (pip install rerun-sdk, or the package's "
-                              "[view] extra), it is not installed") from None
-        if target != "spawn" and not str(target).endswith(".rrd"):
-            raise ConfigError(f"rerun: expected 'spawn' or a file name ending in .rrd, got {target!r}")
-        self.rr = rr
-        self.rec = rr.RecordingStream(app)
-        self.rec.spawn() if target == "spawn" else self.rec.save(str(target))
+        self.rr, self.rec = open_recording(target, app)
         self.min_gap_ns = int(NS / rate_hz) if rate_hz > 0 else 0
         self._last: dict[str, int] = {}
 
