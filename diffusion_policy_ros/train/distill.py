@@ -33,7 +33,7 @@ from diffusers.optimization import get_scheduler
 from tqdm import tqdm
 
 from .. import constants as C
-from ..checkpoint import read_checkpoint_meta, save_checkpoint
+from ..checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from ..config import Config
 from ..data import PolicyDataset, ReplayBuffer, split_episodes
 from ..diffusion import make_scheduler, sample
@@ -68,7 +68,7 @@ class Distiller:
         if max_steps < 1 or batch_size < 1:
             raise ConfigError(f"distill: expected max_steps >= 1 and batch_size >= 1, got {max_steps}, {batch_size}")
 
-    def _teacher_sample(self, teacher: DiffusionPolicy, cond: torch.Tensor, shape, seed: int) -> torch.Tensor:
+    def _teacher_sample(self, teacher: DiffusionPolicy, cond: torch.Tensor, seed: int) -> torch.Tensor:
         """The teacher's deployed sampler from the noise drawn with ``seed`` (normalised, clipped as deployed)."""
         g = torch.Generator().manual_seed(seed)
         return teacher.conditional_sample(cond, generator=g)
@@ -123,11 +123,12 @@ class Distiller:
         shape_of = lambda b: (b, scfg.policy.horizon, scfg.policy.action.dim)  # noqa: E731
         bar = tqdm(total=self.max_steps, initial=step, desc="distilling", disable=not self.progress,
                    dynamic_ncols=True)
+
         def val_loss() -> float:
             student.eval()
             with torch.no_grad():
                 shape = shape_of(len(next(iter(val_obs.values()))))
-                target = self._teacher_sample(teacher, teacher.encode(val_obs), shape, 12345)
+                target = self._teacher_sample(teacher, teacher.encode(val_obs), 12345)
                 pred = self._student_sample(student, scheduler, student.encode(val_obs), shape, 12345)
             student.train()
             return float(F.mse_loss(pred, target))
@@ -147,7 +148,7 @@ class Distiller:
             obs = data.get_batch(idx)[C.OBS]
             noise_seed = int(rng.integers(0, 2**62))
             with torch.no_grad():
-                target = self._teacher_sample(teacher, teacher.encode(obs), shape_of(len(idx)), noise_seed)
+                target = self._teacher_sample(teacher, teacher.encode(obs), noise_seed)
             pred = self._student_sample(student, scheduler, student.encode(obs), shape_of(len(idx)), noise_seed)
             loss = F.mse_loss(pred, target)
             opt.zero_grad(set_to_none=True)
@@ -173,10 +174,9 @@ class Distiller:
         bar.close()
         return ckpt_dir
 
-    def _best_state(self, ckpt_dir: Path) -> dict:
+    @staticmethod
+    def _best_state(ckpt_dir: Path) -> dict:
         """On resume: the best weights saved so far are the checkpoint's own."""
-        from ..checkpoint import load_checkpoint
-
         return load_checkpoint(ckpt_dir)[1]
 
     def _save(self, ckpt_dir, scfg, student, opt, sched, step, history, meta):
