@@ -25,7 +25,7 @@ from .diffusion import GuidanceFn, make_scheduler, sample
 from .diffusion.chunking import PrefixGuidance, compose
 from .errors import CheckpointError, NonFiniteActionError, ObservationError
 from .model.encoders import ObservationEncoder
-from .model.export import RUNNERS, resolve_backend
+from .model.export import RUNNERS, ExportedEncoder, resolve_backend
 from .model.normalizer import Normalizer
 from .model.unet1d import ConditionalUnet1D
 
@@ -49,7 +49,7 @@ class DiffusionPolicy(nn.Module):
         self.action_repr = ActionRepresentation(cfg.action)
         self._inference_schedulers: dict[str, object] = {}
         self._traced: dict[tuple, torch.jit.ScriptModule] = {}
-        self._ort: dict[tuple, object] = {}  # exported denoisers per (backend, horizon, action dim, cond dim)
+        self._ort: dict[tuple, object] = {}  # exported denoisers / encoders per backend and shapes
         self.checkpoint_dir: Path | None = None  # where exports are cached (set by from_checkpoint)
 
     @classmethod
@@ -77,6 +77,20 @@ class DiffusionPolicy(nn.Module):
         to = self.cfg.n_obs_steps
         normed = {k: self.normalizer.normalize(k, obs[k][:, -to:].float()) for k in self.cfg.observations}
         return self.obs_encoder(normed)
+
+    def encode_for_inference(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``encode`` on the exported backend (inference.backend) for a model in eval mode on the CPU;
+        torch otherwise (training, and everywhere gradients may flow)."""
+        backend = resolve_backend(self.cfg.inference.backend)
+        first = next(iter(obs.values()))
+        if self.training or first.device.type != "cpu" or backend not in RUNNERS:
+            return self.encode(obs)
+        to = self.cfg.n_obs_steps
+        normed = {k: self.normalizer.normalize(k, obs[k][:, -to:].float()) for k in self.cfg.observations}
+        key = (backend, "encoder", tuple((k, tuple(v.shape[1:])) for k, v in sorted(normed.items())))
+        if key not in self._ort:
+            self._ort[key] = ExportedEncoder(backend, self.obs_encoder, normed, checkpoint_dir=self.checkpoint_dir)
+        return self._ort[key](normed).to(first.device)
 
     # --- training ----------------------------------------------------------------------------
     def compute_loss(self, batch: dict) -> torch.Tensor:
@@ -156,7 +170,7 @@ class DiffusionPolicy(nn.Module):
         """obs (B, To, ...) → {'action': (B, n_action_steps, Da), 'action_pred': (B, H, Da)}, world frame.
 
         The executable slice starts at the last observation step, as in Diffusion Policy."""
-        x = self.conditional_sample(self.encode(obs), **kwargs)
+        x = self.conditional_sample(self.encode_for_inference(obs), **kwargs)
         action_pred = self.to_world(x, obs)
         start = self.cfg.n_obs_steps - 1
         return {"action": action_pred[:, start:start + self.cfg.n_action_steps], "action_pred": action_pred}

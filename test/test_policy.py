@@ -193,6 +193,10 @@ def test_exported_backends_match_torch_and_cache_their_export_by_weights(force_c
     again.model._ort.clear()
     again.predict(obs, seed=1)
     assert len(list((ckpt / "export").glob("denoiser-*.onnx"))) == 2
+    # The whole chunk, the observation encoder exported too (encoder-*.onnx beside the denoiser's).
+    np.testing.assert_allclose(ort.predict(obs, seed=1, full_horizon=True), ref.predict(obs, seed=1, full_horizon=True),
+                               atol=1e-4)
+    assert any(k[1] == "encoder" for k in ort.model._ort) and list((ckpt / "export").glob("encoder-*.onnx"))
     # Cost guidance differentiates the cost with respect to x̂₀ only, not through the denoiser: it runs on
     # the exported denoiser as well, and steers it as it steers torch's.
     goal = goal_cost(torch.tensor([0.3, 0.3, 0.3]))
@@ -203,6 +207,30 @@ def test_exported_backends_match_torch_and_cache_their_export_by_weights(force_c
                            guidance=CostGuidance(ref.model, tensors, [(1.0, goal)], gcfg))
     np.testing.assert_allclose(guided, expected, atol=1e-3)
     assert np.abs(guided - ort.predict(obs, seed=0, full_horizon=True)).max() > 1e-2  # the guidance did something
+
+
+@pytest.mark.parametrize("name", ["dp_image", "dp3"])
+def test_exported_encoders_match_torch_and_training_stays_on_torch(name):
+    """The image (ResNet) and point-cloud encoders on OpenVINO equal torch's on the same observation; a model
+    in training mode (or one whose encoder gradients are needed) never goes there."""
+    pytest.importorskip("openvino")
+    from diffusion_policy_ros.config import load_config
+    from diffusion_policy_ros.policy import DiffusionPolicy
+
+    cfg = load_config(name, variant="small")
+    cfg.policy.inference.backend = "openvino"
+    torch.manual_seed(0)
+    model = DiffusionPolicy.build(cfg.policy).eval()
+    obs = {k: (torch.randint(0, 255, (2, cfg.policy.n_obs_steps, *s.shape)).float() if s.type == "rgb"
+               else torch.randn(2, cfg.policy.n_obs_steps, *s.shape)) for k, s in cfg.policy.observations.items()}
+    with torch.inference_mode():
+        exported, reference = model.encode_for_inference(obs), model.encode(obs)
+    assert any(k[1] == "encoder" for k in model._ort)
+    assert (exported - reference).abs().max().item() <= 1e-4
+    model.train()
+    model._ort.clear()
+    model.encode_for_inference(obs)
+    assert not model._ort
 
 
 def test_a_missing_backend_falls_back_to_torch_with_a_log_line(monkeypatch, caplog):
