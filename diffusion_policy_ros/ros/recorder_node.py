@@ -172,7 +172,7 @@ class RecorderNode(Node):
         self.view = None
         self._view_warned: set[str] = set()
         if p["rerun"]:
-            from ..runtime.live_view import RecorderView
+            from ..io.recorder_view import RecorderView
 
             target = p["rerun"] if p["rerun"] == "spawn" else str(Path(p["rerun"]).expanduser())
             self.view = RecorderView(target, rate_hz=p["rerun_rate_hz"])
