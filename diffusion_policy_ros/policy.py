@@ -74,9 +74,12 @@ class DiffusionPolicy(nn.Module):
     # --- observation conditioning -------------------------------------------------------------
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Raw observations (B, ≥To, ...) → conditioning vector (B, To·D). Uses the last To steps."""
+        return self.obs_encoder(self._normalized(obs))
+
+    def _normalized(self, obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The last To steps of each observation the config declares, normalised."""
         to = self.cfg.n_obs_steps
-        normed = {k: self.normalizer.normalize(k, obs[k][:, -to:].float()) for k in self.cfg.observations}
-        return self.obs_encoder(normed)
+        return {k: self.normalizer.normalize(k, obs[k][:, -to:].float()) for k in self.cfg.observations}
 
     def encode_for_inference(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """``encode`` on the exported backend (inference.backend) for a model in eval mode on the CPU;
@@ -85,8 +88,7 @@ class DiffusionPolicy(nn.Module):
         first = next(iter(obs.values()))
         if self.training or first.device.type != "cpu" or backend not in RUNNERS:
             return self.encode(obs)
-        to = self.cfg.n_obs_steps
-        normed = {k: self.normalizer.normalize(k, obs[k][:, -to:].float()) for k in self.cfg.observations}
+        normed = self._normalized(obs)
         key = (backend, "encoder", tuple((k, tuple(v.shape[1:])) for k, v in sorted(normed.items())))
         if key not in self._ort:
             self._ort[key] = ExportedEncoder(backend, self.obs_encoder, normed, checkpoint_dir=self.checkpoint_dir)
@@ -129,7 +131,7 @@ class DiffusionPolicy(nn.Module):
         return x.clamp(-1.0, 1.0) if self.cfg.noise.clip_sample else x
 
     def _denoise_fn(self, cond: torch.Tensor, shape: tuple[int, ...], needs_grad: bool = False):
-        """The conditioned denoiser call: ONNX Runtime (inference.backend, CPU, no gradients needed), or a
+        """The conditioned denoiser call: an exported backend (inference.backend, CPU, no gradients needed), or a
         TorchScript trace per (shape, device, dtype) with inference.trace (it shares the module's
         parameters, so loading new weights needs no re-trace), or the module itself."""
         backend = resolve_backend(self.cfg.inference.backend)

@@ -19,8 +19,6 @@ class RecorderView:
     Only what the messages themselves carry: the point cloud needs the policy's crop and extrinsic, which
     the policy node's own view shows."""
 
-    IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-
     def __init__(self, target: str, app: str = "recorder_node", rate_hz: float = 10.0):
         self.rr, self.rec = open_recording(target, app)
         self.min_gap_ns = int(NS / rate_hz) if rate_hz > 0 else 0

@@ -8,8 +8,8 @@ on this project's 2-core CPU (bench/inference.py) with outputs equal to torch's 
 encoders gain as much (default DP3's point-cloud encoder 4.7 → 1.4 ms, dp_image's ResNet 71 → 11 ms,
 measured beside another job), which matters once a distilled student makes one denoiser call a chunk.
 
-The exported file of a checkpoint is keyed by a hash of the denoiser's weights and the
-sample/conditioning shapes, and kept in ``<checkpoint>/export/`` when that folder is writable, else in
+Each exported file of a checkpoint is keyed by a hash of its module's weights and its input shapes, and
+kept in ``<checkpoint>/export/`` when that folder is writable, else in
 ``~/.cache/diffusion_policy_ros/export/``: a changed checkpoint gets a new export, an unchanged one
 loads in milliseconds. A model built in memory is exported in memory.
 """
