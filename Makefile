@@ -36,7 +36,7 @@ $(STAMP): setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[ros,perception,sim,fast,view,test]" $(TORCH)
+	$(PIP) install -q -e ".[ros,perception,sim,fast,view,test,lerobot]" $(TORCH)
 	@touch $(STAMP)
 
 demo: setup

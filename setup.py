@@ -62,6 +62,10 @@ setup(
         "fast": ["openvino>=2024.0", "onnxruntime>=1.20", "onnx>=1.16", "onnxscript>=0.2"],
         # A live view of what the policy sees and does (--rerun, the node's `rerun` parameter).
         "view": ["rerun-sdk>=0.20"],
+        # LeRobotDataset v3 in and out (dpros convert --format lerobot; dpros train on a LeRobot folder).
+        # The standalone reader/writer: lerobot 0.4.x pins torch<2.11 and lerobot 0.5+ needs Python 3.12.
+        # It pins huggingface-hub<0.36, so pip settles diffusers on a release that accepts that (0.39).
+        "lerobot": ["lerobot-dataset==0.4.4"],
         "test": ["pytest>=8", "pytest-timeout>=2.3",
                  # The rosidl generators: the PX4 tests build the px4_msgs types the node uses from PX4's
                  # message definitions (test/px4_msgs), as a ROS workspace would (cmake + a C/C++ compiler).

@@ -13,7 +13,9 @@ def _cmd_train(args) -> int:
     from .train import Trainer
 
     cfg = load_config(args.config, variant=args.variant, overrides=args.set)
-    ckpt = Trainer(cfg, args.dataset, args.out, resume=args.resume, progress=not args.no_progress).run()
+    deploy = _deploy(args.deploy_config, args.param) if args.deploy_config or args.param else None
+    ckpt = Trainer(cfg, args.dataset, args.out, resume=args.resume, progress=not args.no_progress,
+                   deploy=deploy).run()
     print(f"checkpoint: {ckpt}")
     return 0
 
@@ -120,9 +122,10 @@ def _cmd_convert(args) -> int:
         cfg = load_config(args.config, variant=args.variant, overrides=args.set)
     summary = convert_bags(_bag_paths(args.bags, args.include_failed), cfg, _deploy(args.deploy_config, args.param),
                            args.out, action=args.action, command_topic=args.command_topic,
-                           typestore=args.typestore, overwrite=args.overwrite, progress=not args.no_progress)
+                           typestore=args.typestore, overwrite=args.overwrite, progress=not args.no_progress,
+                           format=args.format, segments=args.segments)
     print(json.dumps(summary, indent=2) if args.json else
-          f"dataset: {summary['dataset']}: +{summary['episodes']} episodes ({summary['steps']} steps), "
+          f"dataset ({summary['format']}): {summary['dataset']}: +{summary['episodes']} episodes ({summary['steps']} steps), "
           f"{summary['total_episodes']} in all; skipped: {len(summary['skipped'])}; "
           f"messages dropped: {sum(summary['dropped_messages'].values())}")
     return 0 if summary["episodes"] else 1
@@ -248,14 +251,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dpros", description="diffusion_policy_ros command line")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a policy on a zarr dataset")
+    t = sub.add_parser("train", help="train a policy on a zarr dataset or a LeRobotDataset v3 folder")
     t.add_argument("config", help="shipped config name (dpros configs) or a .yaml path")
-    t.add_argument("--dataset", required=True, help="zarr store in the Diffusion Policy / DP3 layout")
+    t.add_argument("--dataset", required=True, help="zarr store in the Diffusion Policy / DP3 layout, or a local "
+                   "LeRobotDataset v3 folder (observations rebuilt from its sensors)")
+    t.add_argument("--deploy-config", default=None, help="LeRobot datasets: the perception settings (crop box, "
+                   "force filter) as a ROS parameter file (default: the ones the dataset was written with)")
+    t.add_argument("--param", action="append", default=[], metavar="PARAM=VALUE",
+                   help="LeRobot datasets: override a perception setting, e.g. --param point_cloud.num_points=512")
     t.add_argument("--out", required=True, help="output folder (checkpoint/, metrics.jsonl, loss.png)")
     t.add_argument("--variant", help="a named variant from the config file, e.g. small")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.max_steps=500 (repeatable)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if it exists")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if it exists, on --dataset "
+                   "(fine-tuning: another dataset, e.g. takeover corrections, and a higher train.max_steps)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
 
@@ -299,13 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--compressed-color", action="store_true", help="with --format bags: jpeg CompressedImage")
     co.set_defaults(func=_cmd_collect)
 
-    cv = sub.add_parser("convert", help="recorded rosbags (one episode each) → zarr training dataset")
+    cv = sub.add_parser("convert", help="recorded rosbags (one episode each) → zarr or LeRobotDataset v3")
     cv.add_argument("bags", nargs="+", help="rosbag2 folders, or folders holding them")
     cv.add_argument("--config", required=True,
                     help="training config (name or .yaml), or a checkpoint folder: observations, action")
     cv.add_argument("--variant", help="a named variant of the config, e.g. small")
     cv.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training config override")
-    cv.add_argument("--out", required=True, help="zarr store (episodes are appended if it exists)")
+    cv.add_argument("--out", required=True, help="zarr store (episodes are appended if it exists), or the "
+                    "LeRobot dataset folder to create")
+    cv.add_argument("--format", choices=("zarr", "lerobot"), default="zarr",
+                    help="lerobot: LeRobotDataset v3 (parquet + mp4) with depth, wrench and camera intrinsics/extrinsic")
+    cv.add_argument("--segments", choices=("all", "takeover"), default="all",
+                    help="takeover: only the stretches a person drove (topics.takeover true), one episode each")
     cv.add_argument("--deploy-config", default=None,
                     help="ROS parameter file with the topics, rates and camera extrinsic (default: config/arm.yaml)")
     cv.add_argument("--param", action="append", default=[], metavar="PARAM=VALUE",

@@ -501,6 +501,11 @@ class TopicsConfig:
     vehicle_status: str = "/fmu/out/vehicle_status"  # leaving offboard or disarming = pilot takeover → disable
     vehicle_odometry: str = "/fmu/out/vehicle_odometry"  # where the vehicle holds before enable and after disable
     arm_command: str = "/arm_controller/joint_trajectory"  # the aerial arm's JointTrajectory (empty: not sent)
+    # Takeover (DAgger-style corrections): std_msgs/Bool, true while a person holds the teleop deadman
+    # (teleop_node publishes it). The policy pauses and the node streams the teleop twist from where the
+    # command is; on release the policy takes over again from there. Empty: no takeover.
+    takeover: str = "/teleop/takeover"
+    teleop_twist: str = "/teleop/twist"  # geometry_msgs/TwistStamped of the teleop device during takeover
 
 
 @dataclass

@@ -242,10 +242,16 @@ def test_round_trip_record_convert_train_replay_beats_an_untrained_policy(bags, 
     got, want = (ReplayBuffer.open(tmp_path / d) for d in ("d.zarr", "direct.zarr"))
     assert got.episode_ends.tolist() == want.episode_ends.tolist()  # recording lost and shifted nothing
     np.testing.assert_array_equal(got.load(["action"])["action"], want.load(["action"])["action"])
+    # The same recordings as a LeRobotDataset v3: LeRobot's own class reads the frames, timestamps and
+    # values back; rebuilt through the runtime, they are the zarr store's observations.
+    lr = tmp_path / "lerobot"
+    assert main(["convert", *map(str, recorded), "--config", str(resolve_shipped_checkpoint("push_dp3")),
+                 "--out", str(lr), "--format", "lerobot", "--deploy-config", str(_sim_yaml()), "--no-progress"]) == 0
+    check_lerobot_matches(lr, recorded, got, push_config(), dep)
     errors = {}
-    for name, steps in (("untrained", 1), ("trained", 400)):
+    for name, steps, data in (("untrained", 1, tmp_path / "d.zarr"), ("trained", 400, lr)):
         cfg = push_config(max_steps=steps, checkpoint_every=steps, val_every=steps, warmup_steps=20)
-        ckpt = Trainer(cfg, tmp_path / "d.zarr", tmp_path / name, progress=False).run()
+        ckpt = Trainer(cfg, data, tmp_path / name, progress=False).run()
         s = replay(bags[4], Policy.from_checkpoint(ckpt), dep, tmp_path / f"replay_{name}",
                    arm=arm_from_config(dep.embodiment), progress=False)
         assert s["commands"] > 3 and s["holds"] == 0
@@ -254,6 +260,36 @@ def test_round_trip_record_convert_train_replay_beats_an_untrained_policy(bags, 
     with BagReader(tmp_path / "replay_trained" / "replay") as out:
         assert out.count(PREDICTED_TOPIC) == s["commands"] and out.count(dep.topics.command) > 40
     assert (tmp_path / "replay_trained" / "predicted_vs_recorded.png").stat().st_size > 10_000
+
+
+def check_lerobot_matches(root, bags, zarr_store, cfg, dep):
+    """``root`` (LeRobot v3, converted from ``bags``) holds what ``zarr_store`` (the same bags) holds."""
+    from ledataset.datasets.lerobot_dataset import LeRobotDataset
+
+    from diffusion_policy_ros.data import lerobot as L
+
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["fps"] == 10
+    ds = LeRobotDataset("local/lerobot", root=root)
+    ends = zarr_store.episode_ends
+    assert ds.num_episodes == len(bags) and ds.num_frames == ends[-1]
+    assert set(ds.meta.features) >= {L.COLOR, L.DEPTH, L.INTRINSICS, L.EXTRINSIC, L.STATE, L.ACTION}
+    table = ds.hf_dataset.with_format("arrow")[:]
+    starts = np.concatenate(([0], ends[:-1]))
+    ts = L._column(table, "timestamp", ())
+    np.testing.assert_allclose(ts, np.concatenate([np.arange(b - a) / 10 for a, b in zip(starts, ends)]), atol=1e-6)
+    want = zarr_store.load(["action", "point_cloud", "state"])
+    np.testing.assert_array_equal(L._column(table, L.ACTION, (10,)), want["action"])
+    # The sensors: depth exactly as the runtime decoded it; colour through AV1 close to the bag's.
+    ep = bag_episode(bags[0], observation_runtime(cfg, dep), raw=True)
+    np.testing.assert_array_equal(L._column(table, L.DEPTH, ep.raw[L.DEPTH].shape[1:])[:ends[0]], ep.raw[L.DEPTH])
+    video = ds.root / ds.meta.get_video_file_path(0, L.COLOR)
+    frames = L._video_frames(video, np.arange(ends[0]) / 10, 0.05)
+    assert np.abs(frames.astype(float) - ep.raw[L.COLOR]).mean() < 4, "colour: AV1 in mp4 should be near lossless"
+    rebuilt = L.LeRobotSource(root, cfg, progress=False)  # the dataset's own deployment settings
+    assert rebuilt.episode_ends.tolist() == ends.tolist()
+    np.testing.assert_array_equal(rebuilt.load(["point_cloud"])["point_cloud"], want["point_cloud"])
+    np.testing.assert_allclose(rebuilt.load(["state"])["state"], want["state"], atol=1e-5)  # joints stored float32
 
 
 def test_replay_cli_reports_and_refuses_an_existing_output(bags, tmp_path, capsys):

@@ -317,6 +317,14 @@ class PolicyRuntime:
             return
         self._add("wrench", stamp_ns, filtered.astype(np.float32))
 
+    def add_observed_wrench(self, stamp_ns: int, wrench: np.ndarray) -> None:
+        """A wrench as the policy observed it (filtered and tared already: what a dataset stores),
+        straight into the window; for rebuilding observations from a dataset, not for live sensors."""
+        w = np.asarray(wrench, np.float32).reshape(-1)
+        if w.shape != (6,) or not np.isfinite(w).all():
+            raise ObservationError(f"wrench: expected 6 finite values, got {w.tolist()}")
+        self._add("wrench", stamp_ns, w)
+
     def add_joints(self, stamp_ns: int, positions: np.ndarray) -> None:
         """Positions in the order of ``joint_state_names``."""
         q = np.asarray(positions, np.float64)

@@ -26,6 +26,7 @@ from .. import constants as C
 from ..checkpoint import save_checkpoint
 from ..config import Config
 from ..data import PolicyDataset, ReplayBuffer, identity_collate, split_episodes
+from ..data.lerobot import LeRobotSource, is_lerobot_dataset
 from ..errors import CheckpointError
 from ..policy import DiffusionPolicy
 
@@ -86,7 +87,7 @@ def plot_losses(history: list[dict], path: Path, ylabel: str = "diffusion loss (
 
 class Trainer:
     def __init__(self, config: Config, dataset: str | Path, out_dir: str | Path, *, resume: bool = False,
-                 progress: bool = True):
+                 progress: bool = True, deploy=None):
         self.config = config
         self.tcfg = config.train
         self.out = Path(out_dir)
@@ -94,12 +95,16 @@ class Trainer:
         self.provenance: dict = {}
         self.resume = resume
         self.progress = progress
+        self.deploy = deploy  # LeRobot datasets: perception settings (default: the dataset's own)
 
     # --- pieces ------------------------------------------------------------------------------
     def _datasets(self):
         """Training and validation sets over disjoint episodes (validation None if none fit a window)."""
         pcfg = self.config.policy
-        buffer = ReplayBuffer.open(self.dataset_path)
+        if is_lerobot_dataset(self.dataset_path):
+            buffer = LeRobotSource(self.dataset_path, self.config, self.deploy, progress=self.progress)
+        else:
+            buffer = ReplayBuffer.open(self.dataset_path)
         self.provenance = buffer.provenance  # the demonstrations' seed block, into the checkpoint
         train_mask, val_mask = split_episodes(buffer.n_episodes, self.tcfg.val_ratio, self.tcfg.seed)
         train = PolicyDataset.from_path(self.dataset_path, pcfg, train_mask, buffer=buffer)
@@ -163,8 +168,11 @@ class Trainer:
 
         step, history = 0, []
         ckpt_dir = self.out / CHECKPOINT_DIR
+        self.datasets = [{"dataset": str(self.dataset_path), "from_step": 0}]
         if self.resume and (ckpt_dir / C.CKPT_TRAIN_STATE).is_file():
             step, history = self._load_state(ckpt_dir, model, opt, sched, ema, device)
+            if self.datasets[-1]["dataset"] != str(self.dataset_path):  # fine-tuning on another dataset
+                self.datasets.append({"dataset": str(self.dataset_path), "from_step": step})
         elif self.resume and info.is_main:
             print(f"--resume: no {ckpt_dir / C.CKPT_TRAIN_STATE} yet, starting from step 0")
 
@@ -246,9 +254,11 @@ class Trainer:
             "history": history,
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": np.random.get_state(),
+            "datasets": self.datasets,
         }
         save_checkpoint(ckpt_dir, self.config, inference, step=step, train_state=train_state,
-                        extra={"dataset": str(self.dataset_path), "provenance": self.provenance})
+                        extra={"dataset": str(self.dataset_path), "provenance": self.provenance,
+                               "datasets": self.datasets})
         plot_losses(history, self.out / "loss.png")
 
     def _load_state(self, ckpt_dir, model, opt, sched, ema, device):
@@ -263,6 +273,7 @@ class Trainer:
             ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
+        self.datasets = list(state.get("datasets") or self.datasets)
         return int(state["step"]), list(state.get("history", []))
 
 
