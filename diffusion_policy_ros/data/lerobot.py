@@ -215,12 +215,12 @@ class LeRobotSource:
         return {k: self._data[k] for k in keys}
 
     def _runtime(self, cfg, deploy, extrinsic: np.ndarray | None):
-        from .convert import observation_runtime
+        from ..runtime.deployment import build_runtime
 
         if extrinsic is not None:
             pcl = dataclasses.replace(deploy.point_cloud, extrinsic=tuple(float(x) for x in extrinsic))
             deploy = dataclasses.replace(deploy, point_cloud=pcl)
-        return observation_runtime(cfg, deploy)
+        return build_runtime(deploy, training=cfg)
 
     def _build(self, cfg, deploy, progress: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
         from types import SimpleNamespace
