@@ -506,6 +506,7 @@ class TopicsConfig:
     # command is; on release the policy takes over again from there. Empty: no takeover.
     takeover: str = "/teleop/takeover"
     teleop_twist: str = "/teleop/twist"  # geometry_msgs/TwistStamped of the teleop device during takeover
+    teleop_gripper: str = "/teleop/gripper"  # std_msgs/Float64 gripper during takeover (0 open, 1 closed)
 
 
 @dataclass

@@ -10,6 +10,12 @@ discard an episode (config/record.yaml); the services work too:
     ros2 service call /recorder_node/start std_srvs/srv/Trigger
     ros2 service call /recorder_node/stop std_srvs/srv/SetBool "{data: true}"
 Then: dpros convert ~/demos/wipe --config CONFIG --out wipe.zarr
+
+Corrections while a policy drives (DAgger-style): start arm.launch.py with the policy, and this file
+with takeover:=true: holding the deadman pauses the policy and the gamepad drives from where the
+command is; the recorder lists each takeover in episode.json. Then
+    dpros convert ~/demos/wipe --segments takeover --config CHECKPOINT --out wipe.zarr   # appends
+    dpros train CONFIG --dataset wipe.zarr --out RUN --resume --set train.max_steps=<more>
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -18,7 +24,7 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from diffusion_policy_ros.ros.launch_parts import realsense_camera, recorder_node
+from diffusion_policy_ros.ros.launch_parts import realsense_camera, recorder_node, teleop_node
 
 
 def generate_launch_description():
@@ -36,19 +42,14 @@ def generate_launch_description():
         DeclareLaunchArgument("launch_camera", default_value="true", description="start realsense2_camera"),
         DeclareLaunchArgument("launch_joy", default_value="true", description="start joy_node (package joy)"),
         DeclareLaunchArgument("launch_teleop", default_value="true", description="start teleop_node"),
+        DeclareLaunchArgument("takeover", default_value="false", description="true: teleop drives through "
+                              "policy_node's takeover (deadman pauses the policy) instead of the arm's twist input"),
         DeclareLaunchArgument("serial_no", default_value="''", description="RealSense serial (several cameras)"),
         DeclareLaunchArgument("color_profile", default_value="640x480x30", description="RealSense colour profile"),
     ]
     camera = realsense_camera("launch_camera")
     joy = Node(package="joy", executable="joy_node", name="joy_node", output="screen",
                parameters=[{"autorepeat_rate": 50.0, "deadzone": 0.05}], condition=IfCondition(arg("launch_joy")))
-    teleop = Node(
-        package="diffusion_policy_ros",
-        executable="teleop_node",
-        name="teleop_node",
-        output="screen",
-        parameters=[arg("config"), {"use_sim_time": arg("use_sim_time")}],
-        condition=IfCondition(arg("launch_teleop")),
-    )
+    teleop = teleop_node("launch_teleop")  # takeover:=true points it at policy_node's takeover topics
     recorder = recorder_node()  # string-typed task/note/output_dir, ~ expanded, config checked
     return LaunchDescription(args + [camera, joy, teleop, recorder])

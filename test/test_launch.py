@@ -119,6 +119,21 @@ def test_launch_arguments_reach_nodes_as_typed_strings_paths_expanded_and_files_
         L.policy_node_parameters("aerial", aerial | {"output": "joint_trajectory"})
 
 
+def test_record_launch_takeover_points_teleop_at_the_policy_nodes_takeover_topics():
+    from diffusion_policy_ros.config import DeployConfig
+    from diffusion_policy_ros.ros import launch_parts as L
+
+    rec = launch_defaults(LAUNCH_DIR / "record.launch.py")
+    assert set(L.TELEOP_ARGS) <= set(rec)
+    config, o = L.teleop_node_parameters(rec)
+    assert Path(config).name == "record.yaml" and "takeover_topic" not in o  # default: the arm's own twist input
+    _, o = L.teleop_node_parameters(rec | {"takeover": "true"})
+    assert set(o) <= set(DECLARED["teleop_node"]) | BUILTIN
+    t = DeployConfig().topics  # what policy_node listens on
+    assert (o["twist_topic"], o["gripper_topic"], o["takeover_topic"]) == (t.teleop_twist, t.teleop_gripper, t.takeover)
+    assert recorder_node.declared_parameters()["takeover_topic"] == t.takeover  # and the recorder marks it
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_parameter_files_set_only_declared_parameters_with_their_types(name):
     data = sections(CONFIG_DIR / name)

@@ -384,3 +384,86 @@ def test_enable_is_refused_without_a_controller_on_the_command_topic(running):
     st = robot.fresh_status()
     assert st["enabled"] == "False" and st["cycles"] == "0"
     assert proc.poll() is None
+
+
+def test_takeover_pauses_the_policy_teleop_drives_and_no_hand_over_jumps(running, force_checkpoint, tmp_path):
+    """Policy commanding → deadman held (teleop_node's takeover topics) → the twist drives from where
+    the command is → release → the policy again. The commanded position, as a joint_trajectory_controller
+    applies what arrives, never jumps by more than one command period at the fastest joint's velocity
+    limit; the recorder lists the takeover in episode.json; `dpros convert --segments takeover` makes
+    it an episode of its own."""
+    import json
+
+    import torch
+    from geometry_msgs.msg import TwistStamped
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import Bool
+
+    from diffusion_policy_ros.checkpoint import checkpoint_config
+    from diffusion_policy_ros.config import load_deploy_config
+    from diffusion_policy_ros.data import ReplayBuffer
+    from diffusion_policy_ros.data.convert import convert_bags
+    from diffusion_policy_ros.embodiment.arm import arm_from_config
+    from diffusion_policy_ros.config import EmbodimentConfig
+    from diffusion_policy_ros.ros.recorder_node import RecorderNode
+
+    from .spinning import SpinEach
+
+    # A briefly trained policy wanders; slowed down, it stays near the start pose, where the tool can
+    # move along +x (near the joint limits the IK would go where it can).
+    scale = 0.1
+    robot, proc = running(extra=("-p", f"safety.velocity_scale:={scale}"))
+    topics = ["/camera/camera/aligned_depth_to_color/image_raw", "/camera/camera/aligned_depth_to_color/camera_info",
+              "/force_torque_sensor_broadcaster/wrench", "/joint_states"]
+    rec = RecorderNode(context=robot.node.context, parameter_overrides=[
+        Parameter("output_dir", value=str(tmp_path / "eps")), Parameter("topics", value=topics),
+        Parameter("keys", value=False)])
+    spin = SpinEach(robot.node.context, rec)
+    deadman = robot.node.create_publisher(Bool, "/teleop/takeover", 10)
+    twist_pub = robot.node.create_publisher(TwistStamped, "/teleop/twist", 10)
+    try:
+        set_enabled(robot, True, proc)
+        robot.wait_for(lambda tr: len(tr) >= 2)
+        assert rec.start().startswith("recording")
+        time.sleep(0.8)
+        speed, held_s = 0.05, 2.5
+        t_on = time.monotonic()
+        while time.monotonic() - t_on < held_s:  # teleop_node publishes both on every Joy message (50 Hz)
+            deadman.publish(Bool(data=True))
+            twist_pub.publish(robot.M.encode_twist(robot.types, [speed, 0, 0, 0, 0, 0], robot.now(), "base_link"))
+            time.sleep(0.02)
+        t_off = time.monotonic()
+        deadman.publish(Bool(data=False))
+        robot.wait_for(lambda tr: sum(t > t_off + 0.3 and len(d.time_from_start_ns) > 3 for t, d in tr) >= 3)
+        time.sleep(0.5)
+        assert "saved" in rec.stop(True)
+    finally:
+        spin.shutdown()
+        rec.destroy_node()
+    with robot.got:
+        received = list(robot.trajectories)
+        jump, stats = robot.jtc.stats.max_jump, robot.jtc.stats
+    # During the takeover: three-point teleop trajectories only, moving the tool along +x at the twist.
+    during = [d for t, d in received if t_on + 0.3 < t < t_off]
+    assert len(during) > 30 and all(len(d.time_from_start_ns) == 3 for d in during)
+    arm = arm_from_config(EmbodimentConfig())
+    x0, x1 = (arm.fk(torch.as_tensor(d.positions[0], dtype=torch.float64)).numpy()[:3] for d in (during[0], during[-1]))
+    moved = x1 - x0
+    assert 0.5 * speed * (held_s - 0.3) < moved[0] < 1.5 * speed * held_s and np.abs(moved[1:]).max() < 0.01, moved
+    # Every hand-over (policy → teleop, teleop → teleop, teleop → policy) continuous.
+    fastest = float(np.max(arm_limits().max_velocity)) * scale  # safety.velocity_scale
+    assert stats.first_point_in_past == 0 and jump <= fastest * 0.02, (jump, fastest)  # 50 Hz command period
+    # The episode lists its takeover; the segment converts to an episode of its own.
+    episode = tmp_path / "eps" / "episode_0000"
+    meta = json.loads((episode / "episode.json").read_text())
+    (seg,) = meta["takeover"]
+    assert seg["start_s"] > 0.4 and abs(seg["end_s"] - seg["start_s"] - held_s) < 0.5, seg
+    dep = load_deploy_config(ROOT / "config" / "arm.yaml", overrides={
+        "timing.max_observation_age_s": MAX_AGE_S, "timing.camera_latency_s": 0.0,
+        "point_cloud.extrinsic": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
+        "point_cloud.crop_min": [-1.0, -1.0, -1.0], "point_cloud.crop_max": [1.0, 1.0, 1.0]})
+    summary = convert_bags([episode], checkpoint_config(force_checkpoint), dep, tmp_path / "takeover.zarr",
+                           segments="takeover", progress=False)
+    assert summary["episodes"] == 1 and summary["skipped"] == [], summary
+    assert abs(summary["steps"] - held_s * 10) <= 3, summary  # 10 Hz observation period
+    assert ReplayBuffer.open(tmp_path / "takeover.zarr").n_episodes == 1

@@ -6,7 +6,7 @@ from diffusion_policy_ros.config import DeployConfig, deploy_config_from_dict
 from diffusion_policy_ros.embodiment.arm import arm_from_config
 from diffusion_policy_ros.errors import ConfigError, ObservationError
 from diffusion_policy_ros.policy import Policy
-from diffusion_policy_ros.runtime.controller import PolicyRuntime
+from diffusion_policy_ros.runtime.controller import Plan, PolicyRuntime
 
 from .factories import ARM_HOME, small_intrinsics, small_rgbd
 
@@ -368,3 +368,37 @@ def test_after_a_stop_the_next_chunk_is_limited_from_the_measured_joints(runtime
     t, v = res.command.trajectory.times_ns, res.command.trajectory.values
     first_step = np.abs(v[0] - moved)
     assert (first_step <= runtime.limits.max_velocity * (t[0] - 900 * MS) / 1e9 + 1e-9).all(), first_step
+
+
+def test_takeover_drops_the_plan_in_flight_drives_the_twist_and_resumes_from_the_teleop_command(force_checkpoint):
+    rt = make_runtime(force_checkpoint, output="pose", embodiment={"kind": "oracle"}, topics={"ee_pose": "/ee"},
+                      sampling={"replan_steps": 1})
+    feed_pose(rt, (0.0, 0.05, 0.3))
+    first = rt.step(400 * MS)
+    assert first.status == "command"
+    plan = rt.begin(460 * MS)  # a chunk in flight when the deadman is pressed
+    assert isinstance(plan, Plan)
+    start = rt.scheduler.current.at(470 * MS + rt.scheduler.latency)
+    v = np.array([0.0, 0.0, 0.05, 0.0, 0.0, 0.3])  # up, and turning about z
+    now = 470 * MS
+    for _ in range(25):  # 0.5 s at 50 Hz
+        res = rt.teleop(now, v)
+        assert res.status == "takeover" and rt.in_takeover and len(res.command.trajectory.times_ns) == 3
+        now += 20 * MS
+    assert rt.commit(plan, 480 * MS).status == "dropped"  # the policy's chunk never goes out
+    cmd = rt.scheduler.current.at(now)
+    assert abs(cmd[2] - start[2] - 0.05 * 0.5) < 0.01 and np.abs(cmd[:2] - start[:2]).max() < 1e-6
+    with pytest.raises(ObservationError, match="teleop twist"):
+        rt.teleop(now, [np.nan, 0, 0, 0, 0, 0])
+    rt.resume()  # released: the policy plans at the next cycle, from where the teleop command is
+    teleop_end = rt.scheduler.current
+    depth, _ = small_rgbd()
+    for t in range(400 * MS, now + 10 * MS, 10 * MS):  # the robot went on publishing
+        rt.add_ee_pose(t, np.array([0.0, 0.05, 0.3, 0, 0, 0, 1.0]))
+        rt.add_wrench(t, np.zeros(6))
+        rt.add_depth(t, depth)
+    assert rt.due(now) and not rt.in_takeover
+    back = rt.step(now)
+    assert back.status == "command"
+    jump = np.abs(back.command.trajectory.at(now + 1) - teleop_end.at(now + 1))[:3].max()
+    assert jump < 0.01, jump

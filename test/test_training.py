@@ -144,3 +144,31 @@ def test_distributed_data_parallel_on_two_cpu_processes(obstacle_dataset, tmp_pa
     assert a == b  # DDP kept both replicas identical
     assert max(r.get("step", 0) for r in records) == 4
     assert Policy.from_checkpoint(out / "checkpoint").predict(start_obs(shipped_small("dp3")), seed=0).shape[0] == 8
+
+
+def test_resume_on_another_dataset_fine_tunes_keeping_the_normalizer_and_records_both(obstacle_dataset, tmp_path):
+    """`dpros train --resume` on corrections (e.g. `convert --segments takeover`): the run goes on from
+    its weights and optimiser on the new data; the normalisation stays the original one (a few
+    corrections must not re-scale the policy), and the checkpoint lists both datasets."""
+    from diffusion_policy_ros.checkpoint import load_checkpoint, read_checkpoint_meta
+    from diffusion_policy_ros.data import ReplayBuffer
+
+    src = ReplayBuffer.open(obstacle_dataset)
+    corrections = ReplayBuffer.create(tmp_path / "corrections.zarr")
+    data = src.load(src.keys)
+    data["action"] = data["action"] + 0.5  # other statistics than the original demonstrations
+    ends = src.episode_ends[:3]
+    corrections.add_episodes([{k: v[a:b] for k, v in data.items()} for a, b in zip(np.r_[0, ends[:-1]], ends)])
+    cfg_path = write_yaml(shipped_small("dp3"), tmp_path / "dp3.yaml")
+    out = tmp_path / "run"
+    assert main(["train", cfg_path, "--dataset", str(obstacle_dataset), "--out", str(out), "--no-progress"]) == 0
+    _, before = load_checkpoint(out / "checkpoint")
+    assert main(["train", cfg_path, "--dataset", str(tmp_path / "corrections.zarr"), "--out", str(out), "--resume",
+                 "--set", "train.max_steps=9", "--no-progress"]) == 0
+    _, after = load_checkpoint(out / "checkpoint")
+    norm = [k for k in before if "normalizer" in k]
+    assert norm and all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in norm)
+    assert any(not np.array_equal(before[k].numpy(), after[k].numpy()) for k in before if k not in norm)
+    meta = read_checkpoint_meta(out / "checkpoint")
+    assert meta["step"] == 9 and [d["from_step"] for d in meta["datasets"]] == [0, 6]
+    assert meta["datasets"][1]["dataset"].endswith("corrections.zarr")

@@ -23,6 +23,7 @@ POLICY_ARGS = {"arm": ("checkpoint", "config", "namespace", "device", "use_sim_t
                        "rerun"),
                "aerial": ("checkpoint", "config", "namespace", "device", "use_sim_time", "output", "rerun")}
 RECORDER_ARGS = ("config", "output_dir", "task", "note", "use_sim_time", "rerun")
+TELEOP_ARGS = ("config", "use_sim_time", "takeover")
 TRUE = ("true", "True", "1", "yes")
 
 
@@ -68,6 +69,20 @@ def recorder_node_parameters(args: dict[str, str]) -> tuple[str, dict[str, objec
     return parameter_file(args["config"]), overrides
 
 
+def teleop_node_parameters(args: dict[str, str]) -> tuple[str, dict[str, object]]:
+    """(parameter file, overrides) for teleop_node from record.launch.py's arguments. ``takeover:=true``:
+    the twist, gripper and deadman go to policy_node's takeover topics (its topics.teleop_twist,
+    teleop_gripper, takeover) instead of the arm's own Cartesian interface."""
+    from ..config import TopicsConfig
+
+    overrides: dict[str, object] = {"use_sim_time": args["use_sim_time"] in TRUE}
+    if args.get("takeover") in TRUE:
+        t = TopicsConfig()
+        overrides.update({"twist_topic": t.teleop_twist, "gripper_topic": t.teleop_gripper,
+                          "takeover_topic": t.takeover})
+    return parameter_file(args["config"]), overrides
+
+
 def _typed(overrides: dict[str, object]) -> dict[str, object]:
     from launch_ros.parameter_descriptions import ParameterValue
 
@@ -103,6 +118,19 @@ def recorder_node():
         return [Node(package="diffusion_policy_ros", executable="recorder_node", name="recorder_node",
                      output="screen", emulate_tty=True, parameters=[config, _typed(overrides)])]
     return OpaqueFunction(function=make)
+
+
+def teleop_node(condition_arg: str = "launch_teleop"):
+    from launch.actions import OpaqueFunction
+    from launch.conditions import IfCondition
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    def make(context):
+        config, overrides = teleop_node_parameters(_resolved(context, TELEOP_ARGS))
+        return [Node(package="diffusion_policy_ros", executable="teleop_node", name="teleop_node",
+                     output="screen", parameters=[config, _typed(overrides)])]
+    return OpaqueFunction(function=make, condition=IfCondition(LaunchConfiguration(condition_arg)))
 
 
 def realsense_camera(condition_arg: str = "launch_camera"):

@@ -12,6 +12,9 @@ Parameters: every field of ``config.DeployConfig`` (dotted names: ``topics.color
 Services: ``~/enable`` (std_srvs/SetBool; the node starts disabled unless ``start_enabled``; refused
 while nothing subscribes to the command topic or the robot reports a stop), ``~/tare``
 (std_srvs/Trigger; zero the force/torque sensor).
+Takeover (DAgger-style corrections): while ``topics.takeover`` (std_msgs/Bool, teleop_node's deadman)
+is true, the policy is paused and the node streams the teleop twist (``topics.teleop_twist``) from
+where the command is, through the same limits; on release the policy plans again from there.
 Safety stops (hold where the command is, disable, ERROR in diagnostics until enabled again): a wrench
 beyond ``force.force_limit``/``torque_limit``, ``topics.estop`` true, ``topics.program_running`` false.
 Status: ``/diagnostics`` (diagnostic_msgs/DiagnosticArray) once a second.
@@ -25,7 +28,7 @@ from collections import deque
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import PoseStamped, WrenchStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -33,7 +36,7 @@ from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallba
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
 from rcl_interfaces.msg import FloatingPointRange
-from std_msgs.msg import Bool, Float64MultiArray
+from std_msgs.msg import Bool, Float64, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 
@@ -49,6 +52,7 @@ from .entry import run_node
 from ..io.inputs import STREAM_OF, Input, runtime_inputs
 
 NODE_NAME = "policy_node"
+TELEOP_TIMEOUT_S = 0.5  # takeover: no teleop twist this long → zero twist
 MSG_CLASSES = {c.__name__: c for c in (Image, CompressedImage, CameraInfo, WrenchStamped, JointState, PoseStamped)}
 
 
@@ -181,6 +185,37 @@ class PolicyNode(Node):
         for topic, stopped_when in ((self.cfg.topics.program_running, False), (self.cfg.topics.estop, True)):
             if topic:
                 self._sub(Bool, topic, self._robot_state(topic, stopped_when), state_qos)
+        # Takeover: the deadman's state, the teleop twist and gripper (0 open … 1 closed).
+        self.takeover = threading.Event()
+        self._teleop = (np.zeros(6), 0, None)  # (twist, receipt ns, gripper)
+        t = self.cfg.topics
+        if t.takeover:
+            self._sub(Bool, t.takeover, self._on_takeover, 10)
+            self._sub(TwistStamped, t.teleop_twist, self._on_teleop_twist, 10)
+            self._sub(Float64, t.teleop_gripper, self._on_teleop_gripper, 10)
+
+    def _on_takeover(self, msg) -> None:
+        if bool(msg.data) == self.takeover.is_set():
+            return
+        if msg.data:
+            self.takeover.set()
+            self.get_logger().info(f"takeover: {self.cfg.topics.teleop_twist} drives, the policy is paused")
+        else:
+            self.takeover.clear()
+            self.get_logger().info("takeover released: the policy drives again")
+
+    def _on_teleop_twist(self, msg) -> None:
+        try:
+            twist = M.decode_twist(msg)
+        except (DiffusionPolicyRosError, ValueError) as e:
+            self.get_logger().warning(f"{self.cfg.topics.teleop_twist}: {e}; message dropped", throttle_duration_sec=2.0)
+            return
+        self._teleop = (twist, self.get_clock().now().nanoseconds, self._teleop[2])
+
+    def _on_teleop_gripper(self, msg) -> None:
+        g = float(msg.data)
+        if np.isfinite(g):
+            self._teleop = (self._teleop[0], self._teleop[1], float(np.clip(g, 0.0, 1.0)))
 
     def _robot_state(self, topic: str, stopped_when: bool):
         def callback(msg):
@@ -440,6 +475,11 @@ class PolicyNode(Node):
         """begin → (inference, while the controller runs the current trajectory) → commit at the clock
         read *after* inference, so every waypoint is scheduled from when it is published. Commit and
         publish happen under the enable lock: a chunk that finishes after a disable is never sent."""
+        if self.takeover.is_set():
+            self._teleop_cycle()
+            return
+        if self.runtime.in_takeover:
+            self.runtime.resume()
         try:
             out = self.runtime.begin(now_ns)
         except Exception as e:  # noqa: BLE001 - a bug in one cycle must not stop the robot's control thread
@@ -471,6 +511,25 @@ class PolicyNode(Node):
                 self.get_logger().warning(f"waiting: {res.reason}", throttle_duration_sec=5.0)
             if res.command is not None:
                 self._publish(res.command, publish_ns)
+
+    def _teleop_cycle(self) -> None:
+        """Takeover: the teleop twist from where the command is (zero when the device went quiet for
+        TELEOP_TIMEOUT_S: the arm stops where it is)."""
+        with self._enable_lock:
+            if not self.enabled.is_set():
+                return
+            now = self.get_clock().now().nanoseconds
+            twist, stamp, gripper = self._teleop
+            if now - stamp > TELEOP_TIMEOUT_S * 1e9:
+                twist = np.zeros(6)
+            try:
+                res = self.runtime.teleop(now, twist, gripper)
+            except Exception as e:  # noqa: BLE001 - the control thread goes on; hold where the command is
+                self.get_logger().error(f"takeover cycle failed: {e!r}; holding")
+                res = self.runtime.hold(now, repr(e))
+            self.last_status, self.last_reason = res.status, res.reason
+            if res.command is not None:
+                self._publish(res.command, now)
 
     # --- services, diagnostics ---------------------------------------------------------------------------
     def _refuse_enable(self) -> str:
@@ -569,7 +628,7 @@ class PolicyNode(Node):
     def _publish_diagnostics(self) -> None:
         values = self.status()
         s = DiagnosticStatus(name=f"{self.get_name()}: policy", hardware_id=self.cfg.checkpoint or "policy")
-        ok = ("command", "running", "waiting")
+        ok = ("command", "running", "waiting", "takeover")
         s.level = DiagnosticStatus.OK if self.last_status in ok else DiagnosticStatus.WARN
         if self.stop_reason and not self.enabled.is_set():
             s.level, s.message = DiagnosticStatus.ERROR, f"safety stop: {self.stop_reason}"

@@ -32,6 +32,11 @@ topics, the camera extrinsic) beside ``metadata.yaml``; a
 killed recorder leaves earlier episodes intact and the unfinished one marked ``.partial`` (which
 ``dpros convert`` skips).
 
+Takeover segments: ``takeover_topic`` (std_msgs/Bool, teleop_node's deadman while policy_node drives)
+is recorded when something publishes it, and each stretch it is true goes into ``episode.json`` as
+``takeover: [{start_s, end_s}]`` (seconds from the episode start; ``dpros convert --segments takeover``
+reads the topic itself from the bag).
+
 Services: ``~/start`` (std_srvs/Trigger), ``~/stop`` (std_srvs/SetBool: data = success),
 ``~/discard`` (std_srvs/Trigger). ``serialized:=false`` decodes each message on the callback thread
 and encodes it again (what a recorder written against typed callbacks does; bench/recorder.py compares). Interactive (a terminal on stdin, ``keys`` true): s start,
@@ -85,6 +90,7 @@ class _Episode:
     active: set = field(default_factory=set)  # topics with messages in this episode
     passed: set = field(default_factory=set)  # topics that delivered a message received after the stop
     lost: dict = field(default_factory=dict)  # topic → publication sequence numbers never received
+    takeover: list = field(default_factory=list)  # [start_ns, end_ns or None] while the deadman was held
     span: dict = field(default_factory=dict)  # topic → [first, last] send time (ns) in this episode
     last_taken: float = 0.0  # monotonic time a message sent before the stop was last taken
     drained: threading.Event = field(default_factory=threading.Event)
@@ -99,7 +105,8 @@ def declared_parameters() -> dict[str, object]:
     return {"output_dir": "recordings", "topics": default_topics(), "storage": "mcap", "typestore": "jazzy",
             "task": "", "note": "", "max_episode_s": 0.0, "start_recording": False, "keys": True,
             "serialized": True, "stop_drain_s": 2.0, "optional_topics": ["/tf_static", "/robot_description"],
-            "topic_timeout_s": 5.0, "extrinsic": [0.0], "rerun": "", "rerun_rate_hz": 10.0}
+            "topic_timeout_s": 5.0, "extrinsic": [0.0], "rerun": "", "rerun_rate_hz": 10.0,
+            "takeover_topic": "/teleop/takeover"}
 
 
 # What each parameter does (``ros2 param describe``).
@@ -122,6 +129,8 @@ DESCRIPTIONS = {
                  "episode.json; [0.0]: unknown",
     "rerun": "live view of the recorded topics in Rerun: spawn (a viewer) or FILE.rrd; empty: none",
     "rerun_rate_hz": "live view: at most this many messages per topic and second are decoded and shown",
+    "takeover_topic": "std_msgs/Bool of the teleop deadman during policy takeover: recorded when published, its "
+                      "true stretches listed in episode.json (empty: none)",
 }
 
 
@@ -150,7 +159,8 @@ class RecorderNode(Node):
         self.wanted = [t for t in p["topics"] if t]
         if not self.wanted:
             raise ConfigError("topics: expected at least one topic to record, got []")
-        self.optional = [t for t in p["optional_topics"] if t and t not in self.wanted]
+        extra = [p["takeover_topic"]] if p["takeover_topic"] else []
+        self.optional = [t for t in list(p["optional_topics"]) + extra if t and t not in self.wanted]
         self.wanted += self.optional
         self._latched: dict[str, tuple[int, object]] = {}  # topic → its last message (written at each start)
         self._started_mono = time.monotonic()
@@ -165,6 +175,7 @@ class RecorderNode(Node):
         self._closed_until = 0  # messages received before this (wall ns) belong to closed episodes
         self.late = 0  # such messages taken after their episode closed (executor lag > stop_drain_s)
         self._last_seq: dict[str, int] = {}
+        self._takeover = False  # the deadman's last state
         self._single_publisher: dict[str, bool] = {}
         self._sim_time = self.get_parameter("use_sim_time").value
         self._async = ReentrantCallbackGroup()  # stop coroutines and the timers they wait on
@@ -251,6 +262,8 @@ class RecorderNode(Node):
                 self._last_seq[topic] = seq
             if not self.p["serialized"]:  # the naive way, for bench/recorder.py: decode, then encode again
                 data = serialize_message(data)
+            if topic == self.p["takeover_topic"]:  # whether recording or not: an episode may start mid-takeover
+                self._mark_takeover(data, self.get_clock().now().nanoseconds if self._sim_time else rx)
             if self.view is not None and self.view.wants(topic, rx):  # decoded on the writer thread
                 self._queue.put(("view", None, topic, (rx, data)))
             with self._lock:
@@ -265,6 +278,20 @@ class RecorderNode(Node):
             log_ns = self.get_clock().now().nanoseconds if self._sim_time else rx
             self._queue.put(("msg", ep.writer, topic, (log_ns, data)))
         return callback
+
+    def _mark_takeover(self, data: bytes, t_ns: int) -> None:
+        """A deadman message (serialised Bool): open or close a takeover segment of the running episode."""
+        from rclpy.serialization import deserialize_message
+
+        held = bool(deserialize_message(data, Bool).data)
+        with self._lock:
+            ep = self.current
+            if held != self._takeover and ep is not None:
+                if held:
+                    ep.takeover.append([t_ns, None])
+                elif ep.takeover and ep.takeover[-1][1] is None:
+                    ep.takeover[-1][1] = t_ns
+            self._takeover = held
 
     def _episode_of(self, topic: str, sent: int) -> _Episode | None:
         """The episode a message sent at ``sent`` belongs to; call with the lock held."""
@@ -342,6 +369,8 @@ class RecorderNode(Node):
             except BagError as e:
                 return str(e)
             self.current = _Episode(writer, path, self.get_clock().now().nanoseconds)
+            if self._takeover:  # started while someone holds the deadman
+                self.current.takeover.append([self.current.started_ns, None])
             for topic, t in self.types.items():
                 if t:
                     self._queue.put(("topic", writer, topic, None))
@@ -443,6 +472,9 @@ class RecorderNode(Node):
                     "rates_hz": {t: round((counts[t] - 1) / ((b - a) / 1e9), 2) for t, (a, b) in ep.span.items()
                                  if b > a and counts.get(t, 0) > 1 and t not in self._latched},
                     "missing": missing, "lost": ep.lost,
+                    "takeover": [{"start_s": round((a - ep.started_ns) / 1e9, 3),
+                                  "end_s": round(((b or ep.started_ns + int(duration * 1e9)) - ep.started_ns) / 1e9, 3)}
+                                 for a, b in ep.takeover],
                     "extrinsic": list(self.p["extrinsic"]) if len(self.p["extrinsic"]) > 1 else None,
                     "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             (ep.path / EPISODE_META).write_text(json.dumps(meta, indent=2))

@@ -8,6 +8,12 @@ gripper command (0 open, 1 closed) when the gripper button toggles.
 Mapping, deadman, speed scaling: ``runtime/teleop.py``. No Joy message for ``timeout_s`` while moving
 (the device unplugged, the joy driver died) → one zero twist, as on deadman release.
 
+Takeover (DAgger-style corrections while the policy drives): ``takeover_topic`` (std_msgs/Bool) carries
+the deadman's state on every Joy message (false once on a timeout); policy_node pauses while it is
+true and streams this node's twist (point ``twist_topic`` and ``gripper_topic`` at its
+``topics.teleop_twist`` / ``teleop_gripper``), and recorder_node marks the stretch in the episode.
+launch/takeover.launch.py wires it up.
+
 Recording from the device: ``start_button``, ``success_button``, ``failure_button`` and
 ``discard_button`` (-1: unused) call the recorder's ``~/start``, ``~/stop`` (true / false) and
 ``~/discard`` services (``recorder``: the recorder node's name), so the operator never lets go of the
@@ -21,7 +27,7 @@ import numpy as np
 from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Joy
-from std_msgs.msg import Float64
+from std_msgs.msg import Bool, Float64
 
 from std_srvs.srv import SetBool, Trigger
 
@@ -39,6 +45,7 @@ TOPIC_DOCS = {"joy_topic": "sensor_msgs/Joy input (joy_node, spacenav_node)",
               "gripper_topic": "std_msgs/Float64 gripper command (0 open, 1 closed)",
               "frame_id": "frame of the twist", "timeout_s": "no joy message this long: zero twist",
               "recorder": "the recorder node whose services the buttons call",
+              "takeover_topic": "std_msgs/Bool: the deadman's state, for policy_node's takeover (empty: none)",
               "start_button": "joy button: start an episode (-1: none)",
               "success_button": "joy button: stop the episode as a success (-1: none)",
               "failure_button": "joy button: stop the episode as a failure (-1: none)",
@@ -48,7 +55,8 @@ TOPIC_DOCS = {"joy_topic": "sensor_msgs/Joy input (joy_node, spacenav_node)",
 def declared_parameters() -> dict[str, object]:
     """Every parameter the node declares, with its default: topics, then the mapping (TeleopConfig)."""
     p = {"joy_topic": "/joy", "twist_topic": "/servo_node/delta_twist_cmds", "gripper_topic": "/gripper/command",
-         "frame_id": "base_link", "timeout_s": 0.5, "recorder": "/recorder_node", "start_button": -1,
+         "frame_id": "base_link", "timeout_s": 0.5, "recorder": "/recorder_node", "takeover_topic": "",
+         "start_button": -1,
          "success_button": -1, "failure_button": -1, "discard_button": -1}
     for f in dataclasses.fields(TeleopConfig):
         default = getattr(TeleopConfig(), f.name)
@@ -82,7 +90,11 @@ class TeleopNode(Node):
                 (p["failure_button"], SetBool, SetBool.Request(data=False), "stop"),
                 (p["discard_button"], Trigger, Trigger.Request(), "discard")) if b >= 0}
         self._buttons = np.zeros(0, np.int32)
+        if p["takeover_topic"] and self.mapper.cfg.deadman_button < 0:
+            self.destroy_node()
+            raise ConfigError("takeover_topic: expected a deadman_button >= 0 (the takeover is held on it), got -1")
         self.types = M.RosTypes()
+        self.takeover_pub = self.create_publisher(Bool, p["takeover_topic"], 10) if p["takeover_topic"] else None
         self.twist_pub = self.create_publisher(TwistStamped, p["twist_topic"], 10)
         self.gripper_pub = self.create_publisher(Float64, p["gripper_topic"], 10)
         self.create_subscription(Joy, p["joy_topic"], self._on_joy, 10)
@@ -105,6 +117,9 @@ class TeleopNode(Node):
             if b < len(buttons) and buttons[b] and not (b < len(self._buttons) and self._buttons[b]):
                 self._call_recorder(client, request, name)
         self._buttons = buttons
+        if self.takeover_pub is not None:
+            d = self.mapper.cfg.deadman_button
+            self.takeover_pub.publish(Bool(data=bool(d < len(buttons) and buttons[d])))
         if cmd.gripper is not None:
             self.gripper_pub.publish(Float64(data=cmd.gripper))
         if cmd.active:
@@ -129,6 +144,8 @@ class TeleopNode(Node):
         if self.moving and self.last_joy_ns is not None and now - self.last_joy_ns > self.p["timeout_s"] * 1e9:
             self.get_logger().warning(f"{self.p['joy_topic']}: silent for {self.p['timeout_s']} s; stopping")
             self._send(np.zeros(6))
+            if self.takeover_pub is not None:
+                self.takeover_pub.publish(Bool(data=False))
 
 
 def main(args=None) -> None:

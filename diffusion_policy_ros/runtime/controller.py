@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from .. import constants as C
 from ..constants import NS
@@ -39,7 +40,7 @@ from ..embodiment.aerial import AerialConfig, AerialManipulator
 from ..embodiment.arm import ArmTracker
 from ..embodiment.base import AerialEmbodiment, ArmEmbodiment
 from ..errors import ConfigError, NonFiniteActionError, ObservationError
-from ..geometry import quat_xyzw_to_rot6d, rot6d_to_matrix
+from ..geometry import matrix_to_rot6d, quat_xyzw_to_rot6d, rot6d_to_matrix
 from ..perception.force import WrenchProcessor
 from ..perception.image import prepare_rgb
 from ..perception.pointcloud import CameraModel, PointCloudPipeline
@@ -67,7 +68,7 @@ class Command:
 
 @dataclass
 class CycleResult:
-    # "command" | "hold" | "waiting" (nothing to send) | "running" (the current chunk continues) |
+    # "command" | "hold" | "takeover" (a person drives: teleop) | "waiting" (nothing to send) | "running" (the current chunk continues) |
     # "late" (the chunk was entirely due before it could take over: not sent) | "dropped" (a plan from
     # before a reset/disable: never sent)
     status: str
@@ -177,6 +178,7 @@ class PolicyRuntime:
         self._generation = 0
         self._latencies: deque[int] = deque(maxlen=cfg.execution.latency_window)
         self._commanding = False
+        self._teleop = False  # a person drives (``teleop``) until ``resume``
         self._gripper_cmd = 0.0
         self.stats = RuntimeStats(rejected={k: 0 for k in streams})
         self.limits = self._limits() if not self.ee_output else None
@@ -402,7 +404,7 @@ class PolicyRuntime:
         ``clear_observations`` also the buffered samples, for when time restarts (a new sim episode, a
         looped bag, a clock that jumped back): older stamps would otherwise be rejected as out of order."""
         self.scheduler.reset()
-        self._prev, self._commanding, self._last_plan_ns = None, False, None
+        self._prev, self._commanding, self._last_plan_ns, self._teleop = None, False, None, False
         self._generation += 1
         if clear_observations:
             self.fault = None
@@ -777,6 +779,75 @@ class PolicyRuntime:
     def _latest_joints(self) -> np.ndarray:
         with self._lock:
             return np.asarray(self._latest["joints"][1], float).copy()
+
+    # --- takeover (a person drives; DAgger-style corrections) ------------------------------------------
+    def teleop(self, now_ns: int, twist: np.ndarray, gripper: float | None = None) -> CycleResult:
+        """A person holds the deadman: the policy is paused (a chunk still being computed is dropped at
+        commit) and the end effector moves at ``twist`` (6: linear m/s, angular rad/s, base frame) from
+        where the command is at ``now_ns`` + action latency: that point, then two waypoints one and two
+        periods on (joint outputs through the same IK tracker as the policy's chunks), limited like every
+        command, so the hand-over never jumps. Call it every command period while the deadman is held; ``resume``
+        on release. ``gripper``: 0 open … 1 closed, or None to keep the commanded one."""
+        v = np.asarray(twist, np.float64).reshape(-1)
+        if v.shape != (6,) or not np.isfinite(v).all():
+            raise ObservationError(f"teleop twist: expected 6 finite values, got {v.tolist()}")
+        if not self._teleop:
+            self._teleop = True
+            self._generation += 1  # drop a chunk computed for the policy's own plan
+        self._prev = None
+        t = int(now_ns) + self.scheduler.latency
+        running = self.scheduler.current
+        try:
+            if running is not None:
+                current = running.at(t)
+            elif self.ee_output:
+                current = self._measured_pose()
+                current = np.concatenate((current, [self._gripper_cmd])) if self.action_has_gripper else current
+            else:
+                current = self._latest_joints()
+        except (KeyError, ObservationError):
+            return CycleResult("waiting", reason="takeover: no measured state yet")
+        pose = current[:C.EE_POSE_DIM] if self.ee_output else self.arm.fk(
+            torch.as_tensor(current[:self.arm.dof], dtype=torch.float64)).numpy()
+        steps = np.array([0.0, 1.0, 2.0]) * self.period / NS
+        rot = rot6d_to_matrix(torch.as_tensor(pose[3:9], dtype=torch.float64)).numpy()
+        targets = np.stack([np.concatenate((pose[:3] + v[:3] * dt, matrix_to_rot6d(torch.as_tensor(
+            Rotation.from_rotvec(v[3:] * dt).as_matrix() @ rot)).numpy())) for dt in steps])
+        if self.ee_output:
+            values = targets
+            if len(current) > C.EE_POSE_DIM:
+                g = current[C.EE_POSE_DIM] if gripper is None else float(np.clip(gripper, 0.0, 1.0))
+                values = np.concatenate((targets, np.full((3, 1), g)), axis=1)
+        else:
+            q0 = torch.as_tensor(current[:self.arm.dof], dtype=torch.float64)[None]
+            with torch.no_grad():
+                q = self.tracker.rollout(torch.as_tensor(targets[None, 1:]), q0)[0].numpy()
+            values = np.concatenate((current[None, :self.arm.dof], q))
+            if self.gripper:
+                e = self.cfg.embodiment
+                g = current[-1] if gripper is None else e.gripper_open + float(np.clip(gripper, 0, 1)) * (
+                    e.gripper_closed - e.gripper_open)
+                values = np.concatenate((values, np.full((3, 1), g)), axis=1)
+        traj = TimedTrajectory(t + (steps * NS).astype(np.int64), values)
+        result = CycleResult("takeover", reason="takeover: teleop drives, the policy is paused")
+        try:
+            traj = self._make_safe(traj, int(now_ns), result)
+        except (UnsafeCommandError, ObservationError) as e:
+            return self.hold(now_ns, f"takeover: {e}")
+        self.scheduler.current = traj
+        self._commanding = True
+        result.command = self._split(Command("trajectory", self.output_names, traj, int(now_ns), result.reason))
+        return result
+
+    def resume(self) -> None:
+        """The deadman released: the policy plans again at the next cycle, from the observation then,
+        handing over from where the teleop command is (the running trajectory is kept)."""
+        self._teleop = False
+        self._prev, self._last_plan_ns = None, None
+
+    @property
+    def in_takeover(self) -> bool:
+        return self._teleop
 
     def hold(self, now_ns: int, reason: str) -> CycleResult:
         """No new trajectory: if we were commanding, hold where the running trajectory is now."""
