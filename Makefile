@@ -10,7 +10,7 @@ APT_PACKAGES := libusb-1.0-0 libosmesa6 cmake g++
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup demo test apt bench press-comparison clean
+.PHONY: setup setup-metaworld test-metaworld demo test apt bench press-comparison clean
 
 setup: apt $(STAMP)
 
@@ -38,6 +38,23 @@ $(STAMP): setup.py
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q -e ".[ros,perception,sim,fast,view,test,lerobot]" $(TORCH)
 	@touch $(STAMP)
+
+# Meta-World 3.1.1 pins mujoco 3.3.0 (the project pins 3.14.0: closed-loop results move with MuJoCo's
+# version), so it gets an environment of its own, with this package but not its `sim` extra.
+MW_VENV := .venv-metaworld
+MW_STAMP := $(MW_VENV)/.setup-done
+setup-metaworld: apt $(MW_STAMP)
+
+$(MW_STAMP): setup.py
+	@test -x $(MW_VENV)/bin/python || $(PYTHON) -m venv $(MW_VENV)
+	$(MW_VENV)/bin/python -m pip install -q --upgrade pip wheel setuptools
+	$(MW_VENV)/bin/python -m pip install -q $(TORCH)
+	$(MW_VENV)/bin/python -m pip install -q -e ".[fast,test]" "metaworld==3.1.1" $(TORCH)
+	@touch $@
+
+# The Meta-World adapter's tests, in its environment (`make test` skips them: Meta-World is not there).
+test-metaworld: setup-metaworld
+	$(MW_VENV)/bin/python -m pytest -q test/test_metaworld.py
 
 demo: setup
 	$(VENV)/bin/dpros demo --out demo_out
@@ -67,4 +84,4 @@ press-comparison: setup
 	MUJOCO_GL=osmesa $(PY) bench/press_force.py
 
 clean:
-	rm -rf $(VENV) demo_out bench_out *.egg-info
+	rm -rf $(VENV) $(MW_VENV) demo_out bench_out *.egg-info

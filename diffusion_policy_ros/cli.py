@@ -54,6 +54,21 @@ def _parse_sets(items: list[str]) -> dict:
 
 
 def _cmd_collect(args) -> int:
+    from .sim.metaworld_tasks import is_metaworld
+
+    if is_metaworld(args.task):  # in .venv-metaworld (make setup-metaworld)
+        from .sim import metaworld_tasks as MW
+
+        if args.format != "zarr":
+            raise ConfigError(f"--format: Meta-World tasks collect to zarr only, got {args.format}")
+        summary = MW.collect(args.task, args.episodes, args.out, seed=args.seed,
+                             num_points=args.num_points if args.num_points != 256 else MW.NUM_POINTS,
+                             overwrite=args.overwrite, progress=not args.no_progress)
+        print(json.dumps(summary, indent=2) if args.json else
+              f"dataset: {summary['dataset']} ({summary['episodes']} successful expert episodes, {summary['steps']} "
+              f"steps, seeds {summary['seeds'][0]}–{summary['seeds'][1]}; failed: {summary['failed_seeds'] or 'none'}); "
+              f"train with: dpros train dp3 " + " ".join(f"--set {o}" for o in MW.config_overrides()))
+        return 0 if summary["episodes"] == args.episodes else 1
     if args.format == "bags":
         from .sim.record import BagOptions, collect_bags
 
@@ -291,13 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_make_dataset)
 
     co = sub.add_parser("collect", help="record scripted demonstrations in the simulator (zarr, DP3 layout)")
-    co.add_argument("--task", default="push")
+    co.add_argument("--task", default="push", help="a sim task (dpros sim-eval --list), or metaworld/<name> "
+                    "(any Meta-World v3 task; DP3's protocol; run from .venv-metaworld: make setup-metaworld)")
     co.add_argument("--embodiment", default=None,
                     help="default: the task's (arm), or the oracle gripper for the aerial tasks")
     co.add_argument("--episodes", type=int, default=100)
     co.add_argument("--out", required=True, help="zarr store to create")
     co.add_argument("--seed", type=int, default=1000, help="first seed (keep evaluation seeds apart)")
-    co.add_argument("--num-points", type=int, default=256, help="points per cloud (the policy config's)")
+    co.add_argument("--num-points", type=int, default=256, help="points per cloud (the policy config's; "
+                    "Meta-World: 512 unless given)")
     co.add_argument("--overwrite", action="store_true")
     co.add_argument("--no-progress", action="store_true")
     co.add_argument("--json", action="store_true")

@@ -1,0 +1,211 @@
+"""Meta-World v3 tasks under 3D Diffusion Policy's protocol (Ze et al. 2024, arXiv 2403.03954), for
+any Meta-World task name: ``metaworld/<name>`` (``button-press``, ``drawer-open`` …, as Meta-World
+names them without the version suffix).
+
+Meta-World 3.1.1 pins mujoco 3.3.0 while the project pins 3.14.0, so this runs in its own environment
+(``make setup-metaworld`` → ``.venv-metaworld``). Nothing here is per task: the environment, its
+scripted expert (``metaworld.policies``) and its success flag all come from Meta-World by name.
+
+The protocol, as DP3's MetaWorldEnv sets it:
+- camera: Meta-World's ``corner2``, moved to (0.6, 0.295, 0.8) with its orientation from the XML,
+  128×128, near/far planes 0.1 / 1.5 of the model extent;
+- point cloud: every depth pixel, no colour, 512 points by farthest-point sampling; built by this
+  package's ``PointCloudPipeline`` with the camera's pose read from MuJoCo, so the cloud is in the
+  world frame. DP3 builds its cloud in a frame made from camera 0's body and a hand-tuned rotation and
+  crops it there; the world-frame box ``CROP_MIN``/``CROP_MAX`` keeps what that crop keeps (the
+  table top and what stands on it; the floor, the far wall and the robot's base left out);
+- ``agent_pos``: end-effector position and the two finger pads (9 values); actions: the
+  environment's 4-D command (xyz move, gripper effort in [-1, 1]);
+- episodes of 200 steps, success when ``info["success"]`` is true at any step; each seed is its own
+  initial condition (Meta-World's random object and goal positions drawn from that seed).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from ..config import PointCloudConfig
+from ..errors import ConfigError
+from ..perception.pointcloud import CameraModel, PointCloudPipeline
+
+PREFIX = "metaworld/"
+CAMERA = "corner2"
+CAMERA_POS = (0.6, 0.295, 0.8)  # where DP3 puts corner2
+IMAGE_SIZE = 128
+ZNEAR, ZFAR = 0.1, 1.5  # of the model's extent, as DP3 sets them
+EPISODE_STEPS = 200
+NUM_POINTS = 512
+CROP_MIN = (-0.7, 0.2, -0.02)  # world frame (m): table top and above, in front of the robot's base
+CROP_MAX = (0.7, 1.2, 0.8)
+
+
+def _metaworld():
+    try:
+        import metaworld  # noqa: F401
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE
+        from metaworld.policies import ENV_POLICY_MAP
+    except ImportError as e:
+        raise ConfigError(f"Meta-World tasks run in their own environment: make setup-metaworld, then "
+                          f".venv-metaworld/bin/dpros … ({e})") from None
+    return ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE, ENV_POLICY_MAP
+
+
+def task_names() -> list[str]:
+    """Every Meta-World v3 task that has a scripted expert, without the version suffix."""
+    envs, policies = _metaworld()
+    names = {k[: -len("-v3-goal-observable")] for k in envs}
+    return sorted(n for n in names if f"{n}-v3" in policies)
+
+
+def is_metaworld(task: str) -> bool:
+    return task.startswith(PREFIX)
+
+
+@dataclass
+class MetaWorldStep:
+    point_cloud: np.ndarray  # (num_points, 3) world frame
+    agent_pos: np.ndarray  # (9,) end effector, right pad, left pad
+    raw: np.ndarray  # Meta-World's own observation (the expert reads it)
+    success: bool
+
+
+class MetaWorldTask:
+    """One Meta-World task: ``reset(seed)``, ``step(action)``, ``expert(step)``, DP3's observations."""
+
+    def __init__(self, task: str, num_points: int = NUM_POINTS, image_size: int = IMAGE_SIZE):
+        import mujoco
+
+        name = task[len(PREFIX):] if is_metaworld(task) else task
+        envs, policies = _metaworld()
+        key = f"{name}-v3-goal-observable"
+        if key not in envs or f"{name}-v3" not in policies:
+            raise ConfigError(f"task: expected metaworld/<name> with one of {task_names()}, got {task!r}")
+        self.name, self._env_cls, self._policy_cls = name, envs[key], policies[f"{name}-v3"]
+        self.num_points, self.size = num_points, image_size
+        self.env = self._renderer = self._pipe = None
+        self._mujoco = mujoco
+
+    # --- episodes --------------------------------------------------------------------------------
+    def reset(self, seed: int) -> MetaWorldStep:
+        """A fresh environment whose random object and goal positions come from ``seed``."""
+        self.close()
+        mj = self._mujoco
+        self.env = env = self._env_cls(seed=int(seed))
+        env.max_path_length = max(env.max_path_length, EPISODE_STEPS)
+        cam = mj.mj_name2id(env.model, mj.mjtObj.mjOBJ_CAMERA, CAMERA)
+        env.model.cam_pos[cam] = CAMERA_POS
+        env.model.vis.map.znear, env.model.vis.map.zfar = ZNEAR, ZFAR
+        self._cam = cam
+        self._renderer = mj.Renderer(env.model, self.size, self.size)
+        self.expert_policy = self._policy_cls()
+        raw, _ = env.reset()
+        self.steps = 0
+        return self._observe(raw, False)
+
+    def step(self, action: np.ndarray) -> MetaWorldStep:
+        a = np.asarray(action, np.float32).reshape(-1)
+        if a.shape != (4,) or not np.isfinite(a).all():
+            raise ConfigError(f"metaworld action: expected 4 finite values (xyz move, gripper), got {a.tolist()}")
+        raw, _, _, _, info = self.env.step(np.clip(a, -1.0, 1.0))
+        self.steps += 1
+        return self._observe(raw, bool(info.get("success", 0.0)))
+
+    def expert(self, step: MetaWorldStep) -> np.ndarray:
+        """Meta-World's scripted policy for this task, on its own observation."""
+        return np.asarray(self.expert_policy.get_action(step.raw), np.float32)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
+    # --- observations --------------------------------------------------------------------------
+    def camera(self) -> tuple[CameraModel, list[float]]:
+        """The pinhole model (MuJoCo's fovy, centre at (W-1)/2) and the optical frame → world pose."""
+        m, d = self.env.model, self.env.data
+        f = 0.5 * self.size / np.tan(np.radians(m.cam_fovy[self._cam]) / 2)
+        c = (self.size - 1) / 2
+        # MuJoCo cameras look along -z with y up; the optical frame is x right, y down, z forward.
+        r = d.cam_xmat[self._cam].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
+        q = Rotation.from_matrix(r).as_quat()
+        return CameraModel(self.size, self.size, f, f, c, c), [*map(float, d.cam_xpos[self._cam]), *map(float, q)]
+
+    def depth(self) -> np.ndarray:
+        """(H, W) metres along the optical axis from ``corner2`` (0 where nothing is in range)."""
+        r = self._renderer
+        r.enable_depth_rendering()
+        r.update_scene(self.env.data, camera=self._cam)
+        z = r.render().astype(np.float32)
+        far = ZFAR * self.env.model.stat.extent
+        return np.where(z < far * 0.999, z, 0.0).astype(np.float32)
+
+    def _observe(self, raw: np.ndarray, success: bool) -> MetaWorldStep:
+        env = self.env
+        if self._pipe is None:
+            model, extrinsic = self.camera()
+            cfg = PointCloudConfig(num_points=self.num_points, sampling="fps", pixel_stride=1, voxel_size=0.0,
+                                   min_depth=0.01, max_depth=ZFAR * env.model.stat.extent,
+                                   crop_min=CROP_MIN, crop_max=CROP_MAX, extrinsic=tuple(extrinsic))
+            self._pipe = PointCloudPipeline(cfg, model)
+        cloud = self._pipe(self.depth(), seed=0)
+        agent = np.concatenate([env.get_endeff_pos(), env._get_site_pos("rightEndEffector"),
+                                env._get_site_pos("leftEndEffector")]).astype(np.float32)
+        return MetaWorldStep(cloud.astype(np.float32), agent, np.asarray(raw), success)
+
+
+def collect(task: str, episodes: int, out: str | Path, *, seed: int = 1000, num_points: int = NUM_POINTS,
+            overwrite: bool = False, progress: bool = True, max_attempts: int | None = None) -> dict:
+    """DP3's demonstrations: the scripted expert from consecutive seeds, an episode kept only if it
+    succeeds within ``EPISODE_STEPS``, until ``episodes`` are kept → a zarr store in DP3's layout
+    (``point_cloud``, ``state`` = agent_pos, ``action`` 4-D) with the seeds used."""
+    from tqdm import tqdm
+
+    from ..data.replay_buffer import ReplayBuffer
+
+    env = MetaWorldTask(task, num_points=num_points)
+    buf = ReplayBuffer.create(out, overwrite=overwrite)
+    kept, failed, steps, s = [], [], 0, seed
+    limit = max_attempts or 5 * episodes
+    bar = tqdm(total=episodes, desc=f"collect {env.name}", unit="episode", disable=not progress)
+    try:
+        while len(kept) < episodes and s < seed + limit:
+            obs = env.reset(s)
+            clouds, states, actions = [], [], []
+            for _ in range(EPISODE_STEPS):
+                a = env.expert(obs)
+                clouds.append(obs.point_cloud)
+                states.append(obs.agent_pos)
+                actions.append(a)
+                obs = env.step(a)
+                if obs.success:
+                    break
+            if obs.success:
+                buf.add_episode({"point_cloud": np.stack(clouds), "state": np.stack(states),
+                                 "action": np.stack(actions).astype(np.float32)})
+                kept.append(s)
+                steps += len(actions)
+                bar.update(1)
+            else:
+                failed.append(s)
+            s += 1
+    finally:
+        bar.close()
+        env.close()
+    buf.set_provenance(task=f"{PREFIX}{env.name}", demo_seeds=[seed, s - 1], kept_seeds=kept,
+                       protocol="DP3 (arXiv 2403.03954): corner2 camera, 512-point FPS cloud, agent_pos 9, action 4")
+    return {"dataset": str(out), "task": f"{PREFIX}{env.name}", "episodes": len(kept), "steps": steps,
+            "failed_seeds": failed, "seeds": [seed, s - 1]}
+
+
+def config_overrides(num_points: int = NUM_POINTS) -> list[str]:
+    """``dpros train dp3 --set …`` values that fit the DP3 config to these observations and actions."""
+    return [f"policy.observations.point_cloud.shape=[{num_points},3]", "policy.observations.state.shape=[9]",
+            "policy.action.representation=joint", "policy.action.dim=4"]
+
+

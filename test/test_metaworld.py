@@ -1,0 +1,65 @@
+"""The Meta-World adapter (DP3's protocol), where Meta-World imports: `make test-metaworld` runs this in
+.venv-metaworld (Meta-World pins its own MuJoCo); the main environment skips it."""
+import numpy as np
+import pytest
+
+from diffusion_policy_ros import mujoco_gl  # noqa: F401,E402  (before Meta-World imports MuJoCo)
+
+pytest.importorskip("metaworld")
+
+from diffusion_policy_ros.cli import main  # noqa: E402
+from diffusion_policy_ros.data import ReplayBuffer  # noqa: E402
+from diffusion_policy_ros.errors import ConfigError  # noqa: E402
+from diffusion_policy_ros.sim import metaworld_tasks as MW  # noqa: E402
+
+
+def test_every_task_name_builds_with_dp3_observations_and_its_own_expert():
+    names = MW.task_names()
+    assert len(names) == 50 and {"button-press", "drawer-open", "door-open", "coffee-push", "hammer",
+                                 "stick-push"} <= set(names)
+    for name in names:  # the same code for every task: no per-task case
+        env = MW.MetaWorldTask(MW.PREFIX + name)
+        try:
+            obs = env.reset(1000)
+            assert obs.point_cloud.shape == (512, 3) and obs.agent_pos.shape == (9,)
+            lo, hi = np.array(MW.CROP_MIN), np.array(MW.CROP_MAX)
+            assert ((obs.point_cloud >= lo - 1e-6) & (obs.point_cloud <= hi + 1e-6)).all(), name
+            assert len(np.unique(obs.point_cloud, axis=0)) > 256, name  # a real cloud, not padding
+            a = env.expert(obs)
+            assert a.shape == (4,) and np.isfinite(a).all()
+            assert np.isfinite(env.step(a).point_cloud).all()
+        finally:
+            env.close()
+    with pytest.raises(ConfigError, match="metaworld/<name>"):
+        MW.MetaWorldTask("metaworld/not-a-task")
+
+
+def test_the_cloud_is_in_the_world_frame_and_the_end_effector_is_in_it():
+    env = MW.MetaWorldTask("metaworld/button-press")
+    try:
+        obs = env.reset(1000)
+        # The gripper's own points lie by the end effector and both finger pads (agent_pos, world frame):
+        # within a few cm, the spacing of 512 farthest points; a wrong frame puts them decimetres away.
+        for part in obs.agent_pos.reshape(3, 3):
+            near = np.linalg.norm(obs.point_cloud - part, axis=1).min()
+            assert near < 0.06, near
+        # Seeds are initial conditions: the same seed → the same scene, another → another.
+        again = env.reset(1000).point_cloud
+        other = env.reset(1001).point_cloud
+        assert np.array_equal(obs.point_cloud, again) and not np.array_equal(obs.point_cloud, other)
+    finally:
+        env.close()
+
+
+def test_collect_keeps_successful_expert_episodes_with_their_seeds(tmp_path):
+    out = tmp_path / "bp.zarr"
+    assert main(["collect", "--task", "metaworld/button-press", "--episodes", "2", "--out", str(out),
+                 "--seed", "1000", "--no-progress", "--json"]) == 0
+    buf = ReplayBuffer.open(out)
+    assert buf.n_episodes == 2 and set(buf.keys) == {"point_cloud", "state", "action"}
+    data = buf.load(buf.keys)
+    assert data["point_cloud"].shape[1:] == (512, 3) and data["state"].shape[1:] == (9,)
+    assert data["action"].shape[1:] == (4,) and np.isfinite(data["action"]).all()
+    assert np.all(np.diff(buf.episode_ends) <= MW.EPISODE_STEPS)
+    p = buf.provenance
+    assert p["task"] == "metaworld/button-press" and p["demo_seeds"][0] == 1000 and len(p["kept_seeds"]) == 2
