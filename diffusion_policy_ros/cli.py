@@ -187,6 +187,21 @@ def _cmd_sim_eval(args) -> int:
     if args.list:
         print(_sim_list())
         return 0
+    from .sim.metaworld_tasks import is_metaworld
+
+    if is_metaworld(args.task):  # in .venv-metaworld; lockstep, DP3's evaluation (no --ros/--delay-ms yet)
+        from .sim.metaworld_tasks import evaluate as evaluate_mw
+
+        if args.ros or args.delay_ms != "0" or args.set or args.guidance is not None:
+            raise ConfigError("metaworld tasks: --ros, --delay-ms, --set and --guidance are not supported yet "
+                              "(lockstep, the policy called directly)")
+        summary = evaluate_mw(args.task, str(resolve_shipped_checkpoint(args.checkpoint)), args.episodes,
+                              args.seed, progress=not args.no_progress)
+        lo, hi = summary["ci95"]
+        print(json.dumps(summary, indent=2) if args.json else
+              f"{summary['task']}: {summary['successes']}/{summary['episodes']} ({100 * lo:.1f}–{100 * hi:.1f} %), "
+              f"seeds {summary['seeds'][0]}–{summary['seeds'][1]}, inference p50 {summary['p50_inference_ms']:.0f} ms")
+        return 0
     sets = _parse_sets(args.set)
     if args.guidance is not None:
         sets["guidance.strength"] = args.guidance

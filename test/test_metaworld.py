@@ -63,3 +63,18 @@ def test_collect_keeps_successful_expert_episodes_with_their_seeds(tmp_path):
     assert np.all(np.diff(buf.episode_ends) <= MW.EPISODE_STEPS)
     p = buf.provenance
     assert p["task"] == "metaworld/button-press" and p["demo_seeds"][0] == 1000 and len(p["kept_seeds"]) == 2
+
+
+def test_a_checkpoint_trained_on_collected_demos_evaluates_deterministically(tmp_path):
+    from diffusion_policy_ros.config import load_config
+    from diffusion_policy_ros.train import Trainer
+
+    cfg = load_config("dp3", variant="small", overrides=[o.replace("512", "256") for o in MW.config_overrides()] + [
+        "train.max_steps=10", "train.checkpoint_every=10", "train.val_every=10", "train.warmup_steps=2"])
+    # The small variant reads 256 points: collect's clouds are 512, so collect again at 256.
+    MW.collect("metaworld/button-press", 2, tmp_path / "bp256.zarr", seed=1000, num_points=256, progress=False)
+    ckpt = Trainer(cfg, tmp_path / "bp256.zarr", tmp_path / "run", progress=False).run()
+    a = MW.evaluate("metaworld/button-press", ckpt, 1, 5000, progress=False)
+    b = MW.evaluate("metaworld/button-press", ckpt, 1, 5000, progress=False)
+    assert a["episodes_detail"] == b["episodes_detail"] and 0 < a["episodes_detail"][0]["steps"] <= MW.EPISODE_STEPS
+    assert a["seeds"] == [5000, 5000] and 0.0 <= a["success_rate"] <= 1.0

@@ -205,7 +205,58 @@ def collect(task: str, episodes: int, out: str | Path, *, seed: int = 1000, num_
 
 def config_overrides(num_points: int = NUM_POINTS) -> list[str]:
     """``dpros train dp3 --set …`` values that fit the DP3 config to these observations and actions."""
-    return [f"policy.observations.point_cloud.shape=[{num_points},3]", "policy.observations.state.shape=[9]",
+    return [f"policy.observations.point_cloud.shape=[{num_points},3]", "policy.observations.agent_pos.shape=[9]",
             "policy.action.representation=joint", "policy.action.dim=4"]
 
 
+
+
+def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sampling_seed: int = 0,
+             progress: bool = True) -> dict:
+    """Closed-loop success of a checkpoint trained on ``collect``'s data, as DP3 evaluates: n_obs_steps
+    observations (the first repeated at the start), the first n_action_steps actions of each chunk
+    executed, ``EPISODE_STEPS`` steps, success at any step. Lockstep, the policy called directly (not
+    yet through ``PolicyRuntime``: its outputs are poses and joint trajectories, Meta-World's are 4-D
+    moves). Seeds ``seed`` … ``seed + episodes - 1``; sampling seeded ``sampling_seed`` + chunk index."""
+    import time
+    from collections import deque
+
+    from tqdm import tqdm
+
+    from ..policy import Policy
+    from .stats import wilson_ci95
+
+    policy = Policy.from_checkpoint(checkpoint)
+    pc = policy.cfg
+    keys = {k: (s.dataset_key or k) for k, s in pc.observations.items()}
+    env = MetaWorldTask(task, num_points=pc.observations[next(k for k, s in pc.observations.items()
+                                                               if s.type == "point_cloud")].shape[0])
+    results, latencies = [], []
+    try:
+        for s in tqdm(range(seed, seed + episodes), desc=f"eval {env.name}", unit="episode", disable=not progress):
+            obs = env.reset(s)
+            history = deque([obs] * pc.n_obs_steps, maxlen=pc.n_obs_steps)
+            success, chunk_i, steps = False, 0, 0
+            while steps < EPISODE_STEPS and not success:
+                batch = {k: np.stack([o.point_cloud if keys[k] == "point_cloud" else o.agent_pos for o in history])
+                         for k in keys}
+                t0 = time.perf_counter()
+                chunk = policy.predict(batch, seed=sampling_seed + chunk_i)
+                latencies.append((time.perf_counter() - t0) * 1e3)
+                chunk_i += 1
+                for a in chunk:
+                    obs = env.step(a)
+                    history.append(obs)
+                    steps += 1
+                    success = success or obs.success
+                    if success or steps >= EPISODE_STEPS:
+                        break
+            results.append({"seed": s, "success": success, "steps": steps})
+    finally:
+        env.close()
+    wins = sum(r["success"] for r in results)
+    return {"task": f"{PREFIX}{env.name}", "checkpoint": str(checkpoint), "episodes": episodes,
+            "seeds": [seed, seed + episodes - 1], "sampling_seed": sampling_seed, "successes": wins,
+            "success_rate": wins / max(1, episodes), "ci95": list(wilson_ci95(wins, episodes)),
+            "p50_inference_ms": float(np.percentile(latencies, 50)) if latencies else None,
+            "episodes_detail": results}
