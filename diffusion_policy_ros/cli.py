@@ -62,7 +62,7 @@ def _cmd_collect(args) -> int:
         if args.format != "zarr":
             raise ConfigError(f"--format: Meta-World tasks collect to zarr only, got {args.format}")
         summary = MW.collect(args.task, args.episodes, args.out, seed=args.seed,
-                             num_points=args.num_points if args.num_points != 256 else MW.NUM_POINTS,
+                             num_points=args.num_points or MW.NUM_POINTS,
                              overwrite=args.overwrite, progress=not args.no_progress)
         print(json.dumps(summary, indent=2) if args.json else
               f"dataset: {summary['dataset']} ({summary['episodes']} successful expert episodes, {summary['steps']} "
@@ -81,7 +81,7 @@ def _cmd_collect(args) -> int:
         return 0
     from .sim.experts import collect
 
-    summary = collect(args.task, args.episodes, args.out, seed=args.seed, num_points=args.num_points,
+    summary = collect(args.task, args.episodes, args.out, seed=args.seed, num_points=args.num_points or 256,
                       embodiment=args.embodiment, progress=not args.no_progress, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2) if args.json else
           f"dataset: {summary['dataset']} ({summary['episodes']} episodes, {summary['steps']} steps; "
@@ -328,8 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--episodes", type=int, default=100)
     co.add_argument("--out", required=True, help="zarr store to create")
     co.add_argument("--seed", type=int, default=1000, help="first seed (keep evaluation seeds apart)")
-    co.add_argument("--num-points", type=int, default=256, help="points per cloud (the policy config's; "
-                    "Meta-World: 512 unless given)")
+    co.add_argument("--num-points", type=int, default=None, help="points per cloud (the policy config's; "
+                    "default 256, Meta-World 512 as DP3)")
     co.add_argument("--overwrite", action="store_true")
     co.add_argument("--no-progress", action="store_true")
     co.add_argument("--json", action="store_true")

@@ -29,6 +29,7 @@ from ..io.inputs import runtime_inputs
 from ..perception.pointcloud import extrinsic_matrix
 from ..runtime.controller import PolicyRuntime
 from ..runtime.deployment import build_runtime
+from . import lerobot as L
 from .replay_buffer import ReplayBuffer
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,6 @@ def _raw_sample(rt: PolicyRuntime, samples: dict[str, np.ndarray], color) -> dic
     """What the sensors gave at one step, as a LeRobot dataset stores it (``data/lerobot.py``): the
     newest colour and depth frame, the camera's intrinsics and extrinsic, the wrench as the policy saw
     it (filtered, tared), the measured state."""
-    from . import lerobot as L
-
     out = {}
     if color is not None:
         out[L.COLOR] = color
