@@ -10,7 +10,7 @@ APT_PACKAGES := libusb-1.0-0 libosmesa6 cmake g++
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup setup-metaworld test-metaworld demo test apt bench press-comparison clean
+.PHONY: setup setup-metaworld test-metaworld bench-metaworld demo test apt bench press-comparison clean
 
 setup: apt $(STAMP)
 
@@ -55,6 +55,11 @@ $(MW_STAMP): setup.py
 # The Meta-World adapter's tests, in its environment (`make test` skips them: Meta-World is not there).
 test-metaworld: setup-metaworld
 	$(MW_VENV)/bin/python -m pytest -q test/test_metaworld.py
+
+# The six-task table against the DP3 paper (docs/metaworld.md): ~20 min a task on 2 cores, cached in
+# bench_out/metaworld (a rerun skips what exists). BENCH_ARGS="--tasks hammer --steps 3000" etc.
+bench-metaworld: setup-metaworld
+	MUJOCO_GL=osmesa $(MW_VENV)/bin/python bench/metaworld_dp3.py $(BENCH_ARGS)
 
 demo: setup
 	$(VENV)/bin/dpros demo --out demo_out

@@ -62,12 +62,14 @@ def _cmd_collect(args) -> int:
         if args.format != "zarr":
             raise ConfigError(f"--format: Meta-World tasks collect to zarr only, got {args.format}")
         summary = MW.collect(args.task, args.episodes, args.out, seed=args.seed,
-                             num_points=args.num_points or MW.NUM_POINTS,
+                             num_points=args.num_points or MW.NUM_POINTS, crop=args.crop, rgb_size=args.rgb_size,
                              overwrite=args.overwrite, progress=not args.no_progress)
         print(json.dumps(summary, indent=2) if args.json else
               f"dataset: {summary['dataset']} ({summary['episodes']} successful expert episodes, {summary['steps']} "
               f"steps, seeds {summary['seeds'][0]}–{summary['seeds'][1]}; failed: {summary['failed_seeds'] or 'none'}); "
-              f"train with: dpros train dp3 " + " ".join(f"--set {o}" for o in MW.config_overrides()))
+              f"train with: dpros train dp3 " + " ".join(f"--set {o}" for o in MW.config_overrides()) +
+              (" (or dpros train dp_image " + " ".join(f"--set {o}" for o in MW.image_config_overrides(args.rgb_size))
+               + ")" if args.rgb_size else ""))
         return 0 if summary["episodes"] == args.episodes else 1
     if args.format == "bags":
         from .sim.record import BagOptions, collect_bags
@@ -330,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--seed", type=int, default=1000, help="first seed (keep evaluation seeds apart)")
     co.add_argument("--num-points", type=int, default=None, help="points per cloud (the policy config's; "
                     "default 256, Meta-World 512 as DP3)")
+    co.add_argument("--crop", choices=("dp3", "world"), default="dp3", help="metaworld tasks: DP3's crop (its "
+                    "oblique box, most of the table top out) or the axis-aligned world box (table top in)")
+    co.add_argument("--rgb-size", type=int, default=84, help="metaworld tasks: colour images (img) of this size "
+                    "for dp_image, 0 for none")
     co.add_argument("--overwrite", action="store_true")
     co.add_argument("--no-progress", action="store_true")
     co.add_argument("--json", action="store_true")

@@ -22,8 +22,7 @@ def test_every_task_name_builds_with_dp3_observations_and_its_own_expert():
         try:
             obs = env.reset(1000)
             assert obs.point_cloud.shape == (512, 3) and obs.agent_pos.shape == (9,)
-            lo, hi = np.array(MW.CROP_MIN), np.array(MW.CROP_MAX)
-            assert ((obs.point_cloud >= lo - 1e-6) & (obs.point_cloud <= hi + 1e-6)).all(), name
+            assert _inside_dp3_box(env, obs.point_cloud).all(), name
             assert len(np.unique(obs.point_cloud, axis=0)) > 256, name  # a real cloud, not padding
             a = env.expert(obs)
             assert a.shape == (4,) and np.isfinite(a).all()
@@ -32,6 +31,37 @@ def test_every_task_name_builds_with_dp3_observations_and_its_own_expert():
             env.close()
     with pytest.raises(ConfigError, match="metaworld/<name>"):
         MW.MetaWorldTask("metaworld/not-a-task")
+
+
+def _inside_dp3_box(env, world_points):
+    """DP3's crop test, redone from its definition: world → corner2's optical frame → DP3's frame."""
+    from diffusion_policy_ros.perception.pointcloud import extrinsic_matrix
+
+    cam = extrinsic_matrix(env.camera()[1])  # optical → world
+    optical = (world_points - cam[:3, 3]) @ cam[:3, :3]
+    frame = env._dp3_frame()
+    p = optical @ frame[:3, :3].T + frame[:3, 3]
+    lo, hi = np.array(MW.DP3_BOUNDS[0]), np.array(MW.DP3_BOUNDS[1])
+    return np.all((p > lo - 1e-5) & (p < hi + 1e-5), axis=1)
+
+
+def test_the_two_crops_keep_what_they_say():
+    clouds = {}
+    for crop in MW.CROPS:
+        env = MW.MetaWorldTask("metaworld/hammer", crop=crop)
+        try:
+            pc = clouds[crop] = env.reset(1000).point_cloud
+            if crop == "dp3":
+                assert _inside_dp3_box(env, pc).all()
+            else:
+                lo, hi = np.array(MW.CROP_MIN), np.array(MW.CROP_MAX)
+                assert ((pc >= lo - 1e-6) & (pc <= hi + 1e-6)).all()
+                assert not _inside_dp3_box(env, pc).all()  # the world box keeps a strip DP3 drops
+        finally:
+            env.close()
+    assert not np.array_equal(clouds["dp3"], clouds["world"])
+    with pytest.raises(ConfigError, match="crop"):
+        MW.MetaWorldTask("metaworld/hammer", crop="table")
 
 
 def test_the_cloud_is_in_the_world_frame_and_the_end_effector_is_in_it():
@@ -56,13 +86,16 @@ def test_collect_keeps_successful_expert_episodes_with_their_seeds(tmp_path):
     assert main(["collect", "--task", "metaworld/button-press", "--episodes", "2", "--out", str(out),
                  "--seed", "1000", "--no-progress", "--json"]) == 0
     buf = ReplayBuffer.open(out)
-    assert buf.n_episodes == 2 and set(buf.keys) == {"point_cloud", "state", "action"}
+    assert buf.n_episodes == 2 and set(buf.keys) == {"point_cloud", "state", "action", "img"}
     data = buf.load(buf.keys)
     assert data["point_cloud"].shape[1:] == (512, 3) and data["state"].shape[1:] == (9,)
+    assert data["img"].shape[1:] == (MW.RGB_SIZE, MW.RGB_SIZE, 3) and data["img"].dtype == np.uint8
+    assert data["img"].std() > 10  # a rendered scene, not a blank frame
     assert data["action"].shape[1:] == (4,) and np.isfinite(data["action"]).all()
     assert np.all(np.diff(buf.episode_ends) <= MW.EPISODE_STEPS)
     p = buf.provenance
     assert p["task"] == "metaworld/button-press" and p["demo_seeds"][0] == 1000 and len(p["kept_seeds"]) == 2
+    assert p["crop"] == "dp3"
 
 
 def test_a_checkpoint_trained_on_collected_demos_evaluates_deterministically(tmp_path):
@@ -73,8 +106,23 @@ def test_a_checkpoint_trained_on_collected_demos_evaluates_deterministically(tmp
         "train.max_steps=10", "train.checkpoint_every=10", "train.val_every=10", "train.warmup_steps=2"])
     # The small variant reads 256 points: collect's clouds are 512, so collect again at 256.
     MW.collect("metaworld/button-press", 2, tmp_path / "bp256.zarr", seed=1000, num_points=256, progress=False)
+    assert cfg.policy.horizon == 4 and cfg.policy.n_action_steps == 3  # DP3's Meta-World recipe
     ckpt = Trainer(cfg, tmp_path / "bp256.zarr", tmp_path / "run", progress=False).run()
     a = MW.evaluate("metaworld/button-press", ckpt, 1, 5000, progress=False)
     b = MW.evaluate("metaworld/button-press", ckpt, 1, 5000, progress=False)
     assert a["episodes_detail"] == b["episodes_detail"] and 0 < a["episodes_detail"][0]["steps"] <= MW.EPISODE_STEPS
     assert a["seeds"] == [5000, 5000] and 0.0 <= a["success_rate"] <= 1.0
+    assert a["crop"] == "dp3" == MW.checkpoint_crop(ckpt)  # evaluation crops as the demonstrations were
+
+
+def test_the_image_column_trains_on_collected_colour_and_evaluates(tmp_path):
+    from diffusion_policy_ros.config import load_config
+    from diffusion_policy_ros.train import Trainer
+
+    MW.collect("metaworld/button-press", 2, tmp_path / "bp.zarr", seed=1000, rgb_size=48, progress=False)
+    cfg = load_config("dp_image", variant="small", overrides=MW.image_config_overrides(48) + [
+        "train.max_steps=4", "train.checkpoint_every=4", "train.val_every=4", "train.warmup_steps=1"])
+    assert tuple(cfg.policy.observations["image"].shape) == (48, 48, 3) and cfg.policy.action.dim == 4
+    ckpt = Trainer(cfg, tmp_path / "bp.zarr", tmp_path / "run", progress=False).run()
+    r = MW.evaluate("metaworld/button-press", ckpt, 1, 5000, progress=False)
+    assert r["crop"] == "dp3" and 0 < r["episodes_detail"][0]["steps"] <= MW.EPISODE_STEPS

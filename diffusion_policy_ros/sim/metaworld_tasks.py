@@ -9,11 +9,14 @@ scripted expert (``metaworld.policies``) and its success flag all come from Meta
 The protocol, as DP3's MetaWorldEnv sets it:
 - camera: Meta-World's ``corner2``, moved to (0.6, 0.295, 0.8) with its orientation from the XML,
   128×128, near/far planes 0.1 / 1.5 of the model extent;
-- point cloud: every depth pixel, no colour, 512 points by farthest-point sampling; built by this
-  package's ``PointCloudPipeline`` with the camera's pose read from MuJoCo, so the cloud is in the
-  world frame. DP3 builds its cloud in a frame made from camera 0's body and a hand-tuned rotation and
-  crops it there; the world-frame box ``CROP_MIN``/``CROP_MAX`` keeps what that crop keeps (the
-  table top and what stands on it; the floor, the far wall and the robot's base left out);
+- point cloud: every depth pixel, no colour, 512 points by farthest-point sampling, returned in the
+  world frame (the camera's pose read from MuJoCo). ``crop="dp3"`` (the default) crops as DP3 does:
+  DP3 rotates corner2's camera-frame points by camera 0's (``topview``) orientation and a hand-tuned
+  rotation (61.4° about x, −7° about y) and keeps its box ``DP3_BOUNDS`` there, a box oblique to the
+  table that drops most of the table top. ``PointCloudPipeline`` crops and samples in that frame (FPS
+  only sees distances, so sampling there and moving the points rigidly to the world frame is sampling
+  in the world frame); ``crop="world"`` is the earlier axis-aligned world box ``CROP_MIN``/``CROP_MAX``
+  (table top included). The crop is stored with the demonstrations and read back at evaluation;
 - ``agent_pos``: end-effector position and the two finger pads (9 values); actions: the
   environment's 4-D command (xyz move, gripper effort in [-1, 1]);
 - episodes of 200 steps, success when ``info["success"]`` is true at any step; each seed is its own
@@ -29,7 +32,7 @@ from scipy.spatial.transform import Rotation
 
 from ..config import PointCloudConfig
 from ..errors import ConfigError
-from ..perception.pointcloud import CameraModel, PointCloudPipeline
+from ..perception.pointcloud import CameraModel, PointCloudPipeline, extrinsic_matrix
 
 PREFIX = "metaworld/"
 CAMERA = "corner2"
@@ -38,8 +41,13 @@ IMAGE_SIZE = 128
 ZNEAR, ZFAR = 0.1, 1.5  # of the model's extent, as DP3 sets them
 EPISODE_STEPS = 200
 NUM_POINTS = 512
-CROP_MIN = (-0.7, 0.2, -0.02)  # world frame (m): table top and above, in front of the robot's base
+RGB_SIZE = 84  # colour from the same camera for the Diffusion Policy column (dp_image), DP3's image size
+CROP_MIN = (-0.7, 0.2, -0.02)  # crop="world" (m): table top and above, in front of the robot's base
 CROP_MAX = (0.7, 1.2, 0.8)
+# crop="dp3": DP3's MetaWorldEnv box (x, y, z min; x, y, z max) in its frame, and that frame's rotations.
+DP3_BOUNDS = ((-0.5, -1.5, -0.795), (1.0, -0.4, 100.0))
+DP3_X_DEG, DP3_Y_DEG = 61.4, -7.0
+CROPS = ("dp3", "world")
 
 
 def _metaworld():
@@ -70,13 +78,26 @@ class MetaWorldStep:
     agent_pos: np.ndarray  # (9,) end effector, right pad, left pad
     raw: np.ndarray  # Meta-World's own observation (the expert reads it)
     success: bool
+    rgb: np.ndarray | None = None  # (rgb_size, rgb_size, 3) uint8 from the same camera, when asked for
+
+    def observation(self, dataset_key: str) -> np.ndarray:
+        """This step's value for a policy observation, by its zarr key (``collect``'s layout)."""
+        value = {"point_cloud": self.point_cloud, "state": self.agent_pos, "img": self.rgb}.get(dataset_key)
+        if value is None:
+            raise ConfigError(f"observation '{dataset_key}': expected one of point_cloud, state, img"
+                              f"{'' if dataset_key != 'img' else ' (img needs rgb_size > 0)'}")
+        return value
 
 
 class MetaWorldTask:
     """One Meta-World task: ``reset(seed)``, ``step(action)``, ``expert(step)``, DP3's observations."""
 
-    def __init__(self, task: str, num_points: int = NUM_POINTS, image_size: int = IMAGE_SIZE):
+    def __init__(self, task: str, num_points: int = NUM_POINTS, image_size: int = IMAGE_SIZE, crop: str = "dp3",
+                 rgb_size: int = 0):
         import mujoco
+
+        if crop not in CROPS:
+            raise ConfigError(f"crop: expected one of {list(CROPS)}, got {crop!r}")
 
         name = task[len(PREFIX):] if is_metaworld(task) else task
         envs, policies = _metaworld()
@@ -84,8 +105,8 @@ class MetaWorldTask:
         if key not in envs or f"{name}-v3" not in policies:
             raise ConfigError(f"task: expected metaworld/<name> with one of {task_names()}, got {task!r}")
         self.name, self._env_cls, self._policy_cls = name, envs[key], policies[f"{name}-v3"]
-        self.num_points, self.size = num_points, image_size
-        self.env = self._renderer = self._pipe = None
+        self.num_points, self.size, self.crop, self.rgb_size = num_points, image_size, crop, int(rgb_size)
+        self.env = self._renderer = self._rgb_renderer = self._pipe = None
         self._mujoco = mujoco
 
     # --- episodes --------------------------------------------------------------------------------
@@ -100,6 +121,8 @@ class MetaWorldTask:
         env.model.vis.map.znear, env.model.vis.map.zfar = ZNEAR, ZFAR
         self._cam = cam
         self._renderer = mj.Renderer(env.model, self.size, self.size)
+        if self.rgb_size > 0:
+            self._rgb_renderer = mj.Renderer(env.model, self.rgb_size, self.rgb_size)
         self.expert_policy = self._policy_cls()
         raw, _ = env.reset()
         self.steps = 0
@@ -118,9 +141,10 @@ class MetaWorldTask:
         return np.asarray(self.expert_policy.get_action(step.raw), np.float32)
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        for r in (self._renderer, self._rgb_renderer):
+            if r is not None:
+                r.close()
+        self._renderer = self._rgb_renderer = None
         if self.env is not None:
             self.env.close()
             self.env = None
@@ -145,30 +169,60 @@ class MetaWorldTask:
         far = ZFAR * self.env.model.stat.extent
         return np.where(z < far * 0.999, z, 0.0).astype(np.float32)
 
+    def rgb(self) -> np.ndarray:
+        """(rgb_size, rgb_size, 3) uint8 colour from ``corner2``."""
+        r = self._rgb_renderer
+        r.update_scene(self.env.data, camera=self._cam)
+        return r.render().copy()
+
+    def _dp3_frame(self) -> np.ndarray:
+        """4×4 optical frame → DP3's crop frame: camera 0's orientation with the optical → MuJoCo camera
+        flip and its body's position (DP3 indexes camera 0, not corner2), then DP3's two rotations."""
+        m = self.env.model
+        a, b = np.radians(DP3_X_DEG), np.radians(DP3_Y_DEG)
+        rx = np.array([[1, 0, 0], [0, np.cos(a), np.sin(a)], [0, -np.sin(a), np.cos(a)]])
+        ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+        t = rx @ ry
+        frame = np.eye(4)
+        frame[:3, :3] = t @ m.cam_mat0[0].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
+        frame[:3, 3] = t @ m.body_pos[m.cam_bodyid[0]]
+        return frame
+
     def _observe(self, raw: np.ndarray, success: bool) -> MetaWorldStep:
         env = self.env
         if self._pipe is None:
             model, extrinsic = self.camera()
+            to_world = extrinsic_matrix(extrinsic)  # optical frame → world
+            if self.crop == "dp3":
+                frame, (lo, hi) = self._dp3_frame(), DP3_BOUNDS
+                self._to_world = to_world @ np.linalg.inv(frame)  # DP3's frame → world (rigid)
+            else:
+                frame, (lo, hi), self._to_world = to_world, (CROP_MIN, CROP_MAX), None
             cfg = PointCloudConfig(num_points=self.num_points, sampling="fps", pixel_stride=1, voxel_size=0.0,
                                    min_depth=0.01, max_depth=ZFAR * env.model.stat.extent,
-                                   crop_min=CROP_MIN, crop_max=CROP_MAX, extrinsic=tuple(extrinsic))
+                                   crop_min=lo, crop_max=hi, extrinsic=tuple(frame.reshape(-1)))
             self._pipe = PointCloudPipeline(cfg, model)
         cloud = self._pipe(self.depth(), seed=0)
+        if self._to_world is not None:
+            cloud = cloud @ self._to_world[:3, :3].T + self._to_world[:3, 3]
         agent = np.concatenate([env.get_endeff_pos(), env._get_site_pos("rightEndEffector"),
                                 env._get_site_pos("leftEndEffector")]).astype(np.float32)
-        return MetaWorldStep(cloud.astype(np.float32), agent, np.asarray(raw), success)
+        rgb = self.rgb() if self._rgb_renderer is not None else None
+        return MetaWorldStep(cloud.astype(np.float32), agent, np.asarray(raw), success, rgb)
 
 
 def collect(task: str, episodes: int, out: str | Path, *, seed: int = 1000, num_points: int = NUM_POINTS,
-            overwrite: bool = False, progress: bool = True, max_attempts: int | None = None) -> dict:
+            crop: str = "dp3", rgb_size: int = RGB_SIZE, overwrite: bool = False, progress: bool = True,
+            max_attempts: int | None = None) -> dict:
     """DP3's demonstrations: the scripted expert from consecutive seeds, an episode kept only if it
     succeeds within ``EPISODE_STEPS``, until ``episodes`` are kept → a zarr store in DP3's layout
-    (``point_cloud``, ``state`` = agent_pos, ``action`` 4-D) with the seeds used."""
+    (``point_cloud``, ``state`` = agent_pos, ``action`` 4-D, ``img`` colour when ``rgb_size`` > 0) with the
+    seeds used and the crop."""
     from tqdm import tqdm
 
     from ..data.replay_buffer import ReplayBuffer
 
-    env = MetaWorldTask(task, num_points=num_points)
+    env = MetaWorldTask(task, num_points=num_points, crop=crop, rgb_size=rgb_size)
     buf = ReplayBuffer.create(out, overwrite=overwrite)
     kept, failed, steps, s = [], [], 0, seed
     limit = max_attempts or 5 * episodes
@@ -176,10 +230,12 @@ def collect(task: str, episodes: int, out: str | Path, *, seed: int = 1000, num_
     try:
         while len(kept) < episodes and s < seed + limit:
             obs = env.reset(s)
-            clouds, states, actions = [], [], []
+            clouds, states, actions, images = [], [], [], []
             for _ in range(EPISODE_STEPS):
                 a = env.expert(obs)
                 clouds.append(obs.point_cloud)
+                if obs.rgb is not None:
+                    images.append(obs.rgb)
                 states.append(obs.agent_pos)
                 actions.append(a)
                 obs = env.step(a)
@@ -187,7 +243,8 @@ def collect(task: str, episodes: int, out: str | Path, *, seed: int = 1000, num_
                     break
             if obs.success:
                 buf.add_episode({"point_cloud": np.stack(clouds), "state": np.stack(states),
-                                 "action": np.stack(actions).astype(np.float32)})
+                                 "action": np.stack(actions).astype(np.float32),
+                                 **({"img": np.stack(images)} if images else {})})
                 kept.append(s)
                 steps += len(actions)
                 bar.update(1)
@@ -197,18 +254,37 @@ def collect(task: str, episodes: int, out: str | Path, *, seed: int = 1000, num_
     finally:
         bar.close()
         env.close()
-    buf.set_provenance(task=f"{PREFIX}{env.name}", demo_seeds=[seed, s - 1], kept_seeds=kept,
+    buf.set_provenance(task=f"{PREFIX}{env.name}", demo_seeds=[seed, s - 1], kept_seeds=kept, crop=crop,
                        protocol="DP3 (arXiv 2403.03954): corner2 camera, 512-point FPS cloud, agent_pos 9, action 4")
     return {"dataset": str(out), "task": f"{PREFIX}{env.name}", "episodes": len(kept), "steps": steps,
-            "failed_seeds": failed, "seeds": [seed, s - 1]}
+            "failed_seeds": failed, "seeds": [seed, s - 1], "crop": crop}
+
+
+def checkpoint_crop(checkpoint: str | Path) -> str:
+    """The crop a checkpoint's demonstrations were made with (stores from before the option: "world")."""
+    from ..checkpoint import read_checkpoint_meta
+
+    crop = (read_checkpoint_meta(checkpoint).get("provenance") or {}).get("crop", "world")
+    if crop not in CROPS:
+        raise ConfigError(f"checkpoint '{checkpoint}': provenance crop expected one of {list(CROPS)}, got {crop!r}")
+    return crop
 
 
 def config_overrides(num_points: int = NUM_POINTS) -> list[str]:
-    """``dpros train dp3 --set …`` values that fit the DP3 config to these observations and actions."""
+    """``dpros train dp3 --set …`` values that fit the DP3 config to these observations and actions, with
+    DP3's Meta-World recipe: horizon 4, 2 observations, 3 actions executed a chunk, every demonstration
+    trained on (DP3's val_ratio 0.02 of 10 episodes rounds to none held out)."""
     return [f"policy.observations.point_cloud.shape=[{num_points},3]", "policy.observations.agent_pos.shape=[9]",
-            "policy.action.representation=joint", "policy.action.dim=4"]
+            "policy.action.representation=joint", "policy.action.dim=4", "policy.horizon=4",
+            "policy.n_obs_steps=2", "policy.n_action_steps=3", "train.val_ratio=0.0"]
 
 
+def image_config_overrides(rgb_size: int = RGB_SIZE) -> list[str]:
+    """``dpros train dp_image --set …`` for the Diffusion Policy column: ``collect``'s colour images, the
+    same state, actions and temporal recipe as the DP3 column (horizon 4, 3 actions a chunk)."""
+    crop = int(round(rgb_size * 0.9 / 2)) * 2  # DP's random crop (76 of 84)
+    return [f"policy.observations.image.shape=[{rgb_size},{rgb_size},3]",
+            f"policy.encoders.image.crop_shape=[{crop},{crop}]", *config_overrides()[1:]]
 
 
 def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sampling_seed: int = 0,
@@ -217,7 +293,8 @@ def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sam
     observations (the first repeated at the start), the first n_action_steps actions of each chunk
     executed, ``EPISODE_STEPS`` steps, success at any step. Lockstep, the policy called directly (not
     yet through ``PolicyRuntime``: its outputs are poses and joint trajectories, Meta-World's are 4-D
-    moves). Seeds ``seed`` … ``seed + episodes - 1``; sampling seeded ``sampling_seed`` + chunk index."""
+    moves). Seeds ``seed`` … ``seed + episodes - 1``; sampling seeded ``sampling_seed`` + chunk index;
+    the clouds cropped as the checkpoint's demonstrations were."""
     import time
     from collections import deque
 
@@ -229,8 +306,10 @@ def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sam
     policy = Policy.from_checkpoint(checkpoint)
     pc = policy.cfg
     keys = {k: (s.dataset_key or k) for k, s in pc.observations.items()}
-    env = MetaWorldTask(task, num_points=pc.observations[next(k for k, s in pc.observations.items()
-                                                               if s.type == "point_cloud")].shape[0])
+    crop = checkpoint_crop(checkpoint)
+    shapes = {s.type: s.shape for s in pc.observations.values()}
+    env = MetaWorldTask(task, num_points=shapes["point_cloud"][0] if "point_cloud" in shapes else NUM_POINTS,
+                        crop=crop, rgb_size=shapes["rgb"][0] if "rgb" in shapes else 0)
     results, latencies = [], []
     try:
         for s in tqdm(range(seed, seed + episodes), desc=f"eval {env.name}", unit="episode", disable=not progress):
@@ -238,8 +317,7 @@ def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sam
             history = deque([obs] * pc.n_obs_steps, maxlen=pc.n_obs_steps)
             success, chunk_i, steps = False, 0, 0
             while steps < EPISODE_STEPS and not success:
-                batch = {k: np.stack([o.point_cloud if keys[k] == "point_cloud" else o.agent_pos for o in history])
-                         for k in keys}
+                batch = {k: np.stack([o.observation(keys[k]) for o in history]) for k in keys}
                 t0 = time.perf_counter()
                 chunk = policy.predict(batch, seed=sampling_seed + chunk_i)
                 latencies.append((time.perf_counter() - t0) * 1e3)
@@ -256,7 +334,7 @@ def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sam
         env.close()
     wins = sum(r["success"] for r in results)
     return {"task": f"{PREFIX}{env.name}", "checkpoint": str(checkpoint), "episodes": episodes,
-            "seeds": [seed, seed + episodes - 1], "sampling_seed": sampling_seed, "successes": wins,
+            "seeds": [seed, seed + episodes - 1], "sampling_seed": sampling_seed, "crop": crop, "successes": wins,
             "success_rate": wins / max(1, episodes), "ci95": list(wilson_ci95(wins, episodes)),
             "p50_inference_ms": float(np.percentile(latencies, 50)) if latencies else None,
             "episodes_detail": results}

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Meta-World under 3D Diffusion Policy's protocol, task by task beside the DP3 paper's Table XVIII.
+For each task: 10 expert demonstrations (seeds 1000 and up, failures skipped), `dpros train dp3` at a
+stated budget, `dpros sim-eval` on held-out seeds (9000 and up, never used for demonstrations or
+tuning) with a fixed sampling seed; `--policies dp3 dp_image` adds the Diffusion Policy column
+(colour images from the same camera, the same recipe). Every step is a `dpros` command (printed as it runs), cached in
+--out: a rerun skips what exists, so tasks can be added one at a time. Runs in .venv-metaworld
+(`make bench-metaworld`); writes results.json, table.md and metaworld.png to --out.
+
+    make bench-metaworld                                   # the six tasks (~20 min each on 2 cores)
+    .venv-metaworld/bin/python bench/metaworld_dp3.py --tasks hammer stick-push --json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# DP3 paper (arXiv 2403.03954, Table XVIII, Meta-World v2, 10 demonstrations): DP3, Diffusion Policy.
+PAPER = {"button-press": (100, 99), "drawer-open": (100, 93), "door-open": (99, 98), "coffee-push": (94, 67),
+         "hammer": (76, 15), "stick-push": (97, 63)}
+DPROS = [sys.executable, "-m", "diffusion_policy_ros.cli"]
+
+
+def dpros(args: list[str], capture: bool = False) -> str:
+    print("$ dpros " + shlex.join(args), file=sys.stderr, flush=True)
+    env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "osmesa"))
+    proc = subprocess.run(DPROS + args, env=env, check=True, text=True,
+                          stdout=subprocess.PIPE if capture else sys.stderr)
+    return proc.stdout if capture else ""
+
+
+def train_args(policy: str, dataset: Path, run: Path, a) -> list[str]:
+    from diffusion_policy_ros.sim.metaworld_tasks import config_overrides, image_config_overrides
+
+    fit = config_overrides(a.points) if policy == "dp3" else image_config_overrides(a.rgb_size)
+    sets = fit + [f"train.max_steps={a.steps}", f"train.batch_size={a.batch}", f"train.lr={a.lr}",
+                  f"train.warmup_steps={a.warmup}"]
+    return ["train", policy, "--dataset", str(dataset), "--out", str(run), "--no-progress",
+            *[x for s in sets for x in ("--set", s)]]
+
+
+def train_and_evaluate(policy: str, d: Path, dataset: Path, a) -> dict:
+    """One column of one row: cached run, its training record and its evaluation."""
+    tag = "" if policy == "dp3" else f"_{policy}"
+    run, train_json, eval_json = d / f"run{tag}", d / f"train{tag}.json", d / f"eval{tag}.json"
+    if not train_json.exists():
+        cmd = train_args(policy, dataset, run, a)
+        t0 = time.monotonic()
+        dpros(cmd)
+        train_json.write_text(json.dumps({"command": "dpros " + shlex.join(cmd), "steps": a.steps,
+                                          "batch": a.batch, "lr": a.lr, "minutes": (time.monotonic() - t0) / 60}))
+        eval_json.unlink(missing_ok=True)  # a new checkpoint: evaluate again
+    trained = json.loads(train_json.read_text())
+    if not eval_json.exists():
+        out = dpros(["sim-eval", "--task", f"metaworld/{d.name}", "--checkpoint", str(run / "checkpoint"),
+                     "--episodes", str(a.episodes), "--seed", str(a.seed), "--no-progress", "--json"], capture=True)
+        eval_json.write_text(out)
+    ev = json.loads(eval_json.read_text())
+    return {"successes": ev["successes"], "episodes": ev["episodes"], "success_rate": ev["success_rate"],
+            "ci95": ev["ci95"], "eval_seeds": ev["seeds"], "sampling_seed": ev["sampling_seed"],
+            "crop": ev.get("crop", "world"), "train": trained, "p50_inference_ms": ev["p50_inference_ms"]}
+
+
+def run_task(task: str, a) -> dict:
+    d = a.out / task
+    d.mkdir(parents=True, exist_ok=True)
+    dataset, collect_json = d / "demos.zarr", d / "collect.json"
+    if not collect_json.exists():
+        out = dpros(["collect", "--task", f"metaworld/{task}", "--episodes", str(a.demos), "--seed",
+                     str(a.demo_seed), "--num-points", str(a.points), "--crop", a.crop, "--rgb-size",
+                     str(a.rgb_size), "--out", str(dataset), "--overwrite",
+                     "--no-progress", "--json"], capture=True)
+        collect_json.write_text(out)
+    collected = json.loads(collect_json.read_text())
+    dp3, dp = PAPER.get(task, (None, None))
+    row = {"task": task, **train_and_evaluate("dp3", d, dataset, a), "demo_seeds": collected["seeds"],
+           "demo_steps": collected["steps"], "paper_dp3": dp3, "paper_dp": dp}
+    row["gap_to_dp3_points"] = None if dp3 is None else round(100 * row["success_rate"] - dp3, 1)
+    if "dp_image" in a.policies:
+        row["dp_image"] = train_and_evaluate("dp_image", d, dataset, a)
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| task | crop | training | ours (DP3) | 95 % interval | DP3 paper | gap | ours (DP, image) | DP paper |",
+             "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        t = r["train"]
+        lo, hi = r["ci95"]
+        gap = "" if r["gap_to_dp3_points"] is None else f"{r['gap_to_dp3_points']:+.0f}"
+        i = r.get("dp_image")
+        image = f"{i['successes']}/{i['episodes']} ({100 * i['success_rate']:.0f} %)" if i else "not run"
+        lines.append(f"| {r['task']} | {r['crop']} | {t['steps']} steps, batch {t['batch']} ({t['minutes']:.0f} min) | "
+                     f"**{r['successes']}/{r['episodes']} ({100 * r['success_rate']:.0f} %)** | "
+                     f"{100 * lo:.1f}–{100 * hi:.1f} % | {r['paper_dp3'] if r['paper_dp3'] is not None else '—'} | "
+                     f"{gap} | {image} | {r['paper_dp'] if r['paper_dp'] is not None else '—'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x = np.arange(len(rows))
+    ours = np.array([100 * r["success_rate"] for r in rows])
+    err = np.array([[100 * (r["success_rate"] - r["ci95"][0]), 100 * (r["ci95"][1] - r["success_rate"])]
+                    for r in rows]).T
+    fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 2, 3.5))
+    w = 0.2
+    ax.bar(x - 1.5 * w, ours, w, yerr=err, capsize=3, label="ours, DP3 (95 % interval)")
+    ax.bar(x - 0.5 * w, [r["paper_dp3"] or 0 for r in rows], w, label="DP3 paper (v2)")
+    ax.bar(x + 0.5 * w, [100 * r["dp_image"]["success_rate"] if r.get("dp_image") else 0 for r in rows], w,
+           label="ours, Diffusion Policy (image)")
+    ax.bar(x + 1.5 * w, [r["paper_dp"] or 0 for r in rows], w, label="Diffusion Policy paper (v2)")
+    ax.set_xticks(x, [r["task"] for r in rows])
+    ax.set_ylabel("success %")
+    ax.set_ylim(0, 105)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(f"Meta-World v3, 10 demonstrations, {rows[0]['crop']} crop, evaluation seeds "
+                 f"{rows[0]['eval_seeds'][0]}–{rows[0]['eval_seeds'][1]}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", nargs="+", default=list(PAPER), help="Meta-World task names (any of the 50)")
+    ap.add_argument("--out", type=Path, default=Path("bench_out/metaworld"))
+    ap.add_argument("--demos", type=int, default=10)
+    ap.add_argument("--demo-seed", type=int, default=1000)
+    ap.add_argument("--points", type=int, default=512)
+    ap.add_argument("--crop", choices=("dp3", "world"), default="dp3", help="dpros collect --crop")
+    ap.add_argument("--rgb-size", type=int, default=84, help="dpros collect --rgb-size (dp_image's images)")
+    ap.add_argument("--policies", nargs="+", choices=("dp3", "dp_image"), default=["dp3"],
+                    help="columns to train: dp3 always; dp_image adds Diffusion Policy on the colour images")
+    ap.add_argument("--steps", type=int, default=1500, help="training steps per task")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", default="3.0e-4")
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--episodes", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=9000, help="first evaluation seed (held out)")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    if a.seed < a.demo_seed + 5 * a.demos and a.demo_seed < a.seed + a.episodes:
+        ap.error(f"--seed: evaluation seeds {a.seed}… overlap the demonstration seeds {a.demo_seed}…")
+    a.out.mkdir(parents=True, exist_ok=True)
+    rows = [run_task(t, a) for t in a.tasks]
+    (a.out / "results.json").write_text(json.dumps(rows, indent=2))
+    (a.out / "table.md").write_text(table(rows))
+    plot(rows, a.out / "metaworld.png")
+    print(json.dumps(rows, indent=2) if a.json else table(rows) + f"\n(results.json, table.md, metaworld.png in {a.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
