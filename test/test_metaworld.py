@@ -126,3 +126,25 @@ def test_the_image_column_trains_on_collected_colour_and_evaluates(tmp_path):
     ckpt = Trainer(cfg, tmp_path / "bp.zarr", tmp_path / "run", progress=False).run()
     r = MW.evaluate("metaworld/button-press", ckpt, 1, 5000, progress=False)
     assert r["crop"] == "dp3" and 0 < r["episodes_detail"][0]["steps"] <= MW.EPISODE_STEPS
+
+
+def test_the_benchmark_script_writes_its_table_plot_and_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "bench" / "metaworld_dp3.py"), "--tasks", "button-press",
+                           "--demos", "1", "--steps", "3", "--warmup", "1", "--episodes", "1", "--rgb-size", "0",
+                           "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=900, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = json.loads(proc.stdout)
+    assert row["task"] == "button-press" and row["paper_dp3"] == 100 and row["paper_dp"] == 99
+    assert row["crop"] == "dp3" and row["eval_seeds"] == [9000, 9000] and row["demo_seeds"][0] == 1000
+    assert row["gap_to_dp3_points"] == round(100 * row["success_rate"] - 100, 1) and "dp_image" not in row
+    assert (tmp_path / "metaworld.png").stat().st_size > 0 and "button-press" in (tmp_path / "table.md").read_text()
+    # Cached: a second run trains and evaluates nothing again.
+    again = subprocess.run([sys.executable, str(root / "bench" / "metaworld_dp3.py"), "--tasks", "button-press",
+                            "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=300, cwd=root)
+    assert again.returncode == 0 and "$ dpros" not in again.stderr
