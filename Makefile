@@ -56,7 +56,7 @@ $(MW_STAMP): setup.py
 test-metaworld: setup-metaworld
 	$(MW_VENV)/bin/python -m pytest -q test/test_metaworld.py
 
-# The six-task table against the DP3 paper (docs/metaworld.md): ~20 min a task on 2 cores, cached in
+# The six-task table against the DP3 paper (docs/metaworld.md): ~15 min a task on 2 cores, cached in
 # bench_out/metaworld (a rerun skips what exists). BENCH_ARGS="--tasks hammer --steps 3000" etc.
 bench-metaworld: setup-metaworld
 	MUJOCO_GL=osmesa $(MW_VENV)/bin/python bench/metaworld_dp3.py $(BENCH_ARGS)

@@ -7,7 +7,7 @@ tuning) with a fixed sampling seed; `--policies dp3 dp_image` adds the Diffusion
 --out: a rerun skips what exists, so tasks can be added one at a time. Runs in .venv-metaworld
 (`make bench-metaworld`); writes results.json, table.md and metaworld.png to --out.
 
-    make bench-metaworld                                   # the six tasks (~20 min each on 2 cores)
+    make bench-metaworld                                   # the six tasks (~15 min each on 2 cores)
     .venv-metaworld/bin/python bench/metaworld_dp3.py --tasks hammer stick-push --json
 """
 from __future__ import annotations
@@ -114,17 +114,19 @@ def plot(rows: list[dict], path: Path) -> None:
     ours = np.array([100 * r["success_rate"] for r in rows])
     err = np.array([[100 * (r["success_rate"] - r["ci95"][0]), 100 * (r["ci95"][1] - r["success_rate"])]
                     for r in rows]).T
-    fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 2, 3.5))
-    w = 0.2
-    ax.bar(x - 1.5 * w, ours, w, yerr=err, capsize=3, label="ours, DP3 (95 % interval)")
-    ax.bar(x - 0.5 * w, [r["paper_dp3"] or 0 for r in rows], w, label="DP3 paper (v2)")
-    ax.bar(x + 0.5 * w, [100 * r["dp_image"]["success_rate"] if r.get("dp_image") else 0 for r in rows], w,
-           label="ours, Diffusion Policy (image)")
-    ax.bar(x + 1.5 * w, [r["paper_dp"] or 0 for r in rows], w, label="Diffusion Policy paper (v2)")
+    fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 4, 3.5))
+    bars = [(ours, err, "ours, DP3 (95 % interval)"), ([r["paper_dp3"] or 0 for r in rows], None, "DP3 paper (v2)")]
+    if any(r.get("dp_image") for r in rows):  # the image column only where it was trained
+        bars.append(([100 * r["dp_image"]["success_rate"] if r.get("dp_image") else 0 for r in rows], None,
+                     "ours, Diffusion Policy (image)"))
+    bars.append(([r["paper_dp"] or 0 for r in rows], None, "Diffusion Policy paper (v2)"))
+    w = 0.8 / len(bars)
+    for i, (h, e, label) in enumerate(bars):
+        ax.bar(x + (i - (len(bars) - 1) / 2) * w, h, w, yerr=e, capsize=3 if e is not None else 0, label=label)
     ax.set_xticks(x, [r["task"] for r in rows])
     ax.set_ylabel("success %")
     ax.set_ylim(0, 105)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # outside: never over a bar
     ax.set_title(f"Meta-World v3, 10 demonstrations, {rows[0]['crop']} crop, evaluation seeds "
                  f"{rows[0]['eval_seeds'][0]}–{rows[0]['eval_seeds'][1]}", fontsize=9)
     fig.tight_layout()
