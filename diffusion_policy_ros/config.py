@@ -626,11 +626,20 @@ class SafetyConfig:
     max_angular_velocity: float = 2.0  # rad/s
     max_linear_acceleration: float = 5.0  # m/s²
     max_angular_acceleration: float = 10.0  # rad/s²
+    # Contact guard (N; 0: off), checked on every wrench sample, between inferences: when the force's
+    # magnitude exceeds it, the running trajectory stops where its command is, and until the force falls
+    # below contact_release × max_contact_force no waypoint may go deeper than that stop point along
+    # the approach (the commanded motion over the last period). The wrench as the policy reads it
+    # (filtered, tared), else as published.
+    max_contact_force: float = 0.0
+    contact_release: float = 0.5  # fraction of max_contact_force below which the guard lets go
 
     def __post_init__(self):
         for name in ("max_linear_velocity", "max_angular_velocity", "max_linear_acceleration",
                      "max_angular_acceleration"):
             _require(getattr(self, name) > 0, f"safety.{name}", "> 0", getattr(self, name))
+        _require(self.max_contact_force >= 0, "safety.max_contact_force", ">= 0 (0: off)", self.max_contact_force)
+        _require(0 <= self.contact_release < 1, "safety.contact_release", "in [0, 1)", self.contact_release)
         _require(len(self.workspace_min) == 3 and len(self.workspace_max) == 3
                  and all(a < b for a, b in zip(self.workspace_min, self.workspace_max)),
                  "safety.workspace_min/workspace_max", "three values each with min < max",

@@ -271,6 +271,29 @@ def test_node_streams_trajectories_holds_on_stale_camera_and_stops_when_disabled
     assert proc.poll() is None
 
 
+def test_contact_guard_stops_the_arm_from_the_wrench_subscription_and_keeps_the_policy_enabled(running):
+    """safety.max_contact_force: a wrench above it → a one-point stop at once (DDPM-100 inferences take
+    ~1 s: the stop does not wait for one), its point still ahead on arrival; one stop while the force
+    stays high; the node stays enabled and goes on commanding."""
+    robot, proc = running(extra=("-p", "sampling.solver:=ddpm", "-p", "sampling.num_inference_steps:=100",
+                                 "-p", "safety.max_contact_force:=20.0"))
+    set_enabled(robot, True, proc)
+    robot.wait_for(lambda tr: len(tr) >= 2)
+    with robot.got:
+        n = len(robot.trajectories)
+        robot.force = [0.0, 0.0, -40.0, 0.0, 0.0, 0.0]
+        pushed = time.monotonic()
+    robot.wait_for(lambda tr: any(len(d.time_from_start_ns) == 1 for _, d in tr[n:]))
+    received = next(t for t, d in robot.trajectories[n:] if len(d.time_from_start_ns) == 1)
+    robot.wait_for(lambda tr: len(tr) >= n + 3)  # the policy goes on
+    with robot.got:
+        assert min(robot.lead_ns) > 0 and robot.jtc.stats.first_point_in_past == 0
+    st = robot.fresh_status()
+    assert st["contact_stops"] == "1" and st["enabled"] == "True" and not st["safety_stop"], st
+    assert received - pushed < float(st["inference_ms_p50"]) / 1e3, (received - pushed, st["inference_ms_p50"])
+    assert proc.poll() is None
+
+
 def test_malformed_messages_are_dropped_and_the_node_keeps_commanding(running):
     robot, proc = running(malformed=True)
     set_enabled(robot, True, proc)

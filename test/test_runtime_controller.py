@@ -402,3 +402,56 @@ def test_takeover_drops_the_plan_in_flight_drives_the_twist_and_resumes_from_the
     assert back.status == "command"
     jump = np.abs(back.command.trajectory.at(now + 1) - teleop_end.at(now + 1))[:3].max()
     assert jump < 0.01, jump
+
+
+def test_contact_guard_stops_the_running_trajectory_and_holds_chunks_at_the_stop_point(force_checkpoint):
+    """safety.max_contact_force: a wrench above it stops the running command where it is (no first point
+    in the past); until the force falls below contact_release × the limit, a chunk that goes deeper
+    along the approach is held at the stop point from its first deeper waypoint; then it passes."""
+    rt = make_runtime(force_checkpoint, sampling={"replan_steps": 1},
+                      safety={"max_contact_force": 20.0, "contact_release": 0.5})
+    rt.set_camera(small_intrinsics())
+    feed(rt, 0, 500 * MS)
+    assert rt.contact_guard(500 * MS) is None  # ~2 N: nothing to do
+    running = rt.step(500 * MS).command.trajectory
+    now = int(running.times_ns[0]) + rt.period  # a period into the running trajectory: it has moved
+    feed(rt, 500 * MS, now - 40 * MS)
+    for t in range(now - 40 * MS, now, 2 * MS):  # a contact: 30 N through the sensor's low-pass filter
+        rt.add_wrench(t, np.array([0.0, 0.0, -30.0, 0.0, 0.0, 0.0]))
+    stop = rt.contact_guard(now)
+    assert stop is not None and stop.status == "hold" and "max_contact_force" in stop.reason
+    traj = stop.command.trajectory
+    t_stop = now + rt.scheduler.latency
+    assert traj.times_ns[0] > t_stop  # delivered before it is due: no jump
+    np.testing.assert_allclose(traj.values[0], running.at(t_stop), atol=1e-12)
+    assert rt.contact_guard(now + 2 * MS) is None and rt.stats.contact_stops == 1  # once, not every sample
+    # A chunk that keeps going the way the arm was moving: held at the stop point from the first deeper waypoint.
+    here, before = rt._ee_positions(np.stack((running.at(t_stop), running.at(t_stop - rt.period))))
+    assert np.linalg.norm(here - before) > 1e-4
+    approach = (here - before) / np.linalg.norm(here - before)
+    q_stop = running.at(t_stop)
+    dq = q_stop - running.at(t_stop - rt.period)
+    chunk = q_stop + np.arange(-1, 7)[:, None] * dq  # one waypoint back, then deeper and deeper
+    plan = Plan(now, now, chunk, np.zeros((rt.pcfg.horizon, rt.pcfg.action.dim)), rt._generation)
+    res = rt.commit(plan, now + 10 * MS)
+    assert res.status == "command" and rt.stats.contact_clipped == 1
+    sent = res.command.trajectory
+    depth = (rt._ee_positions(sent.values) - here) @ approach
+    assert depth.max() <= 1e-5
+    assert (sent.values[-3:] == sent.values[-1]).all()  # it holds there
+    np.testing.assert_allclose(sent.velocities[-1], 0)
+    # The force falls below 10 N: the guard lets go and the same chunk goes through.
+    for t in range(now, now + 100 * MS, 2 * MS):
+        rt.add_wrench(t, np.zeros(6))
+    assert rt.contact_guard(now + 100 * MS) is None
+    res = rt.commit(Plan(now + 100 * MS, now + 100 * MS, chunk, plan.full, rt._generation), now + 110 * MS)
+    assert rt.stats.contact_clipped == 1
+    assert ((rt._ee_positions(res.command.trajectory.values) - here) @ approach).max() > 1e-3
+
+
+def test_contact_guard_is_off_by_default(runtime):
+    feed(runtime, 0, 500 * MS)
+    runtime.step(500 * MS)
+    for t in range(500 * MS, 600 * MS, 2 * MS):
+        runtime.add_wrench(t, np.array([0.0, 0.0, -150.0, 0.0, 0.0, 0.0]))
+    assert runtime.contact_guard(600 * MS) is None and runtime.stats.contact_stops == 0

@@ -235,6 +235,28 @@ def test_shipped_press_checkpoint_seats_the_part_by_feel():
     assert summary["successes"] == 2, summary["per_episode"]
 
 
+def test_contact_guard_caps_the_press_force_in_the_simulator():
+    """safety.max_contact_force below the band the policy presses to: the guard stops the arm on the
+    sim's wrench, between inferences, and the spring never reaches what the policy alone presses to."""
+    from diffusion_policy_ros.runtime.deployment import build_runtime, load_policy
+    from diffusion_policy_ros.sim.closed_loop import policy_episode
+    from diffusion_policy_ros.sim.env import eval_config
+
+    ckpt = str(resolve_shipped_checkpoint("press_dp3_force"))
+    peaks = {}
+    for limit in (0.0, 8.0):
+        cfg = eval_config("press", ckpt, None, None, {"sampling.replan_steps": 2, "sampling.seed": 0,
+                                                       "safety.max_contact_force": limit})
+        env = SimEnv("press", cfg)
+        try:
+            ep = policy_episode(env, build_runtime(cfg, load_policy(cfg, ckpt), arm=env.kin), seed=0)
+            peaks[limit] = (env.task.peak, ep.contact_stops, ep.first_point_in_past)
+        finally:
+            env.close()
+    assert peaks[0.0][0] >= 12.0 and peaks[0.0][1] == 0, peaks  # the policy alone presses into the band
+    assert peaks[8.0][1] >= 1 and peaks[8.0][0] < 11.0 and peaks[8.0][2] == 0, peaks
+
+
 def test_hold_timer_counts_a_steady_hold_not_a_pass_through():
     from diffusion_policy_ros.sim.task_parts import HoldTimer
 

@@ -17,6 +17,9 @@ is true, the policy is paused and the node streams the teleop twist (``topics.te
 where the command is, through the same limits; on release the policy plans again from there.
 Safety stops (hold where the command is, disable, ERROR in diagnostics until enabled again): a wrench
 beyond ``force.force_limit``/``torque_limit``, ``topics.estop`` true, ``topics.program_running`` false.
+Contact guard (``safety.max_contact_force`` > 0): on the wrench sample that exceeds it, the running
+trajectory stops where its command is (published from the subscription, while an inference runs) and
+chunks go no deeper until the force falls back; the policy stays enabled.
 Status: ``/diagnostics`` (diagnostic_msgs/DiagnosticArray) once a second.
 """
 from __future__ import annotations
@@ -250,6 +253,8 @@ class PolicyNode(Node):
                 return
             if self.runtime.fault is not None and self.enabled.is_set():
                 self.safety_stop(self.runtime.fault)
+            elif inp.name == "wrench" and self.cfg.safety.max_contact_force > 0:
+                self._contact_guard()
             if stream == self._trigger_stream:
                 self._arrived.set()
         return callback
@@ -552,6 +557,20 @@ class PolicyNode(Node):
                     f"(require_subscriber:=false to skip this check)")
         return ""
 
+    def _contact_guard(self) -> None:
+        """On a wrench sample, in the subscription's thread (an inference may be running): the contact
+        guard's stop, published at once (safety.max_contact_force)."""
+        with self._enable_lock:
+            if not self.enabled.is_set():
+                return
+            now = self.get_clock().now().nanoseconds
+            res = self.runtime.contact_guard(now)
+            if res is None or res.command is None:
+                return
+            self.last_status, self.last_reason = res.status, res.reason
+            self._publish(res.command, now)
+        self.get_logger().warning(res.reason, throttle_duration_sec=2.0)
+
     def safety_stop(self, reason: str) -> None:
         """Hold where the command is now, disable, and report ``reason`` as an error until enabled again."""
         with self._enable_lock:
@@ -616,6 +635,7 @@ class PolicyNode(Node):
                "predicted_latency_ms": f"{self.runtime.predicted_latency_ns() / 1e6:.1f}",
                "late": str(st.late), "execution": f"{self.cfg.execution.mode}+{self.cfg.execution.consistency}",
                "cycles": str(st.cycles), "commands": str(st.commands), "holds": str(st.holds),
+               "contact_stops": str(st.contact_stops), "contact_clipped": str(st.contact_clipped),
                "unsynced": str(st.unsynced), "overruns": str(self.overruns)}
         for name, age in self.runtime.ages_ms(now).items():
             out[f"age_ms.{name}"] = "" if age is None else f"{age:.1f}"

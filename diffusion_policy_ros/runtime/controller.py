@@ -49,6 +49,9 @@ from .safety import (CartesianLimits, Limits, UnsafeCommandError, clamp_tool_to_
 from .schedule import ActionScheduler, TimedTrajectory
 from .window import ObservationWindow, StreamSpec
 
+# Contact guard: motion below this (m) is no motion (the approach), and a waypoint counts as deeper than
+# the stop point beyond it (FK round-off is ~1e-12 m).
+CONTACT_MOTION_M = 1e-5
 
 
 @dataclass
@@ -103,6 +106,8 @@ class RuntimeStats:
     rejected: dict[str, int] = field(default_factory=dict)  # per stream: bad or out-of-order samples
     unsynced: int = 0  # cycles skipped: colour and depth further apart than sync_slop
     late: int = 0  # chunks not sent: every waypoint was due before they could take over
+    contact_stops: int = 0  # safety.max_contact_force exceeded: the running trajectory stopped
+    contact_clipped: int = 0  # chunks held at the contact guard's stop point from some waypoint on
 
 
 class PolicyRuntime:
@@ -163,6 +168,10 @@ class PolicyRuntime:
                                          blend_steps=cfg.timing.blend_steps)
         self.wrench = WrenchProcessor(cfg.force) if "wrench" in streams else None
         self.fault: str | None = None  # a latched safety stop (force limit); cleared on reset with observations
+        self._contact_force = 0.0  # |force| of the latest wrench sample (safety.max_contact_force)
+        # the contact guard while it holds: (stop value in output space, its end-effector position,
+        # approach direction: unit vector, or None when the command was not moving)
+        self._contact: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
         self._tare_pending = False  # force.tare_on_enable: zeroing on the first samples after a reset
         self._frames: dict[tuple[str, str], np.ndarray | None] = {}  # wrench-frame transforms (None: joint-dependent)
         self._pose_history: deque = deque(maxlen=64)  # (stamp, ee position): the aerial split's velocity
@@ -299,6 +308,7 @@ class PolicyRuntime:
             f = self.cfg.force
             if np.any(np.abs(w[:3]) > f.force_limit) or np.any(np.abs(w[3:]) > f.torque_limit):
                 self._force_fault(w)
+            self._contact_force = float(np.linalg.norm(w[:3]))
             return
         orientation = None
         if self.cfg.force.tool_mass > 0:
@@ -317,6 +327,7 @@ class PolicyRuntime:
             self._force_fault(np.asarray(wrench, np.float64).reshape(-1))
         if taring:  # the window only ever holds tared values
             return
+        self._contact_force = float(np.linalg.norm(filtered[:3]))
         self._add("wrench", stamp_ns, filtered.astype(np.float32))
 
     def add_observed_wrench(self, stamp_ns: int, wrench: np.ndarray) -> None:
@@ -405,6 +416,7 @@ class PolicyRuntime:
         looped bag, a clock that jumped back): older stamps would otherwise be rejected as out of order."""
         self.scheduler.reset()
         self._prev, self._commanding, self._last_plan_ns, self._teleop = None, False, None, False
+        self._contact, self._contact_force = None, 0.0
         self._generation += 1
         if clear_observations:
             self.fault = None
@@ -530,10 +542,13 @@ class PolicyRuntime:
                                  f"continues")
                 return result
             traj = self._make_safe(traj, publish_ns, result)
+            traj, clipped = self._clip_contact(traj)
         except (UnsafeCommandError, ObservationError) as e:
             self.scheduler.reset()
             return self.hold(publish_ns, str(e))
-        self._prev, self._last_plan_ns = (plan.t_obs_ns, plan.full), plan.started_ns
+        # a clipped chunk is not what the prediction says: the next one is not held to it (RTC, warm start)
+        self._prev = None if clipped else (plan.t_obs_ns, plan.full)
+        self._last_plan_ns = plan.started_ns
         self.scheduler.current = traj
         self._commanding = True
         self.stats.commands += 1
@@ -602,14 +617,15 @@ class PolicyRuntime:
         """→ (executable chunk, full-horizon prediction, number of actions frozen to the running chunk)."""
         s, pc = self.cfg.sampling, self.pcfg
         kwargs = {"seed": s.seed if s.seed >= 0 else None, "full_horizon": True}
-        if s.warm_start_index > 0 and self._prev is not None:
-            shift = int(round((t_obs - self._prev[0]) / self.period))
+        prev, running = self._prev, self.scheduler.current  # read once: the contact guard may change them
+        if s.warm_start_index > 0 and prev is not None:
+            shift = int(round((t_obs - prev[0]) / self.period))
             if 0 <= shift < pc.horizon:
-                kwargs.update(warm_start=self._prev[1], shift=shift, start_index=s.warm_start_index)
+                kwargs.update(warm_start=prev[1], shift=shift, start_index=s.warm_start_index)
         frozen = 0
-        if self.cfg.execution.consistency != "none" and self._commanding and self._prev is not None \
-                and self.scheduler.current is not None:
-            prefix, weights = self._chunk_prefix(t_obs, now_ns)
+        if self.cfg.execution.consistency != "none" and self._commanding and prev is not None \
+                and running is not None:
+            prefix, weights = self._chunk_prefix(t_obs, now_ns, prev, running)
             if weights.any():
                 kwargs.update(prefix=prefix, prefix_weights=weights, prefix_mode=self.cfg.execution.consistency,
                               prefix_max_weight=self.cfg.execution.rtc_max_weight)
@@ -646,18 +662,18 @@ class PolicyRuntime:
         late = int(np.ceil((self.predicted_latency_ns() + self.scheduler.latency) / self.period))
         return min(self.n_action + late, pc.horizon - pc.n_obs_steps + 1)
 
-    def _chunk_prefix(self, t_obs: int, now_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    def _chunk_prefix(self, t_obs: int, now_ns: int, prev, running) -> tuple[np.ndarray, np.ndarray]:
         """Real-time chunking's target and weights for a chunk observed at ``t_obs`` and begun at
         ``now_ns``: the running chunk's world-frame plan at the new chunk's step times, weight 1 on the
         steps that execute before the new chunk can take over (predicted latency + action latency),
         decaying over the rest of the running trajectory, 0 after it (diffusion/chunking.py)."""
         pc = self.pcfg
         steps = (np.arange(pc.horizon) - (pc.n_obs_steps - 1)) * self.period
-        t_prev, full_prev = self._prev
+        t_prev, full_prev = prev
         new_t, old_t = int(t_obs) + steps, int(t_prev) + steps
         prefix = np.stack([np.interp(new_t, old_t, full_prev[:, j]) for j in range(full_prev.shape[1])], -1)
         frozen_until = self.scheduler.handover_ns(now_ns + self.predicted_latency_ns()) + self.scheduler.lead
-        overlap_until = min(self.scheduler.current.end_ns, int(old_t[-1]))
+        overlap_until = min(running.end_ns, int(old_t[-1]))
         weights = prefix_weights(new_t, frozen_until, max(overlap_until, frozen_until), self.period,
                                  self.cfg.execution.consistency)
         return prefix.astype(np.float32), weights
@@ -867,3 +883,68 @@ class PolicyRuntime:
         self.stats.holds += 1
         return CycleResult("hold", self._split(Command("hold", self.output_names, hold, int(now_ns), reason)),
                            reason=reason)
+
+    # --- contact guard (safety.max_contact_force) ---------------------------------------------------
+    def contact_guard(self, now_ns: int) -> CycleResult | None:
+        """Call after every wrench sample. When the force exceeds safety.max_contact_force while a
+        trajectory runs: a stop (status "hold") where the command is at ``now_ns`` + action latency, for
+        the driver to publish at once, between inferences; until the force falls below
+        contact_release × the limit, chunks are held at that stop point from their first waypoint that
+        goes deeper along the approach (``commit``). Otherwise None."""
+        limit, f = self.cfg.safety.max_contact_force, self._contact_force
+        if limit <= 0:
+            return None
+        if self._contact is not None:
+            if f < self.cfg.safety.contact_release * limit:
+                self._contact = None
+            return None
+        running = self.scheduler.current
+        if f <= limit or not self._commanding or running is None or self._teleop:
+            return None
+        t = int(now_ns) + self.scheduler.latency
+        value = running.at(t)
+        here, before = self._ee_positions(np.stack((value, running.at(t - self.period))))
+        approach = here - before
+        if np.linalg.norm(approach) < CONTACT_MOTION_M:  # the command rests: where it presses past the arm
+            try:
+                approach = here - self._measured_pose()[:3]
+            except ObservationError:
+                approach = np.zeros(3)
+        norm = float(np.linalg.norm(approach))
+        self._contact = (value, here, approach / norm if norm >= CONTACT_MOTION_M else None)
+        self._prev = None  # the running plan no longer runs: the next chunk is not held to it
+        stop = TimedTrajectory(np.array([t + self.period // 10], np.int64), value[None])
+        self.scheduler.current = stop
+        self.stats.contact_stops += 1
+        reason = (f"contact guard: force {f:.1f} N > safety.max_contact_force {limit:g} N; stopped, no deeper "
+                  f"until it falls below {self.cfg.safety.contact_release * limit:g} N")
+        return CycleResult("hold", self._split(Command("hold", self.output_names, stop, int(now_ns), reason)),
+                           reason=reason)
+
+    def _ee_positions(self, values: np.ndarray) -> np.ndarray:
+        """(K, 3) end-effector (ee_link) positions of output-space waypoints."""
+        values = np.asarray(values, np.float64)
+        if self.ee_output:
+            return values[:, :3]
+        return self.arm.fk(torch.as_tensor(values[:, :self.arm.dof])).numpy()[:, :3]
+
+    def _clip_contact(self, traj: TimedTrajectory) -> tuple[TimedTrajectory, bool]:
+        """While the contact guard holds: ``traj`` up to its first waypoint deeper than the stop point
+        along the approach (any motion away from it, when the approach is unknown), held there after."""
+        if self._contact is None:
+            return traj, False
+        stop_value, stop, approach = self._contact
+        offset = self._ee_positions(traj.values) - stop
+        depth = offset @ approach if approach is not None else np.linalg.norm(offset, axis=1)
+        deeper = np.flatnonzero(depth > CONTACT_MOTION_M)
+        if not deeper.size:
+            return traj, False
+        k = int(deeper[0])
+        values = np.array(traj.values, np.float64)
+        values[k:] = values[k - 1] if k > 0 else stop_value
+        clipped = TimedTrajectory(traj.times_ns, values)
+        if traj.velocities is not None:
+            first = traj.velocities[0] if k > 1 else np.zeros_like(values[0])
+            clipped = clipped.with_velocities(first)
+        self.stats.contact_clipped += 1
+        return clipped, True

@@ -109,6 +109,10 @@ def policy_episode(env: SimEnv, runtime, seed: int, frames: bool = False, latenc
             runtime.add_ee_pose(t, sim.ee_pose())
         else:
             runtime.add_joints(t, sim.joints())
+        stop = runtime.contact_guard(t)  # on the wrench sample of this tick, between inferences
+        if stop is not None:
+            ep.contact_stops += 1
+            apply(stop, t)
         if pending is not None and t >= pending[1]:
             plan = pending[0]
             apply(runtime.commit(plan, plan.started_ns if stamp_from_observation else t), t)

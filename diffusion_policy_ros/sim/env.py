@@ -87,6 +87,7 @@ class Episode:
     failure: str = ""
     latency_ms: list = field(default_factory=list)  # per command: cycle start → publish, sim time
     late: int = 0  # chunks not sent: entirely due before they could take over
+    contact_stops: int = 0  # safety.max_contact_force exceeded: the running trajectory stopped
     first_point_in_past: int = 0  # trajectories the controller received with their first point past
     max_handover_jump: float = 0.0  # largest step of the commanded position at a hand-over (rad or m)
 

@@ -33,6 +33,7 @@ def summarize(task, embodiment: str, checkpoint, eps: list[Episode], seed: int, 
                "max_handover_jump_rad" if task.embodiment == "arm" else "max_handover_jump_m":
                    max((e.max_handover_jump for e in eps), default=0.0),
                "late_chunks": sum(e.late for e in eps),
+               "contact_stops": sum(e.contact_stops for e in eps),
                "p50_publish_latency_ms": float(np.percentile([m for e in eps for m in e.latency_ms] or [np.nan], 50)),
                "wall_s": wall_s, **extra,
                "per_episode": [{"seed": e.seed, "success": e.success, "steps": e.steps,
