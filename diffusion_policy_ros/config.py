@@ -574,6 +574,9 @@ class ExecutionConfig:
     latency_window: int = 20  # ... over this many
     initial_latency_s: float = 0.2  # predicted latency before any inference was measured
     margin_s: float = 0.1  # start this much earlier than the predicted latency requires (one 10 Hz period)
+    # async: extend each chunk by the steps the predicted latency covers, so it still executes
+    # n_action_steps once it lands | false: n_action_steps, of which the latency eats the first ones
+    extend_by_latency: bool = True
     rtc_max_weight: float = 1.0  # RTC's guidance-weight cap (β), at most 1 in this identity-Jacobian form
 
     def __post_init__(self):

@@ -455,3 +455,19 @@ def test_contact_guard_is_off_by_default(runtime):
     for t in range(500 * MS, 600 * MS, 2 * MS):
         runtime.add_wrench(t, np.array([0.0, 0.0, -150.0, 0.0, 0.0, 0.0]))
     assert runtime.contact_guard(600 * MS) is None and runtime.stats.contact_stops == 0
+
+
+@pytest.mark.parametrize("extend", [True, False])
+def test_async_chunks_are_extended_by_the_latency_unless_told_not_to(force_checkpoint, extend):
+    rt = make_runtime(force_checkpoint, execution={"initial_latency_s": 0.25, "extend_by_latency": extend})
+    rt.set_camera(small_intrinsics())
+    feed(rt, 0, 500 * MS)
+    plan = rt.begin(500 * MS)
+    # 250 ms of inference + the action latency: the first ceil(latency / period) waypoints are due
+    # before the chunk lands; extended, it still has n_action_steps after them.
+    late = int(np.ceil((250 * MS + rt.scheduler.latency) / rt.period))
+    expected = min(rt.n_action + late, rt.pcfg.horizon - rt.pcfg.n_obs_steps + 1) if extend else rt.n_action
+    assert len(plan.chunk) == expected and (not extend or expected > rt.n_action)
+    traj = rt.commit(plan, 750 * MS).command.trajectory
+    kept = int(np.count_nonzero(traj.times_ns > 750 * MS + rt.scheduler.latency + rt.scheduler.lead))
+    assert kept >= rt.n_action if extend else kept < rt.n_action

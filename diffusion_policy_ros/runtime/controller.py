@@ -656,7 +656,7 @@ class PolicyRuntime:
         """Waypoints sent per chunk. async: n_action_steps plus the steps the predicted latency covers
         (they are due before the chunk lands and dropped), up to the horizon, so a chunk still runs
         n_action_steps once it takes over, whatever the latency; sync: n_action_steps."""
-        if self.cfg.execution.mode != "async":
+        if self.cfg.execution.mode != "async" or not self.cfg.execution.extend_by_latency:
             return self.n_action
         pc = self.pcfg
         late = int(np.ceil((self.predicted_latency_ns() + self.scheduler.latency) / self.period))
