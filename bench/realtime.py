@@ -12,6 +12,7 @@ faithful follower while the next chunk is computed. Execution modes compared in 
                  latency + margin, the chunk extended by the latency; the scheduler's blend only
   async_rtc      the same + real-time chunking guidance (diffusion/chunking.py) — the default
   async_inpaint  the same + replacement inpainting of the frozen prefix
+  async_rtc_noext  async_rtc without the latency extension (execution.extend_by_latency false)
   async_rtc_guard  async_rtc + the contact guard (safety.max_contact_force 17 N: the press band's top,
                  18 N, less the overshoot of one 50 Hz wrench tick); for force tasks
 
@@ -49,10 +50,13 @@ MODES = {  # mode → (overrides, stamp_from_observation)
     "async_blend": ({"execution.mode": "async", "execution.consistency": "none"}, False),
     "async_rtc": ({"execution.mode": "async", "execution.consistency": "rtc"}, False),
     "async_inpaint": ({"execution.mode": "async", "execution.consistency": "inpaint"}, False),
+    "async_rtc_noext": ({"execution.mode": "async", "execution.consistency": "rtc",
+                         "execution.extend_by_latency": False}, False),
     "async_rtc_guard": ({"execution.mode": "async", "execution.consistency": "rtc", "safety.max_contact_force": 17.0},
                         False),
 }
 DEFAULT_MODE = "async_rtc"
+EXTRA_MODES = ("async_rtc_noext", "async_rtc_guard")  # run when asked for (--modes)
 
 
 def run(tasks, modes, delays, episodes: int, seed: int, progress: bool, action_latency_ms: float | None = None) -> dict:
@@ -124,8 +128,8 @@ def plot(result: dict, path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", default=",".join(TASKS))
-    ap.add_argument("--modes", default=",".join(m for m in MODES if m != "async_rtc_guard"),
-                    help=f"comma-separated, of {list(MODES)} (default: all but async_rtc_guard)")
+    ap.add_argument("--modes", default=",".join(m for m in MODES if m not in EXTRA_MODES),
+                    help=f"comma-separated, of {list(MODES)} (default: all but {list(EXTRA_MODES)})")
     ap.add_argument("--delays", default="0,100,200,400", help="ms, comma-separated")
     ap.add_argument("--episodes", type=int, default=50)
     ap.add_argument("--seed", type=int, default=5000)
