@@ -878,7 +878,7 @@ class PolicyRuntime:
             value = self._latest_joints()
         else:
             return CycleResult("waiting", reason=reason)
-        hold = TimedTrajectory(np.array([t + self.period // 10], np.int64), value[None])
+        hold = self._one_point(t, value)
         self.scheduler.current = hold
         self.stats.holds += 1
         return CycleResult("hold", self._split(Command("hold", self.output_names, hold, int(now_ns), reason)),
@@ -913,13 +913,17 @@ class PolicyRuntime:
         norm = float(np.linalg.norm(approach))
         self._contact = (value, here, approach / norm if norm >= CONTACT_MOTION_M else None)
         self._prev = None  # the running plan no longer runs: the next chunk is not held to it
-        stop = TimedTrajectory(np.array([t + self.period // 10], np.int64), value[None])
+        stop = self._one_point(t, value)
         self.scheduler.current = stop
         self.stats.contact_stops += 1
         reason = (f"contact guard: force {f:.1f} N > safety.max_contact_force {limit:g} N; stopped, no deeper "
                   f"until it falls below {self.cfg.safety.contact_release * limit:g} N")
         return CycleResult("hold", self._split(Command("hold", self.output_names, stop, int(now_ns), reason)),
                            reason=reason)
+
+    def _one_point(self, t_ns: int, value: np.ndarray) -> TimedTrajectory:
+        """A trajectory that holds ``value``, due just after ``t_ns`` (hand-over time: never in the past)."""
+        return TimedTrajectory(np.array([t_ns + self.period // 10], np.int64), value[None])
 
     def _ee_positions(self, values: np.ndarray) -> np.ndarray:
         """(K, 3) end-effector (ee_link) positions of output-space waypoints."""
