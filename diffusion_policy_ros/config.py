@@ -278,6 +278,10 @@ class PointCloudConfig:
     crop_max: tuple[float, float, float] = (1.0, 1.0, 1.0)  # upper corner of the crop box
     # camera→base transform: x, y, z, qx, qy, qz, qw (7 values) or a row-major 4x4 (16 values)
     extrinsic: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+    # the crop box's frame in the base frame (7 or 16 values, as extrinsic): crop_min/crop_max apply to
+    # the points expressed there (a box oblique to the base, as DP3's Meta-World crop); the cloud is
+    # still returned in the base frame. Identity: the box is in the base frame.
+    crop_frame: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
 
     def __post_init__(self):
         _require(self.num_points > 0, "point_cloud.num_points", "> 0", self.num_points)
@@ -289,8 +293,9 @@ class PointCloudConfig:
         _require(len(self.crop_min) == 3 and len(self.crop_max) == 3
                  and all(a < b for a, b in zip(self.crop_min, self.crop_max)),
                  "point_cloud.crop_min/crop_max", "three values each with min < max", (self.crop_min, self.crop_max))
-        _require(len(self.extrinsic) in (7, 16), "point_cloud.extrinsic",
-                 "7 values (xyz + quaternion xyzw) or 16 (row-major 4x4)", len(self.extrinsic))
+        for name in ("extrinsic", "crop_frame"):
+            _require(len(getattr(self, name)) in (7, 16), f"point_cloud.{name}",
+                     "7 values (xyz + quaternion xyzw) or 16 (row-major 4x4)", len(getattr(self, name)))
 
 
 @dataclass

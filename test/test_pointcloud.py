@@ -102,6 +102,39 @@ def test_pipeline_crops_and_returns_a_fixed_size_cloud_in_the_base_frame(samplin
         assert np.allclose(pts[on_box, 3:], np.array([30, 60, 200]) / 255.0)
 
 
+def test_a_crop_frame_crops_an_oblique_box_and_still_returns_base_frame_points():
+    """crop_frame: the box applies in a frame turned 30° about z and shifted (DP3's Meta-World crop is
+    such a box); the points come back in the base frame, and a full-frame crop gives the base-frame cloud."""
+    from scipy.spatial.transform import Rotation
+
+    depth, _ = tabletop_depth(D435_640, (0, 0, -1.0), -0.8, box_min=(-0.05, -0.05, 0.6), box_max=(0.05, 0.05, 0.7))
+    cam = CameraModel.from_intrinsics(Intrinsics(640, 480, np.array([[615.0, 0, 320], [0, 615.0, 240], [0, 0, 1]]),
+                                                 np.zeros(5), "plumb_bob"))
+    frame = np.eye(4)
+    frame[:3, :3], frame[:3, 3] = Rotation.from_euler("z", 30, degrees=True).as_matrix(), [0.05, -0.02, 0.0]
+    common = dict(num_points=256, voxel_size=0.0, pixel_stride=2, extrinsic=tuple(camera_above_table().reshape(-1)))
+    lo, hi = np.array([-0.1, -0.05, -0.01]), np.array([0.1, 0.05, 0.3])
+    pts = PointCloudPipeline(PointCloudConfig(crop_min=tuple(lo), crop_max=tuple(hi), crop_frame=tuple(
+        frame.reshape(-1)), **common), cam)(depth)
+    local = (pts - frame[:3, 3]) @ frame[:3, :3]  # base → crop frame
+    assert ((local >= lo - 1e-5) & (local <= hi + 1e-5)).all()
+    # in the base frame the cloud reaches beyond the same box taken axis-aligned (it is turned 30°)
+    assert not ((pts >= lo - 1e-5) & (pts <= hi + 1e-5)).all()
+    assert (np.abs(pts[:, 2]) < 1e-3).any() and (np.abs(pts[:, 2] - 0.2) < 1e-3).any()  # table and box top
+    big = dict(crop_min=(-2.0, -2.0, -2.0), crop_max=(2.0, 2.0, 2.0))
+    turned = PointCloudPipeline(PointCloudConfig(**big, crop_frame=tuple(frame.reshape(-1)), **common), cam)(depth)
+    plain = PointCloudPipeline(PointCloudConfig(**big, **common), cam)(depth)
+    # FPS sees distances only: the same cloud up to ties between equal distances (a grid has many)
+    from scipy.spatial import cKDTree
+
+    assert turned.shape == plain.shape
+    gap = max(cKDTree(turned).query(plain)[0].max(), cKDTree(plain).query(turned)[0].max())
+    spacing = np.median(cKDTree(plain).query(plain, k=2)[0][:, 1])
+    assert gap < 2 * spacing, (gap, spacing)
+    with pytest.raises(ConfigError, match="point_cloud.crop_frame"):
+        PointCloudConfig(crop_frame=(0.0, 1.0))
+
+
 def test_pipeline_rejects_bad_input():
     cfg = PointCloudConfig(crop_min=(5.0, 5.0, 5.0), crop_max=(6.0, 6.0, 6.0))
     pipe = PointCloudPipeline(cfg, D435_640)

@@ -181,12 +181,17 @@ class PointCloudPipeline:
         self.cfg = cfg
         self.camera = camera
         self.extrinsic = extrinsic_matrix(cfg.extrinsic)
+        crop_frame = extrinsic_matrix(cfg.crop_frame)
+        # crop frame → base, None when they coincide (the points are cropped and sampled in the crop
+        # frame, then moved rigidly: FPS only sees distances, so the sampled set is the same up to ties)
+        self.to_base = None if np.allclose(crop_frame, np.eye(4)) else crop_frame
+        to_crop = self.extrinsic if self.to_base is None else np.linalg.inv(crop_frame) @ self.extrinsic
         u, v = camera.rays(cfg.pixel_stride)
         u, v = np.broadcast_arrays(u, v)
-        r = self.extrinsic[:3, :3].astype(np.float32)
-        # Base-frame direction of each pixel's ray per metre of depth: X_base = z * ray + t.
+        r = to_crop[:3, :3].astype(np.float32)
+        # Crop-frame direction of each pixel's ray per metre of depth: X = z * ray + t.
         self.ray = [(r[i, 0] * u + r[i, 1] * v + r[i, 2]).astype(np.float32) for i in range(3)]
-        self.t = self.extrinsic[:3, 3].astype(np.float32)
+        self.t = to_crop[:3, 3].astype(np.float32)
         self.lo = np.asarray(cfg.crop_min, np.float32)
         self.hi = np.asarray(cfg.crop_max, np.float32)
         self.voxels = BoxVoxelGrid(self.lo, self.hi, cfg.voxel_size) if cfg.voxel_size > 0 else None
@@ -223,6 +228,8 @@ class PointCloudPipeline:
             sel = np.concatenate([np.arange(len(xyz)),
                                   np.random.default_rng(seed).integers(0, len(xyz), n - len(xyz))])
         pts = xyz[sel]
+        if self.to_base is not None:
+            pts = (pts @ self.to_base[:3, :3].T + self.to_base[:3, 3]).astype(np.float32)
         if not cfg.use_rgb:
             return pts
         col = rgb[::s, ::s].reshape(-1, rgb.shape[-1])[idx[sel], :3]
