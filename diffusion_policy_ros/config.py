@@ -478,7 +478,7 @@ def load_config(name_or_path: str | Path, variant: str | None = None, overrides:
 # Kept flat enough to be ROS parameters: nested dataclasses become dotted names (topics.color, ...),
 # tuples of floats become double arrays. config/arm.yaml and config/aerial.yaml hold them as a ROS
 # parameter file (``policy_node: ros__parameters: ...``); ``load_deploy_config`` reads the same file.
-OUTPUTS = ("joint_trajectory", "pose", "multidof", "px4")
+OUTPUTS = ("joint_trajectory", "pose", "multidof", "px4", "command")
 EMBODIMENTS = ("arm", "aerial", "oracle")
 
 
@@ -641,6 +641,7 @@ class SafetyConfig:
     # (filtered, tared), else as published.
     max_contact_force: float = 0.0
     contact_release: float = 0.5  # fraction of max_contact_force below which the guard lets go
+    command_limit: float = 1.0  # command output: every value clamped to ±command_limit
 
     def __post_init__(self):
         for name in ("max_linear_velocity", "max_angular_velocity", "max_linear_acceleration",
@@ -648,6 +649,7 @@ class SafetyConfig:
             _require(getattr(self, name) > 0, f"safety.{name}", "> 0", getattr(self, name))
         _require(self.max_contact_force >= 0, "safety.max_contact_force", ">= 0 (0: off)", self.max_contact_force)
         _require(0 <= self.contact_release < 1, "safety.contact_release", "in [0, 1)", self.contact_release)
+        _require(self.command_limit > 0, "safety.command_limit", "> 0", self.command_limit)
         _require(len(self.workspace_min) == 3 and len(self.workspace_max) == 3
                  and all(a < b for a, b in zip(self.workspace_min, self.workspace_max)),
                  "safety.workspace_min/workspace_max", "three values each with min < max",
@@ -704,7 +706,10 @@ class DeployConfig:
     checkpoint: str = ""  # checkpoint folder written by `dpros train`
     device: str = "cpu"  # cpu | cuda | cuda:N
     torch_threads: int = 0  # CPU inference threads; 0: torch's default (1 measured faster beside busy drivers)
-    output: str = "joint_trajectory"  # joint_trajectory | pose | multidof | px4
+    # joint_trajectory | pose | multidof | px4 | command (the policy's action vector as it is, one per
+    # control period, no kinematics: a forward_command_controller's Float64MultiArray, Meta-World's 4-D
+    # move; needs policy.action.representation joint and, for a state observation, embodiment.joint_names)
+    output: str = "joint_trajectory"
     frame_id: str = "base_link"  # frame of end-effector outputs and of the point cloud
     start_enabled: bool = False  # otherwise call ~/enable (std_srvs/SetBool) first
     # ~/enable is refused while nothing subscribes to topics.command (the controller is not active)
@@ -725,6 +730,9 @@ class DeployConfig:
         _require(self.torch_threads >= 0, "torch_threads", ">= 0", self.torch_threads)
         _require(not (self.output == "joint_trajectory" and self.embodiment.kind != "arm"), "output",
                  "joint_trajectory only with embodiment.kind arm", (self.output, self.embodiment.kind))
+        _require(not (self.output == "command" and self.safety.max_contact_force > 0), "safety.max_contact_force",
+                 "0 with output command (the guard stops the end effector: a command vector has none)",
+                 self.safety.max_contact_force)
 
 
 _DEPLOY_DACITE = dacite.Config(strict=True, cast=[tuple], type_hooks={float: float})

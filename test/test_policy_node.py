@@ -490,3 +490,88 @@ def test_takeover_pauses_the_policy_teleop_drives_and_no_hand_over_jumps(running
     assert summary["episodes"] == 1 and summary["skipped"] == [], summary
     assert abs(summary["steps"] - held_s * 10) <= 3, summary  # 10 Hz observation period
     assert ReplayBuffer.open(tmp_path / "takeover.zarr").n_episodes == 1
+
+
+def test_command_output_streams_a_forward_command_within_its_limit_and_zeros_on_disable(ros_context, tmp_path):
+    """output command (no kinematics): a 9-value state on joint_states → the policy's 4-D action as a
+    forward_command_controller's Float64MultiArray, streamed at timing.command_rate_hz, each value
+    within ±safety.command_limit; on disable the last message is zeros (a velocity-like command left
+    running would keep the robot moving)."""
+    import torch
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+    from std_srvs.srv import SetBool
+
+    from diffusion_policy_ros.checkpoint import save_checkpoint
+    from diffusion_policy_ros.config import config_from_dict, config_to_dict
+    from diffusion_policy_ros.io import msgs as M
+    from diffusion_policy_ros.policy import DiffusionPolicy
+
+    from .factories import state_only_config
+
+    data = config_to_dict(state_only_config())
+    data["policy"]["observations"]["agent_pos"]["shape"] = [9]
+    data["policy"]["action"] = {"representation": "joint", "dim": 4}
+    cfg = config_from_dict(data)
+    torch.manual_seed(0)
+    model = DiffusionPolicy.build(cfg.policy)
+    model.normalizer.fields["action"].scale.fill_(1.0 / 3.0)  # actions up to ±3: beyond the ±0.5 limit
+    ckpt = save_checkpoint(tmp_path / "vector", cfg, model)
+    names = [f"s{i}" for i in range(9)]
+    node = Node("vector_robot", context=ros_context)
+    ty, got, lock = M.RosTypes(), [], threading.Lock()
+    pub = node.create_publisher(JointState, "/joint_states", 10)
+    node.create_timer(0.01, lambda: pub.publish(M.encode_joint_state(ty, names, list(np.linspace(-.4, .4, 9)),
+                                                                      node.get_clock().now().nanoseconds)))
+
+    def on_command(msg):
+        with lock:
+            got.append((time.monotonic(), list(msg.data)))
+
+    node.create_subscription(Float64MultiArray, "/forward_command_controller/commands", on_command, 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    log = open(tmp_path / "policy_node.log", "w")
+    proc = subprocess.Popen([shutil.which("policy_node") or str(Path(sys.executable).parent / "policy_node"),
+                             "--ros-args", "-p", f"checkpoint:={ckpt}", "-p", "output:=command",
+                             "-p", "topics.command:=/forward_command_controller/commands",
+                             "-p", f"embodiment.joint_names:=[{', '.join(names)}]",
+                             "-p", "safety.command_limit:=0.5", "-p", "timing.control_rate_hz:=10.0",
+                             "-p", "timing.command_rate_hz:=20.0", "-p", "timing.action_latency_s:=0.1",
+                             "-p", "sampling.seed:=0", "-p", "start_enabled:=true"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120  # the node imports torch first
+        while time.monotonic() < deadline:
+            with lock:
+                if len(got) >= 40:
+                    break
+            assert proc.poll() is None, (tmp_path / "policy_node.log").read_text()[-2000:]
+            time.sleep(0.2)
+        with lock:
+            values = np.array([v for _, v in got])
+            span = got[-1][0] - got[0][0]
+        assert values.shape[1] == 4 and np.isfinite(values).all()
+        assert np.abs(values).max() <= 0.5 + 1e-9 and np.isclose(np.abs(values).max(), 0.5)  # clamped
+        assert len(values) / span > 10  # streamed (20 Hz asked), not once per chunk
+        client = node.create_client(SetBool, "/policy_node/enable")
+        assert client.wait_for_service(timeout_sec=10)
+        future = client.call_async(SetBool.Request(data=False))
+        done = threading.Event()
+        future.add_done_callback(lambda f: done.set())
+        assert done.wait(10) and future.result().success
+        time.sleep(1.0)
+        with lock:
+            n, last = len(got), got[-1][1]
+        time.sleep(0.5)
+        with lock:
+            assert len(got) == n  # quiet after the disable
+        assert last == [0.0, 0.0, 0.0, 0.0]
+        assert proc.poll() is None
+    finally:
+        interrupt(proc)
+        log.close()
+        executor.shutdown(timeout_sec=5)
+        node.destroy_node()

@@ -471,3 +471,74 @@ def test_async_chunks_are_extended_by_the_latency_unless_told_not_to(force_check
     traj = rt.commit(plan, 750 * MS).command.trajectory
     kept = int(np.count_nonzero(traj.times_ns > 750 * MS + rt.scheduler.latency + rt.scheduler.lead))
     assert kept >= rt.n_action if extend else kept < rt.n_action
+
+
+def _vector_policy(scale: float = 1.0):
+    """An untrained policy: a 9-value state → 4-value actions passed as they are (Meta-World's shapes);
+    ``scale`` widens what it can output (the normalizer's action range)."""
+    import torch
+
+    from diffusion_policy_ros.config import config_from_dict, config_to_dict
+    from diffusion_policy_ros.policy import DiffusionPolicy
+
+    from .factories import state_only_config
+
+    data = config_to_dict(state_only_config())
+    data["policy"]["observations"]["agent_pos"]["shape"] = [9]
+    data["policy"]["action"] = {"representation": "joint", "dim": 4}
+    cfg = config_from_dict(data)
+    torch.manual_seed(0)
+    model = DiffusionPolicy.build(cfg.policy)
+    model.normalizer.fields["action"].scale.fill_(1.0 / scale)
+    return Policy(model, cfg)
+
+
+def test_command_output_sends_the_action_vector_one_value_per_period_within_its_limit():
+    names = [f"s{i}" for i in range(9)]
+    policy = _vector_policy(scale=3.0)
+    deploy = deploy_config_from_dict({"output": "command", "embodiment": {"joint_names": names},
+                                      "sampling": {"seed": 0}, "timing": {"action_latency_s": 0.0, "blend_steps": 0},
+                                      "execution": {"mode": "sync", "consistency": "none"},
+                                      "safety": {"command_limit": 1.0}})
+    rt = PolicyRuntime(policy, deploy)  # no arm: no kinematics
+    assert rt.output_names == ["command"] and rt.joint_state_names == names
+    state = np.linspace(-0.5, 0.5, 9)
+    for t in range(0, 300 * MS, 100 * MS):
+        rt.add_joints(t, state)
+    now = 200 * MS
+    res = rt.step(now)
+    assert res.status == "command", res.reason
+    traj = res.command.trajectory
+    # value i holds over the period that ends at t_obs + (i+1)·dt: the first is applied from now on
+    assert traj.times_ns.tolist() == [now + (i + 1) * rt.period for i in range(rt.n_action)]
+    obs = {"agent_pos": np.stack([state, state]).astype(np.float32)}
+    raw = policy.predict(obs, seed=0)[:rt.n_action]
+    assert np.abs(raw).max() > 1.0 and res.position_clamped  # wider than the limit: clamped
+    assert np.allclose(traj.values, np.clip(raw, -1.0, 1.0), atol=1e-6) and traj.velocities is None
+    # a hold stands still: zeros, due after now
+    hold = rt.hold(now + 50 * MS, "test")
+    assert hold.status == "hold" and np.all(hold.command.trajectory.values == 0.0)
+    assert hold.command.trajectory.times_ns[0] > now + 50 * MS
+    with pytest.raises(ConfigError, match="takeover"):
+        rt.teleop(now, np.zeros(6))
+
+
+def test_command_output_refuses_what_it_cannot_do():
+    policy = _vector_policy()
+    names = {"embodiment": {"joint_names": [f"s{i}" for i in range(9)]}}
+    with pytest.raises(ConfigError, match="joint_names"):  # the state's names are needed (no URDF)
+        PolicyRuntime(policy, deploy_config_from_dict({"output": "command"}))
+    with pytest.raises(ConfigError, match="expects 9"):
+        PolicyRuntime(policy, deploy_config_from_dict({"output": "command", "embodiment": {"joint_names": ["a"]}}))
+    with pytest.raises(ConfigError, match="max_contact_force"):
+        deploy_config_from_dict({"output": "command", "safety": {"max_contact_force": 10.0}, **names})
+    with pytest.raises(ConfigError, match="command_limit"):
+        deploy_config_from_dict({"output": "command", "safety": {"command_limit": 0.0}, **names})
+    from diffusion_policy_ros.policy import DiffusionPolicy
+
+    from .factories import state_only_config
+
+    cfg = state_only_config()  # end-effector actions: they need kinematics, not a raw command
+    with pytest.raises(ConfigError, match="representation joint"):
+        PolicyRuntime(Policy(DiffusionPolicy.build(cfg.policy), cfg), deploy_config_from_dict({"output": "command",
+                                                                                                 **names}))

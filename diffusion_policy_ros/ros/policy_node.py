@@ -49,7 +49,7 @@ from ..errors import ConfigError, DiffusionPolicyRosError
 from ..geometry import enu_to_ned, ned_yaw_from_enu_rotation, rot6d_to_quat_xyzw
 from ..runtime.controller import Command, Plan
 from ..runtime.deployment import build_runtime
-from ..runtime.schedule import TimedTrajectory
+from ..runtime.schedule import TimedTrajectory, command_at
 from ..io import msgs as M
 from .entry import run_node
 from ..io.inputs import STREAM_OF, Input, runtime_inputs
@@ -69,7 +69,7 @@ RANGES = {"safety.velocity_scale": (0.0, 1.0), "execution.latency_percentile": (
           "execution.rtc_max_weight": (0.0, 1.0), "timing.control_rate_hz": (0.1, 1000.0),
           "timing.command_rate_hz": (0.1, 1000.0)}
 CONTROLLERS = ("joint_trajectory_controller (ros2_control), scaled_joint_trajectory_controller (UR's driver), "
-               "a PX4 offboard bridge for px4 output")
+               "a PX4 offboard bridge for px4 output, a forward_command_controller for command output")
 
 
 def px4_topic(base: str, msg_type) -> str:
@@ -192,7 +192,7 @@ class PolicyNode(Node):
         self.takeover = threading.Event()
         self._teleop = (np.zeros(6), 0, None)  # (twist, receipt ns, gripper)
         t = self.cfg.topics
-        if t.takeover:
+        if t.takeover and self.cfg.output != "command":  # takeover drives an end effector; a command has none
             self._sub(Bool, t.takeover, self._on_takeover, 10)
             self._sub(TwistStamped, t.teleop_twist, self._on_teleop_twist, 10)
             self._sub(Float64, t.teleop_gripper, self._on_teleop_gripper, 10)
@@ -262,7 +262,8 @@ class PolicyNode(Node):
     # --- outputs -----------------------------------------------------------------------------------
     def _make_publishers(self) -> None:
         cfg = self.cfg
-        kind = {"joint_trajectory": JointTrajectory, "pose": PoseStamped, "multidof": MultiDOFJointTrajectory}
+        kind = {"joint_trajectory": JointTrajectory, "pose": PoseStamped, "multidof": MultiDOFJointTrajectory,
+                "command": Float64MultiArray}
         if cfg.output in kind:
             self.command_pub = self._pub(kind[cfg.output], cfg.topics.command, 10)
         else:  # px4: TrajectorySetpoint on the command topic + OffboardControlMode beside it, from start-up
@@ -289,7 +290,7 @@ class PolicyNode(Node):
                                  else C.EE_POSE_DIM)
             kind_g = Float64MultiArray if e.gripper_output == "forward" else JointTrajectory
             self.gripper_pub = self._pub(kind_g, cfg.topics.gripper_command, 10)
-        if cfg.output == "pose" or (self.gripper_pub is not None and e.gripper_output == "forward"):
+        if cfg.output in ("pose", "command") or (self.gripper_pub is not None and e.gripper_output == "forward"):
             # setpoint streams: resample the running trajectory
             self.create_timer(1.0 / cfg.timing.command_rate_hz, self._stream_setpoint)
         self.diag_pub = self._pub(DiagnosticArray, "/diagnostics", 10)
@@ -320,6 +321,8 @@ class PolicyNode(Node):
             self.command_pub.publish(M.encode_multidof_trajectory(self.types, data, self.cfg.frame_id))
         elif self.cfg.output == "px4":
             self._publish_px4(cmd, now_ns)
+        elif self.cfg.output == "command":  # at once, enabled or not: a hold on disable must reach the robot
+            self._publish_command(traj, now_ns)
         else:
             self._stream_setpoint()
 
@@ -345,8 +348,17 @@ class PolicyNode(Node):
             self.gripper_pub.publish(Float64MultiArray(data=[float(self._gripper_values(v[None])[0, 0])]))
         if self.cfg.output in ("joint_trajectory", "multidof"):
             return
-        if self.cfg.output == "pose":
+        if self.cfg.output == "command":
+            self._publish_command(traj, now)
+        elif self.cfg.output == "pose":
             self.command_pub.publish(M.encode_pose(self.types, pose10_to_pose7(v), now, self.cfg.frame_id))
+
+    def _publish_command(self, traj: TimedTrajectory, now_ns: int) -> None:
+        """output command: the value that holds from now (zeros after the trajectory's end) as a
+        forward_command_controller's Float64MultiArray, streamed at timing.command_rate_hz."""
+        v = command_at(traj, now_ns, self.runtime.period, self.runtime.pcfg.action.dim)
+        if np.isfinite(v).all():
+            self.command_pub.publish(Float64MultiArray(data=[float(x) for x in v]))
 
     # --- px4 -------------------------------------------------------------------------------------------
     def _publish_px4(self, cmd: Command, now_ns: int) -> None:

@@ -117,6 +117,7 @@ class PolicyRuntime:
         conversion, which must see data exactly as the live runtime does; ``step`` then refuses."""
         if policy is None and policy_cfg is None:
             raise ConfigError("PolicyRuntime: expected a policy or a policy config, got neither")
+        arm = None if cfg.output == "command" else arm  # a command vector goes out without kinematics
         self.policy, self.cfg, self.arm = policy, cfg, arm
         self.pcfg = pc = policy.cfg if policy is not None else policy_cfg
         self.period = int(round(NS / cfg.timing.control_rate_hz))
@@ -133,14 +134,22 @@ class PolicyRuntime:
             raise ConfigError(f"sampling.warm_start_index: expected < num_inference_steps, got "
                               f"{cfg.sampling.warm_start_index}")
         self.joint_repr = pc.action.representation == C.ACTION_JOINT
-        self.ee_output = cfg.output != "joint_trajectory"
-        self.gripper = cfg.embodiment.gripper_joint or None
-        if (not self.ee_output or self.joint_repr) and arm is None:
+        # command: the action vector as it is, one value per control period (no kinematics, no gripper)
+        self.command_output = cfg.output == "command"
+        self.ee_output = cfg.output not in ("joint_trajectory", "command")
+        self.gripper = (cfg.embodiment.gripper_joint or None) if not self.command_output else None
+        if self.command_output and not self.joint_repr:
+            raise ConfigError(f"output: command sends the action vector as it is; expected "
+                              f"policy.action.representation {C.ACTION_JOINT}, got {pc.action.representation}")
+        if (not self.ee_output or self.joint_repr) and arm is None and not self.command_output:
             raise ConfigError(f"embodiment.kind: output '{cfg.output}' with '{pc.action.representation}' actions "
                               f"needs an arm (URDF kinematics), got {cfg.embodiment.kind}")
         if self.joint_repr and self.ee_output:
-            raise ConfigError(f"output: joint-space actions can only go out as joint_trajectory, got {cfg.output}")
-        self.joint_names = list(arm.joint_names) if arm is not None else []
+            raise ConfigError(f"output: joint-space actions can only go out as joint_trajectory or command, got "
+                              f"{cfg.output}")
+        # command output: the state vector comes from joint_states under these names (no URDF)
+        self.joint_names = list(arm.joint_names) if arm is not None and not self.command_output else \
+            list(cfg.embodiment.joint_names) if self.command_output else []
         # Which observations come from which stream.
         self.keys = {t: [k for k, s in pc.observations.items() if s.type == t] for t in C.OBS_TYPES}
         if len(self.keys[C.OBS_LOW_DIM]) > 1 or len(self.keys[C.OBS_POINT_CLOUD]) > 1 or len(self.keys[C.OBS_RGB]) > 1:
@@ -161,10 +170,15 @@ class PolicyRuntime:
         if self.keys[C.OBS_LOW_DIM] and self.state_from_pose:
             streams["ee_pose"] = robot
         self.needs_joints = arm is not None and (not self.ee_output or self.joint_repr or not self.state_from_pose)
+        if self.command_output:
+            self.needs_joints = bool(self.keys[C.OBS_LOW_DIM])
         if self.needs_joints or self.gripper:
             streams["joints"] = robot
         self.window = ObservationWindow(streams, pc.n_obs_steps, self.period)
+        # A command value holds over the period that ends at its time (offset 1): waypoint 0 is what the
+        # robot applies from the observation on, a position waypoint 0 is where it is at the observation.
         self.scheduler = ActionScheduler(self.period, int(cfg.timing.action_latency_s * NS),
+                                         offset_steps=1.0 if self.command_output else 0.0,
                                          blend_steps=cfg.timing.blend_steps)
         self.wrench = WrenchProcessor(cfg.force) if "wrench" in streams else None
         self.fault: str | None = None  # a latched safety stop (force limit); cleared on reset with observations
@@ -190,7 +204,7 @@ class PolicyRuntime:
         self._teleop = False  # a person drives (``teleop``) until ``resume``
         self._gripper_cmd = 0.0
         self.stats = RuntimeStats(rejected={k: 0 for k in streams})
-        self.limits = self._limits() if not self.ee_output else None
+        self.limits = self._limits() if not self.ee_output and not self.command_output else None
         sc = cfg.safety
         self.cartesian = CartesianLimits(sc.max_linear_velocity, sc.max_angular_velocity, sc.max_linear_acceleration,
                                          sc.max_angular_acceleration) if self.ee_output else None
@@ -220,6 +234,9 @@ class PolicyRuntime:
             return
         key = self.keys[C.OBS_LOW_DIM][0]
         got = pc.observations[key].shape[-1]
+        if self.command_output and not self.joint_names:
+            raise ConfigError(f"embodiment.joint_names: output command reads the state '{key}' from joint_states "
+                              f"under these names; expected {pc.observations[key].shape[-1]} names, got none")
         if self.joint_repr:
             expected = (len(self.joint_names) + (1 if self.gripper else 0),)
         else:
@@ -248,6 +265,8 @@ class PolicyRuntime:
     def output_names(self) -> list[str]:
         if self.ee_output:
             return ["end_effector"]
+        if self.command_output:
+            return ["command"]
         return self.joint_names + ([self.gripper] if self.gripper else [])
 
     @property
@@ -763,6 +782,11 @@ class PolicyRuntime:
         if not np.isfinite(traj.values).all():
             raise UnsafeCommandError("trajectory: expected finite values, got NaN/inf; nothing is sent")
         running = self.scheduler.current
+        if self.command_output:  # the values as they are, within ±command_limit
+            lim = self.cfg.safety.command_limit
+            safe = TimedTrajectory(traj.times_ns, np.clip(traj.values, -lim, lim))
+            result.position_clamped = bool(np.any(np.abs(traj.values) > lim))
+            return safe
         if self.limits is not None:
             current = running.at(publish_ns) if running is not None else self._latest_joints()
             safe, report = enforce_limits(traj, current, publish_ns, self.limits)
@@ -804,6 +828,8 @@ class PolicyRuntime:
         periods on (joint outputs through the same IK tracker as the policy's chunks), limited like every
         command, so the hand-over never jumps. Call it every command period while the deadman is held; ``resume``
         on release. ``gripper``: 0 open … 1 closed, or None to keep the commanded one."""
+        if self.command_output:
+            raise ConfigError("teleop: takeover drives the end effector; output command has none")
         v = np.asarray(twist, np.float64).reshape(-1)
         if v.shape != (6,) or not np.isfinite(v).all():
             raise ObservationError(f"teleop twist: expected 6 finite values, got {v.tolist()}")
@@ -872,7 +898,9 @@ class PolicyRuntime:
         self._commanding = False
         self._prev = None
         t = int(now_ns) + self.scheduler.latency
-        if self.scheduler.current is not None:
+        if self.command_output:  # a command (a move, a velocity) holds by standing still
+            value = np.zeros(self.pcfg.action.dim)
+        elif self.scheduler.current is not None:
             value = self.scheduler.current.at(t)
         elif not self.ee_output and "joints" in self._latest:
             value = self._latest_joints()

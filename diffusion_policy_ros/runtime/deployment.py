@@ -26,8 +26,8 @@ def load_policy(cfg: DeployConfig, checkpoint: str | Path | None = None) -> Poli
 
 
 def deployment_arm(cfg: DeployConfig):
-    """The arm's kinematics (URDF) for an arm embodiment, else None."""
-    if cfg.embodiment.kind != "arm":
+    """The arm's kinematics (URDF) for an arm embodiment, else None (also for output command: no kinematics)."""
+    if cfg.embodiment.kind != "arm" or cfg.output == "command":
         return None
     from ..embodiment.arm import arm_from_config
 

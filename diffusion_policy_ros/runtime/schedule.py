@@ -79,6 +79,16 @@ class TimedTrajectory:
         return TimedTrajectory(self.times_ns, Q, V)
 
 
+def command_at(traj: TimedTrajectory | None, t_ns: int, period_ns: int, dim: int) -> np.ndarray:
+    """Command outputs (a move or a velocity per period, not a position): the value that holds from
+    ``t_ns`` on. A waypoint holds over the period that ends at its time, so this is the trajectory one
+    period ahead (linear between waypoints, the last one until the end); zeros from the end on, and
+    with nothing to follow: the robot stands still."""
+    if traj is None or t_ns >= traj.end_ns:
+        return np.zeros(dim)
+    return np.asarray(traj.at(min(int(t_ns) + int(period_ns), traj.end_ns)), float)
+
+
 class ActionScheduler:
     def __init__(self, period_ns: int, action_latency_ns: int = 0, offset_steps: float = 0.0, blend_steps: int = 2):
         if period_ns <= 0 or action_latency_ns < 0 or blend_steps < 0:
