@@ -48,23 +48,27 @@ def train_args(policy: str, dataset: Path, run: Path, a) -> list[str]:
 def train_and_evaluate(policy: str, d: Path, dataset: Path, a) -> dict:
     """One column of one row: cached run, its training record and its evaluation."""
     tag = "" if policy == "dp3" else f"_{policy}"
-    run, train_json, eval_json = d / f"run{tag}", d / f"train{tag}.json", d / f"eval{tag}.json"
+    direct = "_direct" if a.evaluation == "direct" else ""
+    run, train_json, eval_json = d / f"run{tag}", d / f"train{tag}.json", d / f"eval{tag}{direct}.json"
     if not train_json.exists():
         cmd = train_args(policy, dataset, run, a)
         t0 = time.monotonic()
         dpros(cmd)
         train_json.write_text(json.dumps({"command": "dpros " + shlex.join(cmd), "steps": a.steps,
                                           "batch": a.batch, "lr": a.lr, "minutes": (time.monotonic() - t0) / 60}))
-        eval_json.unlink(missing_ok=True)  # a new checkpoint: evaluate again
+        for old in d.glob(f"eval{tag}*.json"):  # a new checkpoint: evaluate again
+            old.unlink()
     trained = json.loads(train_json.read_text())
     if not eval_json.exists():
         out = dpros(["sim-eval", "--task", f"metaworld/{d.name}", "--checkpoint", str(run / "checkpoint"),
-                     "--episodes", str(a.episodes), "--seed", str(a.seed), "--no-progress", "--json"], capture=True)
+                     "--episodes", str(a.episodes), "--seed", str(a.seed), "--no-progress", "--json",
+                     *(["--direct"] if direct else [])], capture=True)
         eval_json.write_text(out)
     ev = json.loads(eval_json.read_text())
     return {"successes": ev["successes"], "episodes": ev["episodes"], "success_rate": ev["success_rate"],
             "ci95": ev["ci95"], "eval_seeds": ev["seeds"], "sampling_seed": ev["sampling_seed"],
-            "crop": ev.get("crop", "world"), "train": trained, "p50_inference_ms": ev["p50_inference_ms"]}
+            "crop": ev.get("crop", "world"), "train": trained, "p50_inference_ms": ev["p50_inference_ms"],
+            "evaluation": ev.get("evaluation", "direct")}
 
 
 def run_task(task: str, a) -> dict:
@@ -88,8 +92,8 @@ def run_task(task: str, a) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| task | crop | training | ours (DP3) | 95 % interval | DP3 paper | gap | ours (DP, image) | DP paper |",
-             "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| task | crop | training | evaluation | ours (DP3) | 95 % interval | DP3 paper | gap | ours (DP, image) "
+             "| DP paper |", "| --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
         t = r["train"]
         lo, hi = r["ci95"]
@@ -97,6 +101,7 @@ def table(rows: list[dict]) -> str:
         i = r.get("dp_image")
         image = f"{i['successes']}/{i['episodes']} ({100 * i['success_rate']:.0f} %)" if i else "not run"
         lines.append(f"| {r['task']} | {r['crop']} | {t['steps']} steps, batch {t['batch']} ({t['minutes']:.0f} min) | "
+                     f"{r['evaluation']} | "
                      f"**{r['successes']}/{r['episodes']} ({100 * r['success_rate']:.0f} %)** | "
                      f"{100 * lo:.1f}–{100 * hi:.1f} % | {r['paper_dp3'] if r['paper_dp3'] is not None else '—'} | "
                      f"{gap} | {image} | {r['paper_dp'] if r['paper_dp'] is not None else '—'} |")
@@ -151,6 +156,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--episodes", type=int, default=50)
     ap.add_argument("--seed", type=int, default=9000, help="first evaluation seed (held out)")
+    ap.add_argument("--evaluation", choices=("runtime", "direct"), default="runtime",
+                    help="runtime: through PolicyRuntime (dpros sim-eval's default); direct: DP3's own loop (--direct)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.seed < a.demo_seed + 5 * a.demos and a.demo_seed < a.seed + a.episodes:

@@ -191,18 +191,20 @@ def _cmd_sim_eval(args) -> int:
         return 0
     from .sim.metaworld_tasks import is_metaworld
 
-    if is_metaworld(args.task):  # in .venv-metaworld; lockstep, DP3's evaluation (no --ros/--delay-ms yet)
+    if is_metaworld(args.task):  # in .venv-metaworld; through PolicyRuntime (or DP3's loop with --direct)
         from .sim.metaworld_tasks import evaluate as evaluate_mw
 
-        if args.ros or args.delay_ms != "0" or args.set or args.guidance is not None:
-            raise ConfigError("metaworld tasks: --ros, --delay-ms, --set and --guidance are not supported yet "
-                              "(lockstep, the policy called directly)")
+        if args.ros or args.guidance is not None or args.deploy_config or args.embodiment:
+            raise ConfigError("metaworld tasks: --ros, --guidance, --deploy-config and --embodiment do not apply "
+                              "(the environment is Meta-World's; --set changes the runtime's parameters)")
         summary = evaluate_mw(args.task, str(resolve_shipped_checkpoint(args.checkpoint)), args.episodes,
-                              args.seed, progress=not args.no_progress)
+                              args.seed, progress=not args.no_progress, direct=args.direct, delay=args.delay_ms,
+                              overrides=_parse_sets(args.set))
         lo, hi = summary["ci95"]
         print(json.dumps(summary, indent=2) if args.json else
               f"{summary['task']}: {summary['successes']}/{summary['episodes']} ({100 * lo:.1f}–{100 * hi:.1f} %), "
-              f"seeds {summary['seeds'][0]}–{summary['seeds'][1]}, inference p50 {summary['p50_inference_ms']:.0f} ms")
+              f"seeds {summary['seeds'][0]}–{summary['seeds'][1]}, {summary['evaluation']}, inference p50 "
+              f"{summary['p50_inference_ms']:.0f} ms")
         return 0
     sets = _parse_sets(args.set)
     if args.guidance is not None:
@@ -408,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run the policy node as its own process over DDS (sim time), not the runtime in process")
     se.add_argument("--real-time-factor", type=float, default=0.25,
                     help="with --ros: sim seconds per wall second (the sim does not wait for the policy)")
+    se.add_argument("--direct", action="store_true", help="metaworld tasks: DP3's own evaluation loop (the policy "
+                    "called on the adapter's clouds, lockstep) instead of PolicyRuntime")
     se.add_argument("--list", action="store_true", help="list tasks, embodiments and shipped checkpoints")
     se.add_argument("--no-progress", action="store_true")
     se.add_argument("--json", action="store_true")

@@ -148,3 +148,83 @@ def test_the_benchmark_script_writes_its_table_plot_and_json(tmp_path):
     again = subprocess.run([sys.executable, str(root / "bench" / "metaworld_dp3.py"), "--tasks", "button-press",
                             "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=300, cwd=root)
     assert again.returncode == 0 and "$ dpros" not in again.stderr
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    """A DP3 checkpoint on two button-press demonstrations at 256 points, briefly trained."""
+    from diffusion_policy_ros.config import load_config
+    from diffusion_policy_ros.train import Trainer
+
+    tmp = tmp_path_factory.mktemp("mw")
+    cfg = load_config("dp3", variant="small", overrides=[o.replace("512", "256") for o in MW.config_overrides()] + [
+        "train.max_steps=10", "train.checkpoint_every=10", "train.val_every=10", "train.warmup_steps=2"])
+    MW.collect("metaworld/button-press", 2, tmp / "bp256.zarr", seed=1000, num_points=256, progress=False)
+    return Trainer(cfg, tmp / "bp256.zarr", tmp / "run", progress=False).run()
+
+
+def _recording(env):
+    """``env`` whose steps append their actions to the returned list."""
+    actions, step = [], env.step
+
+    def recorded(a):
+        actions.append(np.asarray(a, np.float64).copy())
+        return step(a)
+
+    env.step = recorded
+    return actions
+
+
+def test_through_the_runtime_the_environment_gets_what_dp3s_own_loop_sends(small_checkpoint):
+    """PolicyRuntime (clouds from depth, chunks scheduled and stamped at 80 Hz, lockstep) applies exactly
+    the actions DP3's loop applies: the same clouds, chunks and execution, one seed per chunk."""
+    from collections import deque
+
+    from diffusion_policy_ros.policy import Policy
+    from diffusion_policy_ros.runtime.controller import PolicyRuntime
+    from diffusion_policy_ros.sim.closed_loop import Latency
+
+    policy = Policy.from_checkpoint(small_checkpoint)
+    via, loop = MW.MetaWorldTask("metaworld/button-press", num_points=256, clouds=False), \
+        MW.MetaWorldTask("metaworld/button-press", num_points=256)
+    try:
+        via.reset(5000)
+        runtime = PolicyRuntime(policy, MW.deploy_config(via))
+        assert runtime.period == int(round(via.env.dt * 1e9)) and runtime.output_names == ["command"]
+        sent = _recording(via)
+        r = MW.runtime_episode(via, runtime, 5000, Latency())
+        # DP3's loop, seed 0 for every chunk (the runtime's sampling.seed)
+        applied, obs = _recording(loop), loop.reset(5000)
+        history = deque([obs] * 2, maxlen=2)
+        first = runtime_cloud = None
+        while len(applied) < r["steps"]:
+            batch = {"point_cloud": np.stack([o.point_cloud for o in history]),
+                     "agent_pos": np.stack([o.agent_pos for o in history])}
+            first = batch["point_cloud"][-1] if first is None else first
+            for a in policy.predict(batch, seed=0)[:3]:
+                history.append(loop.step(a))
+                if len(applied) == r["steps"]:
+                    break
+        runtime_cloud = runtime.last_observation[0]["point_cloud"][-1]
+        assert runtime_cloud.shape == first.shape == (256, 3)
+        assert r["late_chunks"] == 0 and r["holds"] == 0 and len(sent) == len(applied) == r["steps"]
+        assert np.allclose(np.array(sent), np.clip(np.array(applied), -1, 1), atol=1e-5)  # Meta-World clips to ±1
+        assert np.abs(np.array(sent)).max() > 0.05  # the policy moved the hand
+    finally:
+        via.close()
+        loop.close()
+
+
+def test_a_chunk_due_before_it_lands_is_not_sent_and_the_hand_stays(small_checkpoint):
+    """At 50 ms of inference (4 steps at 80 Hz) every action of a 3-step chunk is due before it lands:
+    the runtime sends none of them (late), the command is zero and the hand does not move."""
+    r = MW.evaluate("metaworld/button-press", small_checkpoint, 1, 5000, progress=False, delay=50)
+    d = r["episodes_detail"][0]
+    assert r["evaluation"] == "runtime" and r["delay_ms"] == 50.0 and r["execution"] == "sync+none"
+    assert d["late_chunks"] > 40 and r["late_chunks"] == d["late_chunks"] and not d["success"]
+    ok = MW.evaluate("metaworld/button-press", small_checkpoint, 1, 5000, progress=False, delay=12.5)
+    assert ok["late_chunks"] == 0  # one step of latency: the last two actions of each chunk still go out
+    with pytest.raises(ConfigError, match="direct"):
+        MW.evaluate("metaworld/button-press", small_checkpoint, 1, 5000, progress=False, direct=True, delay=50)
+    with pytest.raises(ConfigError, match="unknown parameters"):
+        MW.evaluate("metaworld/button-press", small_checkpoint, 1, 5000, progress=False, overrides={"x.y": 1})

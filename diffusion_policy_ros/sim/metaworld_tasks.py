@@ -79,6 +79,7 @@ class MetaWorldStep:
     raw: np.ndarray  # Meta-World's own observation (the expert reads it)
     success: bool
     rgb: np.ndarray | None = None  # (rgb_size, rgb_size, 3) uint8 from the same camera, when asked for
+    depth: np.ndarray | None = None  # (H, W) metres, instead of point_cloud when the task was told clouds=False
 
     def observation(self, dataset_key: str) -> np.ndarray:
         """This step's value for a policy observation, by its zarr key (``collect``'s layout)."""
@@ -93,7 +94,9 @@ class MetaWorldTask:
     """One Meta-World task: ``reset(seed)``, ``step(action)``, ``expert(step)``, DP3's observations."""
 
     def __init__(self, task: str, num_points: int = NUM_POINTS, image_size: int = IMAGE_SIZE, crop: str = "dp3",
-                 rgb_size: int = 0):
+                 rgb_size: int = 0, clouds: bool = True):
+        """``clouds=False``: steps carry the depth image instead of the point cloud (a driver that makes
+        the cloud itself, as ``PolicyRuntime`` does)."""
         import mujoco
 
         if crop not in CROPS:
@@ -106,6 +109,7 @@ class MetaWorldTask:
             raise ConfigError(f"task: expected metaworld/<name> with one of {task_names()}, got {task!r}")
         self.name, self._env_cls, self._policy_cls = name, envs[key], policies[f"{name}-v3"]
         self.num_points, self.size, self.crop, self.rgb_size = num_points, image_size, crop, int(rgb_size)
+        self.clouds = clouds
         self.env = self._renderer = self._rgb_renderer = self._pipe = None
         self._mujoco = mujoco
 
@@ -188,27 +192,34 @@ class MetaWorldTask:
         frame[:3, 3] = t @ m.body_pos[m.cam_bodyid[0]]
         return frame
 
-    def _observe(self, raw: np.ndarray, success: bool) -> MetaWorldStep:
+    def point_cloud_config(self) -> PointCloudConfig:
+        """DP3's cloud as a ``PointCloudConfig``: the camera's pose as the extrinsic (world = base frame),
+        every pixel, FPS, and the crop: DP3's box in its frame (``crop_frame``) or the world box. The
+        adapter and ``PolicyRuntime`` both build their clouds from it (after ``reset``)."""
+        _, extrinsic = self.camera()
+        to_world = extrinsic_matrix(extrinsic)  # optical frame → world
+        if self.crop == "dp3":  # DP3's frame in the world: optical → world after DP3's frame → optical
+            (lo, hi), crop_frame = DP3_BOUNDS, to_world @ np.linalg.inv(self._dp3_frame())
+        else:
+            (lo, hi), crop_frame = (CROP_MIN, CROP_MAX), np.eye(4)
+        return PointCloudConfig(num_points=self.num_points, sampling="fps", pixel_stride=1, voxel_size=0.0,
+                                min_depth=0.01, max_depth=ZFAR * self.env.model.stat.extent, crop_min=lo, crop_max=hi,
+                                extrinsic=tuple(to_world.reshape(-1)), crop_frame=tuple(crop_frame.reshape(-1)))
+
+    def agent_pos(self) -> np.ndarray:
+        """(9,) DP3's agent_pos: end effector, right pad, left pad."""
         env = self.env
-        if self._pipe is None:
-            model, extrinsic = self.camera()
-            to_world = extrinsic_matrix(extrinsic)  # optical frame → world
-            if self.crop == "dp3":
-                frame, (lo, hi) = self._dp3_frame(), DP3_BOUNDS
-                self._to_world = to_world @ np.linalg.inv(frame)  # DP3's frame → world (rigid)
-            else:
-                frame, (lo, hi), self._to_world = to_world, (CROP_MIN, CROP_MAX), None
-            cfg = PointCloudConfig(num_points=self.num_points, sampling="fps", pixel_stride=1, voxel_size=0.0,
-                                   min_depth=0.01, max_depth=ZFAR * env.model.stat.extent,
-                                   crop_min=lo, crop_max=hi, extrinsic=tuple(frame.reshape(-1)))
-            self._pipe = PointCloudPipeline(cfg, model)
-        cloud = self._pipe(self.depth(), seed=0)
-        if self._to_world is not None:
-            cloud = cloud @ self._to_world[:3, :3].T + self._to_world[:3, 3]
-        agent = np.concatenate([env.get_endeff_pos(), env._get_site_pos("rightEndEffector"),
-                                env._get_site_pos("leftEndEffector")]).astype(np.float32)
+        return np.concatenate([env.get_endeff_pos(), env._get_site_pos("rightEndEffector"),
+                               env._get_site_pos("leftEndEffector")]).astype(np.float32)
+
+    def _observe(self, raw: np.ndarray, success: bool) -> MetaWorldStep:
         rgb = self.rgb() if self._rgb_renderer is not None else None
-        return MetaWorldStep(cloud.astype(np.float32), agent, np.asarray(raw), success, rgb)
+        if not self.clouds:
+            return MetaWorldStep(None, self.agent_pos(), np.asarray(raw), success, rgb, self.depth())
+        if self._pipe is None:
+            self._pipe = PointCloudPipeline(self.point_cloud_config(), self.camera()[0])
+        cloud = self._pipe(self.depth(), seed=0)
+        return MetaWorldStep(cloud.astype(np.float32), self.agent_pos(), np.asarray(raw), success, rgb)
 
 
 def collect(task: str, episodes: int, out: str | Path, *, seed: int = 1000, num_points: int = NUM_POINTS,
@@ -287,20 +298,118 @@ def image_config_overrides(rgb_size: int = RGB_SIZE) -> list[str]:
             f"policy.encoders.image.crop_shape=[{crop},{crop}]", *config_overrides()[1:]]
 
 
+# The state vector's entries (DP3's agent_pos) as the runtime reads them: "joint_states" of these names.
+AGENT_POS_NAMES = tuple(f"{part}_{axis}" for part in ("hand", "right_pad", "left_pad") for axis in "xyz")
+
+
+def deploy_config(env: MetaWorldTask, overrides: dict | None = None, sampling_seed: int = 0):
+    """``PolicyRuntime``'s configuration for a Meta-World task (after ``env.reset``): the 4-D action out
+    as it is (``output: command``), one per environment step (``env.dt``, 80 Hz), ``agent_pos`` as the
+    state, DP3's cloud (``point_cloud_config``), and DP3's lockstep protocol: a new chunk every
+    n_action_steps (``execution.mode: sync``), each chunk on its own (no real-time chunking, no blend),
+    no action latency. ``overrides``:
+    dotted names (``--set``), e.g. ``{"execution.mode": "async"}``."""
+    import dataclasses
+
+    from ..config import deploy_config_from_dict, flatten_params, unflatten_params
+
+    dt = float(env.env.dt)
+    pc = {k: list(v) if isinstance(v, tuple) else v
+          for k, v in dataclasses.asdict(env.point_cloud_config()).items()}
+    base = {"output": "command", "frame_id": "world",
+            "timing": {"control_rate_hz": 1.0 / dt, "action_latency_s": 0.0, "blend_steps": 0,
+                       "max_observation_age_s": 1.0},
+            "execution": {"mode": "sync", "consistency": "none", "margin_s": dt},
+            "sampling": {"seed": int(sampling_seed)},
+            "embodiment": {"joint_names": list(AGENT_POS_NAMES)},
+            "point_cloud": pc}
+    flat = flatten_params(deploy_config_from_dict(base, "metaworld"))
+    unknown = sorted(set(overrides or {}) - set(flat))
+    if unknown:
+        raise ConfigError(f"--set: unknown parameters {unknown}, expected names like execution.mode")
+    flat.update(overrides or {})
+    return deploy_config_from_dict(unflatten_params(flat), "--set")
+
+
+def runtime_episode(env: MetaWorldTask, runtime, seed: int, latency) -> dict:
+    """One episode through ``PolicyRuntime``, as every simulator task runs: each environment step feeds
+    the depth image (the runtime makes DP3's cloud) and ``agent_pos`` stamped with the step's time; the
+    runtime plans when due, and its command trajectory is applied step by step (``command_at``: the value
+    that holds over the step; zero after the trajectory's end: the hand stays). ``latency`` (closed_loop.Latency):
+    sim time charged to each inference, during which the environment keeps stepping on the running
+    command."""
+    from ..runtime.controller import Plan
+    from ..runtime.schedule import command_at
+
+    step = env.reset(seed)
+    runtime.reset(clear_observations=True)
+    runtime.set_camera(env.camera()[0])
+    period, dim = runtime.period, runtime.pcfg.action.dim
+    state = {"traj": None, "late": 0, "holds": 0, "commands": 0}
+    inference_ms, pending, success, steps = [], None, False, 0
+
+    def apply(res) -> None:
+        state["late"] += res.status == "late"
+        if res.command is None:
+            return
+        state["traj"] = res.command.trajectory
+        if res.status == "command":
+            state["commands"] += 1
+            inference_ms.append(res.inference_ms + res.perception_ms)
+        else:
+            state["holds"] += 1
+
+    for k in range(EPISODE_STEPS):
+        t = k * period
+        if "depth" in runtime.window.buffers:
+            runtime.add_depth(t, step.depth)
+        if "color" in runtime.window.buffers:
+            runtime.add_color(t, step.rgb)
+        if runtime.needs_joints:
+            runtime.add_joints(t, step.agent_pos)
+        if pending is not None and t >= pending[1]:
+            apply(runtime.commit(pending[0], t))
+            pending = None
+        if pending is None:
+            out = runtime.begin(t)
+            if isinstance(out, Plan):
+                delay = latency.of(out)
+                if delay <= 0:
+                    apply(runtime.commit(out, t))
+                else:
+                    pending = (out, t + delay)
+            else:
+                apply(out)
+        action = command_at(state["traj"], t, period, dim)
+        step = env.step(action)
+        steps += 1
+        if step.success:
+            success = True
+            break
+    return {"seed": seed, "success": success, "steps": steps, "late_chunks": state["late"],
+            "holds": state["holds"], "inference_ms": inference_ms}
+
+
 def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sampling_seed: int = 0,
-             progress: bool = True) -> dict:
-    """Closed-loop success of a checkpoint trained on ``collect``'s data, as DP3 evaluates: n_obs_steps
-    observations (the first repeated at the start), the first n_action_steps actions of each chunk
-    executed, ``EPISODE_STEPS`` steps, success at any step. Lockstep, the policy called directly (not
-    yet through ``PolicyRuntime``: its outputs are poses and joint trajectories, Meta-World's are 4-D
-    moves). Seeds ``seed`` … ``seed + episodes - 1``; sampling seeded ``sampling_seed`` + chunk index;
-    the clouds cropped as the checkpoint's demonstrations were."""
+             progress: bool = True, direct: bool = False, delay: str | float = 0,
+             overrides: dict | None = None) -> dict:
+    """Closed-loop success of a checkpoint trained on ``collect``'s data: ``EPISODE_STEPS`` steps, success
+    at any step, seeds ``seed`` … ``seed + episodes - 1``, the clouds cropped as the checkpoint's
+    demonstrations were.
+
+    By default through ``PolicyRuntime`` (``runtime_episode``), as every simulator task: the runtime
+    makes the clouds from depth, schedules and stamps each chunk; sampling seed ``sampling_seed`` for
+    every chunk (the runtime's ``sampling.seed``); ``delay``: the latency charged to each inference
+    (``--delay-ms``), ``overrides``: deployment parameters (``--set``). ``direct``: DP3's own evaluation
+    loop, the policy called on the adapter's clouds, lockstep, n_action_steps actions a chunk, sampling
+    seeded ``sampling_seed`` + chunk index."""
     import time
     from collections import deque
 
     from tqdm import tqdm
 
     from ..policy import Policy
+    from .closed_loop import Latency
     from .stats import wilson_ci95
 
     policy = Policy.from_checkpoint(checkpoint)
@@ -309,10 +418,27 @@ def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sam
     crop = checkpoint_crop(checkpoint)
     shapes = {s.type: s.shape for s in pc.observations.values()}
     env = MetaWorldTask(task, num_points=shapes["point_cloud"][0] if "point_cloud" in shapes else NUM_POINTS,
-                        crop=crop, rgb_size=shapes["rgb"][0] if "rgb" in shapes else 0)
-    results, latencies = [], []
+                        crop=crop, rgb_size=shapes["rgb"][0] if "rgb" in shapes else 0, clouds=direct)
+    latency = Latency.parse(delay)
+    if direct and (latency.factor or latency.fixed_ms or overrides):
+        raise ConfigError("metaworld --direct: DP3's lockstep loop; --delay-ms and --set need the runtime "
+                          "(drop --direct)")
+    results, latencies, runtime, cfg = [], [], None, None
     try:
-        for s in tqdm(range(seed, seed + episodes), desc=f"eval {env.name}", unit="episode", disable=not progress):
+        bar = tqdm(range(seed, seed + episodes), desc=f"eval {env.name}", unit="episode", disable=not progress)
+        for s in bar:
+            if not direct:
+                if runtime is None:
+                    from ..runtime.controller import PolicyRuntime
+
+                    env.reset(s)
+                    cfg = deploy_config(env, overrides, sampling_seed)
+                    runtime = PolicyRuntime(policy, cfg)
+                r = runtime_episode(env, runtime, s, latency)
+                latencies.extend(r.pop("inference_ms"))
+                results.append(r)
+                bar.set_postfix(success=f"{sum(x['success'] for x in results)}/{len(results)}")
+                continue
             obs = env.reset(s)
             history = deque([obs] * pc.n_obs_steps, maxlen=pc.n_obs_steps)
             success, chunk_i, steps = False, 0, 0
@@ -330,11 +456,17 @@ def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sam
                     if success or steps >= EPISODE_STEPS:
                         break
             results.append({"seed": s, "success": success, "steps": steps})
+            bar.set_postfix(success=f"{sum(x['success'] for x in results)}/{len(results)}")
     finally:
         env.close()
     wins = sum(r["success"] for r in results)
-    return {"task": f"{PREFIX}{env.name}", "checkpoint": str(checkpoint), "episodes": episodes,
-            "seeds": [seed, seed + episodes - 1], "sampling_seed": sampling_seed, "crop": crop, "successes": wins,
-            "success_rate": wins / max(1, episodes), "ci95": list(wilson_ci95(wins, episodes)),
-            "p50_inference_ms": float(np.percentile(latencies, 50)) if latencies else None,
-            "episodes_detail": results}
+    out = {"task": f"{PREFIX}{env.name}", "checkpoint": str(checkpoint), "episodes": episodes,
+           "seeds": [seed, seed + episodes - 1], "sampling_seed": sampling_seed, "crop": crop, "successes": wins,
+           "success_rate": wins / max(1, episodes), "ci95": list(wilson_ci95(wins, episodes)),
+           "evaluation": "direct" if direct else "runtime",
+           "p50_inference_ms": float(np.percentile(latencies, 50)) if latencies else None}
+    if not direct:
+        e = cfg.execution
+        out.update(delay_ms=latency.label, execution=f"{e.mode}+{e.consistency}",
+                   late_chunks=sum(r["late_chunks"] for r in results))
+    return {**out, "episodes_detail": results}
