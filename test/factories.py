@@ -28,6 +28,23 @@ def shipped_small(name: str, **train) -> Config:
     return config_from_dict(cfg)
 
 
+def vector_policy(scale: float = 1.0):
+    """An untrained policy with Meta-World's shapes: a 9-value state → 4-value actions passed as they are
+    (representation joint: output command); ``scale`` widens what it can output (the action normalizer)."""
+    import torch
+
+    from diffusion_policy_ros.policy import DiffusionPolicy, Policy
+
+    data = config_to_dict(state_only_config())
+    data["policy"]["observations"]["agent_pos"]["shape"] = [9]
+    data["policy"]["action"] = {"representation": "joint", "dim": 4}
+    cfg = config_from_dict(data)
+    torch.manual_seed(0)
+    model = DiffusionPolicy.build(cfg.policy)
+    model.normalizer.fields["action"].scale.fill_(1.0 / scale)
+    return Policy(model, cfg)
+
+
 def start_obs(cfg: Config, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     obs = TEST_SCENE.policy_observation(cfg.policy, seed=seed)
     if batch is not None:

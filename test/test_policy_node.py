@@ -497,7 +497,6 @@ def test_command_output_streams_a_forward_command_within_its_limit_and_zeros_on_
     forward_command_controller's Float64MultiArray, streamed at timing.command_rate_hz, each value
     within ±safety.command_limit; on disable the last message is zeros (a velocity-like command left
     running would keep the robot moving)."""
-    import torch
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from sensor_msgs.msg import JointState
@@ -505,20 +504,12 @@ def test_command_output_streams_a_forward_command_within_its_limit_and_zeros_on_
     from std_srvs.srv import SetBool
 
     from diffusion_policy_ros.checkpoint import save_checkpoint
-    from diffusion_policy_ros.config import config_from_dict, config_to_dict
     from diffusion_policy_ros.io import msgs as M
-    from diffusion_policy_ros.policy import DiffusionPolicy
 
-    from .factories import state_only_config
+    from .factories import vector_policy
 
-    data = config_to_dict(state_only_config())
-    data["policy"]["observations"]["agent_pos"]["shape"] = [9]
-    data["policy"]["action"] = {"representation": "joint", "dim": 4}
-    cfg = config_from_dict(data)
-    torch.manual_seed(0)
-    model = DiffusionPolicy.build(cfg.policy)
-    model.normalizer.fields["action"].scale.fill_(1.0 / 3.0)  # actions up to ±3: beyond the ±0.5 limit
-    ckpt = save_checkpoint(tmp_path / "vector", cfg, model)
+    policy = vector_policy(scale=3.0)  # actions up to ±3: beyond the ±0.5 limit
+    ckpt = save_checkpoint(tmp_path / "vector", policy.config, policy.model)
     names = [f"s{i}" for i in range(9)]
     node = Node("vector_robot", context=ros_context)
     ty, got, lock = M.RosTypes(), [], threading.Lock()

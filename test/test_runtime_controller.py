@@ -8,7 +8,7 @@ from diffusion_policy_ros.errors import ConfigError, ObservationError
 from diffusion_policy_ros.policy import Policy
 from diffusion_policy_ros.runtime.controller import Plan, PolicyRuntime
 
-from .factories import ARM_HOME, small_intrinsics, small_rgbd
+from .factories import ARM_HOME, small_intrinsics, small_rgbd, vector_policy
 
 MS = 1_000_000
 
@@ -473,29 +473,9 @@ def test_async_chunks_are_extended_by_the_latency_unless_told_not_to(force_check
     assert kept >= rt.n_action if extend else kept < rt.n_action
 
 
-def _vector_policy(scale: float = 1.0):
-    """An untrained policy: a 9-value state → 4-value actions passed as they are (Meta-World's shapes);
-    ``scale`` widens what it can output (the normalizer's action range)."""
-    import torch
-
-    from diffusion_policy_ros.config import config_from_dict, config_to_dict
-    from diffusion_policy_ros.policy import DiffusionPolicy
-
-    from .factories import state_only_config
-
-    data = config_to_dict(state_only_config())
-    data["policy"]["observations"]["agent_pos"]["shape"] = [9]
-    data["policy"]["action"] = {"representation": "joint", "dim": 4}
-    cfg = config_from_dict(data)
-    torch.manual_seed(0)
-    model = DiffusionPolicy.build(cfg.policy)
-    model.normalizer.fields["action"].scale.fill_(1.0 / scale)
-    return Policy(model, cfg)
-
-
 def test_command_output_sends_the_action_vector_one_value_per_period_within_its_limit():
     names = [f"s{i}" for i in range(9)]
-    policy = _vector_policy(scale=3.0)
+    policy = vector_policy(scale=3.0)
     deploy = deploy_config_from_dict({"output": "command", "embodiment": {"joint_names": names},
                                       "sampling": {"seed": 0}, "timing": {"action_latency_s": 0.0, "blend_steps": 0},
                                       "execution": {"mode": "sync", "consistency": "none"},
@@ -524,7 +504,7 @@ def test_command_output_sends_the_action_vector_one_value_per_period_within_its_
 
 
 def test_command_output_refuses_what_it_cannot_do():
-    policy = _vector_policy()
+    policy = vector_policy()
     names = {"embodiment": {"joint_names": [f"s{i}" for i in range(9)]}}
     with pytest.raises(ConfigError, match="joint_names"):  # the state's names are needed (no URDF)
         PolicyRuntime(policy, deploy_config_from_dict({"output": "command"}))

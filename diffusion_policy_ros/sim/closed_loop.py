@@ -63,6 +63,27 @@ class Latency:
         return (f"measured*{self.factor:g}" if self.factor != 1 else "measured") if self.factor else self.fixed_ms
 
 
+def charge_latency(runtime, t: int, pending: tuple[Plan, int] | None, latency: Latency, apply,
+                   stamp_from_observation: bool = False) -> tuple[Plan, int] | None:
+    """One tick of a driver whose inferences take ``latency`` of sim time: the pending plan is committed
+    (stamped ``t``) once its time has come, then, if none is pending, a cycle begins; a plan is committed
+    at once in lockstep, else kept pending. Every result goes to ``apply``. → the pending (plan, due)."""
+    if pending is not None and t >= pending[1]:
+        plan = pending[0]
+        apply(runtime.commit(plan, plan.started_ns if stamp_from_observation else t))
+        pending = None
+    if pending is None:
+        out = runtime.begin(t)
+        delay = latency.of(out) if isinstance(out, Plan) else 0
+        if not isinstance(out, Plan):
+            apply(out)
+        elif delay <= 0:
+            apply(runtime.commit(out, t))
+        else:
+            pending = (out, t + delay)
+    return pending
+
+
 def policy_episode(env: SimEnv, runtime, seed: int, frames: bool = False, latency: Latency = Latency(),
                    stamp_from_observation: bool = False, view=None, view_offset_ns: int = 0) -> Episode:
     """One closed-loop episode of ``runtime`` (a PolicyRuntime on env.cfg); ends at success, failure or
@@ -113,20 +134,7 @@ def policy_episode(env: SimEnv, runtime, seed: int, frames: bool = False, latenc
         if stop is not None:
             ep.contact_stops += 1
             apply(stop, t)
-        if pending is not None and t >= pending[1]:
-            plan = pending[0]
-            apply(runtime.commit(plan, plan.started_ns if stamp_from_observation else t), t)
-            pending = None
-        if pending is None:
-            out = runtime.begin(t)
-            if isinstance(out, Plan):
-                delay = latency.of(out)
-                if delay <= 0:
-                    apply(runtime.commit(out, t), t)
-                else:
-                    pending = (out, t + delay)
-            else:
-                apply(out, t)
+        pending = charge_latency(runtime, t, pending, latency, lambda res: apply(res, t), stamp_from_observation)
         sim.advance(t + tick)
         task.update(sim)
         runtime.add_wrench(t + tick, sim.wrench())

@@ -338,8 +338,8 @@ def runtime_episode(env: MetaWorldTask, runtime, seed: int, latency) -> dict:
     that holds over the step; zero after the trajectory's end: the hand stays). ``latency`` (closed_loop.Latency):
     sim time charged to each inference, during which the environment keeps stepping on the running
     command."""
-    from ..runtime.controller import Plan
     from ..runtime.schedule import command_at
+    from .closed_loop import charge_latency
 
     step = env.reset(seed)
     runtime.reset(clear_observations=True)
@@ -367,19 +367,7 @@ def runtime_episode(env: MetaWorldTask, runtime, seed: int, latency) -> dict:
             runtime.add_color(t, step.rgb)
         if runtime.needs_joints:
             runtime.add_joints(t, step.agent_pos)
-        if pending is not None and t >= pending[1]:
-            apply(runtime.commit(pending[0], t))
-            pending = None
-        if pending is None:
-            out = runtime.begin(t)
-            if isinstance(out, Plan):
-                delay = latency.of(out)
-                if delay <= 0:
-                    apply(runtime.commit(out, t))
-                else:
-                    pending = (out, t + delay)
-            else:
-                apply(out)
+        pending = charge_latency(runtime, t, pending, latency, apply)
         action = command_at(state["traj"], t, period, dim)
         step = env.step(action)
         steps += 1
