@@ -522,3 +522,34 @@ def test_command_output_refuses_what_it_cannot_do():
     with pytest.raises(ConfigError, match="representation joint"):
         PolicyRuntime(Policy(DiffusionPolicy.build(cfg.policy), cfg), deploy_config_from_dict({"output": "command",
                                                                                                  **names}))
+
+
+def test_real_time_chunking_holds_command_steps_by_their_due_times_and_never_beyond_the_running_plan():
+    """Command outputs are due one period later than positions (offset 1): RTC freezes the steps due
+    before the new chunk lands, and gives no weight where the running plan has no step (holding a
+    command to the plan's clamped last value froze Meta-World's chunks and stopped every episode)."""
+    from diffusion_policy_ros.runtime.schedule import TimedTrajectory
+
+    names = [f"s{i}" for i in range(9)]
+    rt = PolicyRuntime(vector_policy(), deploy_config_from_dict({
+        "output": "command", "embodiment": {"joint_names": names}, "timing": {"action_latency_s": 0.0},
+        "execution": {"initial_latency_s": 0.2}}))
+    pc, P = rt.pcfg, rt.period
+    assert rt.scheduler.offset == 1.0
+    t_prev, t_obs = 0, 4 * P
+    full_prev = np.random.default_rng(0).normal(size=(pc.horizon, 4))
+    due_prev = t_prev + (np.arange(pc.horizon) - (pc.n_obs_steps - 1) + 1) * P
+    running = TimedTrajectory(due_prev[pc.n_obs_steps - 1:], full_prev[pc.n_obs_steps - 1:])
+    _, w = rt._chunk_prefix(t_obs, t_obs, (t_prev, full_prev), running)
+    due = t_obs + (np.arange(pc.horizon) - (pc.n_obs_steps - 1) + 1) * P
+    lands = t_obs + int(0.2e9) + rt.scheduler.lead
+    inside = due <= due_prev[-1]
+    assert np.all(w[~inside] == 0.0) and (~inside).any()
+    assert np.all(w[inside & (due <= lands)] == 1.0) and (inside & (due <= lands)).any()
+    assert np.all(w[due > lands] < 1.0)
+    # begun late: the new chunk lands after the running plan's last step; nothing beyond it is frozen
+    t_obs = int(due_prev[-1]) - P
+    _, w = rt._chunk_prefix(t_obs, t_obs, (t_prev, full_prev), running)
+    due = t_obs + (np.arange(pc.horizon) - (pc.n_obs_steps - 1) + 1) * P
+    assert t_obs + int(0.2e9) > due_prev[-1] and np.all(w[due > due_prev[-1]] == 0.0)
+    assert w[due <= due_prev[-1]].max() == 1.0

@@ -685,9 +685,12 @@ class PolicyRuntime:
         """Real-time chunking's target and weights for a chunk observed at ``t_obs`` and begun at
         ``now_ns``: the running chunk's world-frame plan at the new chunk's step times, weight 1 on the
         steps that execute before the new chunk can take over (predicted latency + action latency),
-        decaying over the rest of the running trajectory, 0 after it (diffusion/chunking.py)."""
+        decaying over the rest of the running trajectory, 0 after it and beyond the running plan's last
+        step (no plan there to hold to) (diffusion/chunking.py)."""
         pc = self.pcfg
-        steps = (np.arange(pc.horizon) - (pc.n_obs_steps - 1)) * self.period
+        # the steps' due times, as the scheduler stamps them (its offset: 1 for command outputs)
+        steps = np.round((np.arange(pc.horizon) - (pc.n_obs_steps - 1) + self.scheduler.offset) * self.period
+                         ).astype(np.int64)
         t_prev, full_prev = prev
         new_t, old_t = int(t_obs) + steps, int(t_prev) + steps
         prefix = np.stack([np.interp(new_t, old_t, full_prev[:, j]) for j in range(full_prev.shape[1])], -1)
@@ -695,6 +698,7 @@ class PolicyRuntime:
         overlap_until = min(running.end_ns, int(old_t[-1]))
         weights = prefix_weights(new_t, frozen_until, max(overlap_until, frozen_until), self.period,
                                  self.cfg.execution.consistency)
+        weights[new_t > old_t[-1]] = 0.0
         return prefix.astype(np.float32), weights
 
     def _candidates(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
