@@ -148,8 +148,8 @@ class PolicyRuntime:
             raise ConfigError(f"output: joint-space actions can only go out as joint_trajectory or command, got "
                               f"{cfg.output}")
         # command output: the state vector comes from joint_states under these names (no URDF)
-        self.joint_names = list(arm.joint_names) if arm is not None and not self.command_output else \
-            list(cfg.embodiment.joint_names) if self.command_output else []
+        self.joint_names = list(cfg.embodiment.joint_names) if self.command_output else \
+            list(arm.joint_names) if arm is not None else []
         # Which observations come from which stream.
         self.keys = {t: [k for k, s in pc.observations.items() if s.type == t] for t in C.OBS_TYPES}
         if len(self.keys[C.OBS_LOW_DIM]) > 1 or len(self.keys[C.OBS_POINT_CLOUD]) > 1 or len(self.keys[C.OBS_RGB]) > 1:
