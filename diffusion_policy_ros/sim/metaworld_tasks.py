@@ -13,9 +13,9 @@ The protocol, as DP3's MetaWorldEnv sets it:
   world frame (the camera's pose read from MuJoCo). ``crop="dp3"`` (the default) crops as DP3 does:
   DP3 rotates corner2's camera-frame points by camera 0's (``topview``) orientation and a hand-tuned
   rotation (61.4° about x, −7° about y) and keeps its box ``DP3_BOUNDS`` there, a box oblique to the
-  table that drops most of the table top. ``PointCloudPipeline`` crops and samples in that frame (FPS
-  only sees distances, so sampling there and moving the points rigidly to the world frame is sampling
-  in the world frame); ``crop="world"`` is the earlier axis-aligned world box ``CROP_MIN``/``CROP_MAX``
+  table that drops most of the table top. ``PointCloudPipeline`` crops and samples in that frame
+  (``point_cloud.crop_frame``; FPS only sees distances, so that is sampling in the world frame up to
+  ties) and returns world-frame points; ``crop="world"`` is the earlier axis-aligned world box ``CROP_MIN``/``CROP_MAX``
   (table top included). The crop is stored with the demonstrations and read back at evaluation;
 - ``agent_pos``: end-effector position and the two finger pads (9 values); actions: the
   environment's 4-D command (xyz move, gripper effort in [-1, 1]);
