@@ -801,6 +801,18 @@ def unflatten_params(flat: dict[str, Any]) -> dict:
     return out
 
 
+def with_overrides(cfg: DeployConfig, overrides: dict | None, source: str = "--set") -> DeployConfig:
+    """``cfg`` with dotted-name overrides (``--set execution.mode=async``); an unknown name fails here."""
+    if not overrides:
+        return cfg
+    flat = flatten_params(cfg)
+    unknown = sorted(set(overrides) - set(flat))
+    if unknown:
+        raise ConfigError(f"{source}: unknown parameters {unknown}, expected names like {sorted(flat)[:4]}")
+    flat.update(overrides)
+    return deploy_config_from_dict(unflatten_params(flat), source)
+
+
 def load_deploy_config(path: str | Path, node_name: str = "policy_node", overrides: dict | None = None
                        ) -> DeployConfig:
     """Read a ROS parameter file (``/**/<node_name>:``, ``<node_name>:`` or ``/**:`` then ``ros__parameters:``)."""

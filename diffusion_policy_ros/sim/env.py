@@ -112,16 +112,9 @@ def record_step(ep: Episode, env: SimEnv, rgb: np.ndarray, frames: bool) -> None
 def eval_config(task: str, checkpoint, embodiment: str, deploy_config: str | None, overrides: dict | None
                 ) -> DeployConfig:
     """The sim deploy config with ``--set`` overrides; unknown tasks, parameters or checkpoints fail here."""
-    from ..config import deploy_config_from_dict, flatten_params, unflatten_params
+    from ..config import with_overrides
 
-    cfg = sim_deploy_config(task_embodiment(task, embodiment), deploy_config)
-    if overrides:
-        flat = flatten_params(cfg)
-        unknown = sorted(set(overrides) - set(flat))
-        if unknown:
-            raise ConfigError(f"--set: unknown parameters {unknown}, expected names like {sorted(flat)[:4]}")
-        flat.update(overrides)
-        cfg = deploy_config_from_dict(unflatten_params(flat), "--set")
+    cfg = with_overrides(sim_deploy_config(task_embodiment(task, embodiment), deploy_config), overrides)
     if not Path(checkpoint).exists():
         raise ConfigError(f"--checkpoint: expected a checkpoint folder (dpros train's DIR/checkpoint), got "
                           f"'{checkpoint}' (not found)")

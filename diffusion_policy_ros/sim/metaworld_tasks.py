@@ -311,7 +311,7 @@ def deploy_config(env: MetaWorldTask, overrides: dict | None = None, sampling_se
     dotted names (``--set``), e.g. ``{"execution.mode": "async"}``."""
     import dataclasses
 
-    from ..config import deploy_config_from_dict, flatten_params, unflatten_params
+    from ..config import deploy_config_from_dict, with_overrides
 
     dt = float(env.env.dt)
     pc = {k: list(v) if isinstance(v, tuple) else v
@@ -323,12 +323,7 @@ def deploy_config(env: MetaWorldTask, overrides: dict | None = None, sampling_se
             "sampling": {"seed": int(sampling_seed)},
             "embodiment": {"joint_names": list(AGENT_POS_NAMES)},
             "point_cloud": pc}
-    flat = flatten_params(deploy_config_from_dict(base, "metaworld"))
-    unknown = sorted(set(overrides or {}) - set(flat))
-    if unknown:
-        raise ConfigError(f"--set: unknown parameters {unknown}, expected names like execution.mode")
-    flat.update(overrides or {})
-    return deploy_config_from_dict(unflatten_params(flat), "--set")
+    return with_overrides(deploy_config_from_dict(base, "metaworld"), overrides)
 
 
 def runtime_episode(env: MetaWorldTask, runtime, seed: int, latency) -> dict:
@@ -345,7 +340,7 @@ def runtime_episode(env: MetaWorldTask, runtime, seed: int, latency) -> dict:
     runtime.reset(clear_observations=True)
     runtime.set_camera(env.camera()[0])
     period, dim = runtime.period, runtime.pcfg.action.dim
-    state = {"traj": None, "late": 0, "holds": 0, "commands": 0}
+    state = {"traj": None, "late": 0, "holds": 0}
     inference_ms, pending, success, steps = [], None, False, 0
 
     def apply(res) -> None:
@@ -354,7 +349,6 @@ def runtime_episode(env: MetaWorldTask, runtime, seed: int, latency) -> dict:
             return
         state["traj"] = res.command.trajectory
         if res.status == "command":
-            state["commands"] += 1
             inference_ms.append(res.inference_ms + res.perception_ms)
         else:
             state["holds"] += 1
@@ -378,6 +372,34 @@ def runtime_episode(env: MetaWorldTask, runtime, seed: int, latency) -> dict:
             "holds": state["holds"], "inference_ms": inference_ms}
 
 
+def direct_episode(env: MetaWorldTask, policy, seed: int, sampling_seed: int = 0) -> dict:
+    """One episode of DP3's own evaluation loop: n_obs_steps observations (the first repeated at the
+    start), the first n_action_steps actions of each chunk executed, lockstep, the policy called on the
+    adapter's clouds; chunk i sampled with seed ``sampling_seed`` + i."""
+    import time
+    from collections import deque
+
+    pc = policy.cfg
+    keys = {k: (s.dataset_key or k) for k, s in pc.observations.items()}
+    obs = env.reset(seed)
+    history = deque([obs] * pc.n_obs_steps, maxlen=pc.n_obs_steps)
+    success, chunk_i, steps, inference_ms = False, 0, 0, []
+    while steps < EPISODE_STEPS and not success:
+        batch = {k: np.stack([o.observation(keys[k]) for o in history]) for k in keys}
+        t0 = time.perf_counter()
+        chunk = policy.predict(batch, seed=sampling_seed + chunk_i)
+        inference_ms.append((time.perf_counter() - t0) * 1e3)
+        chunk_i += 1
+        for a in chunk:
+            obs = env.step(a)
+            history.append(obs)
+            steps += 1
+            success = success or obs.success
+            if success or steps >= EPISODE_STEPS:
+                break
+    return {"seed": seed, "success": success, "steps": steps, "inference_ms": inference_ms}
+
+
 def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sampling_seed: int = 0,
              progress: bool = True, direct: bool = False, delay: str | float = 0,
              overrides: dict | None = None) -> dict:
@@ -391,9 +413,6 @@ def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sam
     (``--delay-ms``), ``overrides``: deployment parameters (``--set``). ``direct``: DP3's own evaluation
     loop, the policy called on the adapter's clouds, lockstep, n_action_steps actions a chunk, sampling
     seeded ``sampling_seed`` + chunk index."""
-    import time
-    from collections import deque
-
     from tqdm import tqdm
 
     from ..policy import Policy
@@ -401,10 +420,8 @@ def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sam
     from .stats import wilson_ci95
 
     policy = Policy.from_checkpoint(checkpoint)
-    pc = policy.cfg
-    keys = {k: (s.dataset_key or k) for k, s in pc.observations.items()}
     crop = checkpoint_crop(checkpoint)
-    shapes = {s.type: s.shape for s in pc.observations.values()}
+    shapes = {s.type: s.shape for s in policy.cfg.observations.values()}
     env = MetaWorldTask(task, num_points=shapes["point_cloud"][0] if "point_cloud" in shapes else NUM_POINTS,
                         crop=crop, rgb_size=shapes["rgb"][0] if "rgb" in shapes else 0, clouds=direct)
     latency = Latency.parse(delay)
@@ -415,7 +432,9 @@ def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sam
     try:
         bar = tqdm(range(seed, seed + episodes), desc=f"eval {env.name}", unit="episode", disable=not progress)
         for s in bar:
-            if not direct:
+            if direct:
+                r = direct_episode(env, policy, s, sampling_seed)
+            else:
                 if runtime is None:
                     from ..runtime.controller import PolicyRuntime
 
@@ -423,27 +442,8 @@ def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sam
                     cfg = deploy_config(env, overrides, sampling_seed)
                     runtime = PolicyRuntime(policy, cfg)
                 r = runtime_episode(env, runtime, s, latency)
-                latencies.extend(r.pop("inference_ms"))
-                results.append(r)
-                bar.set_postfix(success=f"{sum(x['success'] for x in results)}/{len(results)}")
-                continue
-            obs = env.reset(s)
-            history = deque([obs] * pc.n_obs_steps, maxlen=pc.n_obs_steps)
-            success, chunk_i, steps = False, 0, 0
-            while steps < EPISODE_STEPS and not success:
-                batch = {k: np.stack([o.observation(keys[k]) for o in history]) for k in keys}
-                t0 = time.perf_counter()
-                chunk = policy.predict(batch, seed=sampling_seed + chunk_i)
-                latencies.append((time.perf_counter() - t0) * 1e3)
-                chunk_i += 1
-                for a in chunk:
-                    obs = env.step(a)
-                    history.append(obs)
-                    steps += 1
-                    success = success or obs.success
-                    if success or steps >= EPISODE_STEPS:
-                        break
-            results.append({"seed": s, "success": success, "steps": steps})
+            latencies.extend(r.pop("inference_ms"))
+            results.append(r)
             bar.set_postfix(success=f"{sum(x['success'] for x in results)}/{len(results)}")
     finally:
         env.close()
