@@ -40,7 +40,7 @@ def train_args(policy: str, dataset: Path, run: Path, a) -> list[str]:
 
     fit = config_overrides(a.points) if policy == "dp3" else image_config_overrides(a.rgb_size)
     sets = fit + [f"train.max_steps={a.steps}", f"train.batch_size={a.batch}", f"train.lr={a.lr}",
-                  f"train.warmup_steps={a.warmup}"]
+                  f"train.warmup_steps={a.warmup}", f"train.precision={a.precision}"]
     return ["train", policy, "--dataset", str(dataset), "--out", str(run), "--no-progress",
             *[x for s in sets for x in ("--set", s)]]
 
@@ -55,7 +55,8 @@ def train_and_evaluate(policy: str, d: Path, dataset: Path, a) -> dict:
         t0 = time.monotonic()
         dpros(cmd)
         train_json.write_text(json.dumps({"command": "dpros " + shlex.join(cmd), "steps": a.steps,
-                                          "batch": a.batch, "lr": a.lr, "minutes": (time.monotonic() - t0) / 60}))
+                                          "batch": a.batch, "lr": a.lr, "precision": a.precision,
+                                          "minutes": (time.monotonic() - t0) / 60}))
         for old in d.glob(f"eval{tag}*.json"):  # a new checkpoint: evaluate again
             old.unlink()
     trained = json.loads(train_json.read_text())
@@ -154,6 +155,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", default="3.0e-4")
     ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="train.precision")
     ap.add_argument("--episodes", type=int, default=50)
     ap.add_argument("--seed", type=int, default=9000, help="first evaluation seed (held out)")
     ap.add_argument("--evaluation", choices=("runtime", "direct"), default="runtime",

@@ -67,6 +67,18 @@ def test_modes_demo_trains_samples_and_writes_its_plot(tmp_path):
     assert (out / "train" / "loss.png").is_file()
 
 
+def test_training_bench_times_every_row_and_compares_bf16_gradients():
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "training.py"), "--configs", "metaworld_dp3",
+                           "--batch", "2", "--rounds", "1", "--json"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (r,) = json.loads(proc.stdout)["results"]
+    assert [row["row"] for row in r["rows"]][0].startswith("baseline") and len(r["rows"]) == 3
+    assert r["rows"][0]["speedup_vs_baseline"] == 1.0 and all(row["median_ms"] > 0 for row in r["rows"])
+    # bf16 autocast changes the numbers but not the direction of the update.
+    assert r["bf16"]["loss_bf16"] != r["bf16"]["loss_fp32"]
+    assert 0.99 < r["bf16"]["gradient_cosine"] <= 1.0
+
+
 def test_perception_bench_json_has_the_promised_fields():
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "perception.py"), "--runs", "5", "--json"],
                           capture_output=True, text=True, timeout=600)

@@ -30,8 +30,10 @@ def metrics(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_trained_policy_samples_commit_to_one_of_two_modes(obstacle_dataset, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_trained_policy_samples_commit_to_one_of_two_modes(precision, obstacle_dataset, tmp_path):
     cfg = state_only_config()
+    cfg.train.precision = precision  # bf16: autocast forward, float32 weights; the same property must hold
     ckpt = Trainer(cfg, obstacle_dataset, tmp_path / "run", progress=False).run()
     history = metrics(tmp_path / "run")
     assert history[-1]["val_loss"] < 0.5 * history[0]["val_loss"]
