@@ -77,6 +77,7 @@ test: setup
 bench: setup
 	$(PY) bench/inference.py
 	$(PY) bench/perception.py
+	$(PY) bench/training.py
 	$(PY) bench/solver_quality.py --train-demo
 	$(PY) bench/node_latency.py
 	$(PY) bench/guidance.py

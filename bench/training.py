@@ -9,6 +9,7 @@ the bf16 and the float32 gradients (1.0: the same direction).
 
     python bench/training.py                       # Meta-World DP3 (the benchmark's recipe), default DP3
     python bench/training.py --configs dp3 dp_image --batch 64 --rounds 10 --json
+    python bench/training.py --threads 1     # one core: two trainings at once, one thread each
 """
 from __future__ import annotations
 
@@ -106,8 +107,11 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["metaworld_dp3", "dp3"])
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, one a core)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     results = [bench_config(name, a.batch, a.rounds) for name in a.configs]
     report = {"machine": machine(bf16_native=bool(torch.backends.mkldnn.is_available()
                                                   and torch.ops.mkldnn._is_mkldnn_bf16_supported())),

@@ -136,10 +136,13 @@ def test_the_benchmark_script_writes_its_table_plot_and_json(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, str(root / "bench" / "metaworld_dp3.py"), "--tasks", "button-press",
-                           "--demos", "1", "--steps", "3", "--warmup", "1", "--episodes", "1", "--rgb-size", "0",
-                           "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=900, cwd=root)
+                           "door-open", "--jobs", "2", "--precision", "bf16", "--demos", "1", "--steps", "3",
+                           "--warmup", "1", "--episodes", "1", "--rgb-size", "0", "--out", str(tmp_path), "--json"],
+                          capture_output=True, text=True, timeout=900, cwd=root)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (row,) = json.loads(proc.stdout)
+    row, other = json.loads(proc.stdout)  # two tasks at once (--jobs 2), rows in --tasks order
+    assert other["task"] == "door-open" and other["paper_dp3"] == 99
+    assert row["train"]["precision"] == "bf16" and "train.precision=bf16" in row["train"]["command"]
     assert row["task"] == "button-press" and row["paper_dp3"] == 100 and row["paper_dp"] == 99
     assert row["crop"] == "dp3" and row["eval_seeds"] == [9000, 9000] and row["demo_seeds"][0] == 1000
     assert row["gap_to_dp3_points"] == round(100 * row["success_rate"] - 100, 1) and "dp_image" not in row
