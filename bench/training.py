@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Training step time: the trainer before fused AdamW and bfloat16 autocast (for-each AdamW, float32:
-the baseline) against fused AdamW in float32 (the default now) and fused AdamW + ``train.precision:
-bf16``, on the same batch, each row its own copy of the same initial weights, in interleaved rounds
+"""Training step time: the trainer before fused AdamW and bfloat16 autocast (for-each AdamW, diffusers'
+per-parameter EMA loop, float32: the baseline) against fused AdamW with a for-each EMA in float32 (the
+default now) and the same + ``train.precision: bf16``, on the same batch, each row its own copy of the same initial weights, in interleaved rounds
 (every row once per round, in random order). A full step: forward, loss, backward, optimizer, EMA.
 
 What bf16 changes in what is learned, at the same weights and batch: the loss and the cosine between
@@ -19,7 +19,6 @@ import json
 import sys
 
 import torch
-from diffusers.training_utils import EMAModel
 
 from common import interleaved_ms, machine
 
@@ -27,10 +26,10 @@ from diffusion_policy_ros import constants as C
 from diffusion_policy_ros.config import load_config
 from diffusion_policy_ros.policy import DiffusionPolicy
 from diffusion_policy_ros.sim.metaworld_tasks import config_overrides
-from diffusion_policy_ros.train.trainer import autocast, make_optimizer
+from diffusion_policy_ros.train.trainer import autocast, make_ema, make_optimizer
 
 ROWS = {"baseline: for-each AdamW, fp32": (False, "fp32"), "fused AdamW, fp32 (default)": (True, "fp32"),
-        "fused AdamW, bf16 autocast": (True, "bf16")}
+        "fused AdamW, bf16 autocast": (True, "bf16")}  # fused rows: the EMA's for-each update too
 CONFIGS = {"metaworld_dp3": ("dp3", config_overrides()), "dp3": ("dp3", []), "dp_image": ("dp_image", [])}
 
 
@@ -58,8 +57,7 @@ def step_fn(model, cfg, batch, fused: bool, precision: str):
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas),
                                 weight_decay=cfg.train.weight_decay)
-    ema = EMAModel(model.parameters(), decay=cfg.train.ema_max_decay, use_ema_warmup=True, inv_gamma=1.0,
-                   power=cfg.train.ema_power)
+    ema = make_ema(model.parameters(), cfg.train, foreach=fused)  # the baseline: diffusers' per-parameter loop
 
     def step():
         with autocast(device, precision):

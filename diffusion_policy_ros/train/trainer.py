@@ -74,6 +74,12 @@ def make_optimizer(params, tcfg) -> torch.optim.AdamW:
         return torch.optim.AdamW(params, **kwargs)
 
 
+def make_ema(params, tcfg, foreach: bool = True) -> EMAModel:
+    """The EMA of the weights (inference uses it), updated with for-each kernels over all parameters."""
+    return EMAModel(params, decay=tcfg.ema_max_decay, use_ema_warmup=True, inv_gamma=1.0, power=tcfg.ema_power,
+                    foreach=foreach)
+
+
 def autocast(device: torch.device, precision: str):
     """The forward pass's precision context: bfloat16 autocast for ``bf16``, nothing for ``fp32``."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -180,8 +186,7 @@ class Trainer:
         opt = make_optimizer(model.parameters(), self.tcfg)
         sched = get_scheduler("cosine", opt, num_warmup_steps=self.tcfg.warmup_steps,
                               num_training_steps=self.tcfg.max_steps)
-        ema = EMAModel(model.parameters(), decay=self.tcfg.ema_max_decay, use_ema_warmup=True, inv_gamma=1.0,
-                       power=self.tcfg.ema_power) if self.tcfg.use_ema else None
+        ema = make_ema(model.parameters(), self.tcfg) if self.tcfg.use_ema else None
 
         step, history = 0, []
         ckpt_dir = self.out / CHECKPOINT_DIR
