@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     ap.add_argument("--evaluation", choices=("runtime", "direct"), default="runtime",
                     help="runtime: through PolicyRuntime (dpros sim-eval's default); direct: DP3's own loop (--direct)")
     ap.add_argument("--jobs", type=int, default=1,
-                    help="tasks run at once, each with cores/jobs torch threads (2 on 2 cores: ~1.3x the "
+                    help="tasks run at once, each with cores/jobs torch threads (2 on 2 cores: ~1.2x the "
                          "throughput of one task on both, bench/training.py --threads 1)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
