@@ -256,8 +256,8 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # fp32 | bf16: bf16 runs the forward pass and the loss under torch.autocast (bfloat16 matmuls and
-    # convolutions; weights, gradients, optimizer and EMA stay float32). ~1.5x faster on a CPU with
-    # AVX512-BF16/AMX or a GPU; slower where bfloat16 is emulated (bench/training.py measures it).
+    # convolutions; weights, gradients, optimizer and EMA stay float32). 1.6-1.9x a step on a CPU
+    # with AVX512-BF16 (bench/training.py); slower where bfloat16 is emulated.
     precision: str = "fp32"
 
     def __post_init__(self):

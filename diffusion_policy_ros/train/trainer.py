@@ -64,8 +64,9 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def make_optimizer(params, tcfg) -> torch.optim.AdamW:
     """AdamW with ``fused=True``: one kernel for every parameter's update instead of a dozen passes
-    over each (20 % of a DP3 training step on a 2-core CPU, bench/training.py). The same update up to
-    float rounding; its state loads into either form, so --resume works across the switch."""
+    over each (0-14 % of a DP3 step on a 2-core CPU, bench/training.py; more where the optimizer
+    weighs more, as on a GPU). The same update up to float rounding; its state loads into either
+    form, so --resume works across the switch."""
     params = list(params)
     kwargs = dict(lr=tcfg.lr, betas=tuple(tcfg.betas), weight_decay=tcfg.weight_decay)
     try:
