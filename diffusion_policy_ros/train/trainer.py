@@ -62,13 +62,15 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(params, tcfg) -> torch.optim.AdamW:
+def make_optimizer(params, tcfg, fused: bool = True) -> torch.optim.AdamW:
     """AdamW with ``fused=True``: one kernel for every parameter's update instead of a dozen passes
     over each (0-14 % of a DP3 step on a 2-core CPU, bench/training.py; more where the optimizer
     weighs more, as on a GPU). The same update up to float rounding; its state loads into either
-    form, so --resume works across the switch."""
+    form, so --resume works across the switch. ``fused=False``: torch's for-each AdamW."""
     params = list(params)
     kwargs = dict(lr=tcfg.lr, betas=tuple(tcfg.betas), weight_decay=tcfg.weight_decay)
+    if not fused:
+        return torch.optim.AdamW(params, **kwargs)
     try:
         return torch.optim.AdamW(params, fused=True, **kwargs)
     except (RuntimeError, TypeError):  # a device or dtype without the fused kernel
