@@ -25,6 +25,7 @@ flight clearance, --guidance 3), a fixed sampling seed, and a seed block never u
     python bench/realtime.py --json                          # {"success_by_delay": {task: {mode: {delay: rate}}}, ...}
     python bench/realtime.py --tasks press --modes async_rtc,async_rtc_guard   # the contact guard
     python bench/realtime.py --action-latency-ms 20          # publish → controller 20 ms instead of the config's 50
+    python bench/realtime.py --tasks press --checkpoint press=runs/press/checkpoint   # your own checkpoint
 """
 from __future__ import annotations
 
@@ -59,7 +60,9 @@ DEFAULT_MODE = "async_rtc"
 EXTRA_MODES = ("async_rtc_noext", "async_rtc_guard")  # run when asked for (--modes)
 
 
-def run(tasks, modes, delays, episodes: int, seed: int, progress: bool, action_latency_ms: float | None = None) -> dict:
+def run(tasks, modes, delays, episodes: int, seed: int, progress: bool, action_latency_ms: float | None = None,
+        checkpoints: dict | None = None) -> dict:
+    """``checkpoints``: task → a checkpoint to run instead of the shipped one (same recipe)."""
     from diffusion_policy_ros.config import resolve_shipped_checkpoint
 
     out = {"machine": machine(), "seeds": [seed, seed + episodes - 1], "episodes": episodes, "delays_ms": delays,
@@ -69,7 +72,8 @@ def run(tasks, modes, delays, episodes: int, seed: int, progress: bool, action_l
     timing = {} if action_latency_ms is None else {"timing.action_latency_s": action_latency_ms / 1000}
     for task in tasks:
         ckpt, recipe = TASKS[task]
-        ckpt = str(resolve_shipped_checkpoint(ckpt))
+        ckpt = str(resolve_shipped_checkpoint((checkpoints or {}).get(task, ckpt)))
+        out.setdefault("checkpoints", {})[task] = ckpt
         for key in ("success_by_delay", "ci95", "first_point_in_past", "max_handover_jump", "late_chunks",
                     "contact_stops"):
             out[key][task] = {}
@@ -136,15 +140,20 @@ def main() -> int:
     ap.add_argument("--out", default="bench_out/realtime")
     ap.add_argument("--action-latency-ms", type=float, default=None,
                     help="timing.action_latency_s in ms (publish → controller); default: the sim config's (50)")
+    ap.add_argument("--checkpoint", action="append", default=[], metavar="TASK=PATH",
+                    help="run this checkpoint for TASK instead of the shipped one (its recipe stays); repeatable")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args()
+    checkpoints = dict(c.split("=", 1) for c in args.checkpoint if "=" in c)
+    if len(checkpoints) != len(args.checkpoint) or set(checkpoints) - set(TASKS):
+        ap.error(f"--checkpoint: expected TASK=PATH with TASK in {list(TASKS)}, got {args.checkpoint}")
     tasks, modes = args.tasks.split(","), args.modes.split(",")
     unknown = sorted(set(tasks) - set(TASKS)) + sorted(set(modes) - set(MODES))
     if unknown:
         ap.error(f"unknown tasks/modes {unknown}: expected tasks {list(TASKS)}, modes {list(MODES)}")
     delays = [int(x) for x in args.delays.split(",")]
-    result = run(tasks, modes, delays, args.episodes, args.seed, args.progress, args.action_latency_ms)
+    result = run(tasks, modes, delays, args.episodes, args.seed, args.progress, args.action_latency_ms, checkpoints)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "realtime.json").write_text(json.dumps(result, indent=2))

@@ -109,9 +109,7 @@ def main(argv=None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     results = [bench_config(name, a.batch, a.rounds) for name in a.configs]
-    report = {"machine": machine(bf16_native=bool(torch.backends.mkldnn.is_available()
-                                                  and torch.ops.mkldnn._is_mkldnn_bf16_supported())),
-              "results": results}
+    report = {"machine": machine(), "results": results}
     if a.json:
         print(json.dumps(report, indent=2))
         return 0
