@@ -23,10 +23,12 @@ def time_ms(fn, runs: int, warmup: int = 3) -> np.ndarray:
 def machine(**extra) -> dict:
     import torch
 
+    from diffusion_policy_ros.train.trainer import cpu_bf16_native
+
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "bf16_native": bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+            "bf16_native": cpu_bf16_native(),
             "python": platform.python_version(), **extra}
 
 
