@@ -15,6 +15,8 @@ faithful follower while the next chunk is computed. Execution modes compared in 
   async_rtc_noext  async_rtc without the latency extension (execution.extend_by_latency false)
   async_rtc_guard  async_rtc + the contact guard (safety.max_contact_force 17 N: the press band's top,
                  18 N, less the overshoot of one 50 Hz wrench tick); for force tasks
+  async_prefix   the frozen prefix given clean to a checkpoint trained with prefix conditioning
+                 (policy.max_prefix_steps > 0; pass it with --checkpoint TASK=PATH)
 
 Per task its shipped checkpoint and recipe (push; press with replan_steps=2; reach_fast guided by
 flight clearance, --guidance 3), a fixed sampling seed, and a seed block never used for tuning
@@ -55,9 +57,10 @@ MODES = {  # mode → (overrides, stamp_from_observation)
                          "execution.extend_by_latency": False}, False),
     "async_rtc_guard": ({"execution.mode": "async", "execution.consistency": "rtc", "safety.max_contact_force": 17.0},
                         False),
+    "async_prefix": ({"execution.mode": "async", "execution.consistency": "prefix"}, False),
 }
 DEFAULT_MODE = "async_rtc"
-EXTRA_MODES = ("async_rtc_noext", "async_rtc_guard")  # run when asked for (--modes)
+EXTRA_MODES = ("async_rtc_noext", "async_rtc_guard", "async_prefix")  # run when asked for (--modes)
 
 
 def run(tasks, modes, delays, episodes: int, seed: int, progress: bool, action_latency_ms: float | None = None,

@@ -214,11 +214,17 @@ class PolicyConfig:
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    # Training-time action-prefix conditioning: each training chunk's first d ~ U{0..N} actions are given
+    # clean in the noisy sample (their loss masked), so the model learns to continue a known prefix: the
+    # running chunk's actions that execute during inference (execution.consistency: prefix). 0: off.
+    max_prefix_steps: int = 0
 
     def __post_init__(self):
         _require(len(self.observations) > 0, "policy.observations", "at least one observation", self.observations)
         _require(self.n_obs_steps >= 1, "policy.n_obs_steps", ">= 1", self.n_obs_steps)
         _require(self.n_action_steps >= 1, "policy.n_action_steps", ">= 1", self.n_action_steps)
+        _require(0 <= self.max_prefix_steps < self.horizon, "policy.max_prefix_steps",
+                 f"in [0, horizon - 1 = {self.horizon - 1}]", self.max_prefix_steps)
         _require(self.n_obs_steps - 1 + self.n_action_steps <= self.horizon, "policy.n_action_steps",
                  f"<= horizon - n_obs_steps + 1 = {self.horizon - self.n_obs_steps + 1}", self.n_action_steps)
         # The U-Net halves the horizon at every level but the last.
@@ -578,7 +584,8 @@ class ExecutionConfig:
     mode: str = "async"
     # How a new chunk agrees with the actions that execute while it is computed: rtc (real-time
     # chunking's soft-masked guidance) | inpaint (the frozen prefix replaced at each denoising step) |
-    # none (only the scheduler's blend over timing.blend_steps)
+    # prefix (the frozen prefix given clean at every step, for checkpoints trained with
+    # policy.max_prefix_steps > 0) | none (only the scheduler's blend over timing.blend_steps)
     consistency: str = "rtc"
     latency_percentile: float = 95.0  # the predicted latency: this percentile of recent inferences ...
     latency_window: int = 20  # ... over this many
@@ -591,8 +598,8 @@ class ExecutionConfig:
 
     def __post_init__(self):
         _require(self.mode in ("async", "sync"), "execution.mode", "async | sync", self.mode)
-        _require(self.consistency in ("rtc", "inpaint", "none"), "execution.consistency", "rtc | inpaint | none",
-                 self.consistency)
+        _require(self.consistency in ("rtc", "inpaint", "prefix", "none"), "execution.consistency",
+                 "rtc | inpaint | prefix | none", self.consistency)
         _require(0 < self.latency_percentile <= 100, "execution.latency_percentile", "in (0, 100]",
                  self.latency_percentile)
         _require(self.latency_window >= 1, "execution.latency_window", ">= 1", self.latency_window)

@@ -102,8 +102,14 @@ class DiffusionPolicy(nn.Module):
         noise = torch.randn_like(x0)
         t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
         noisy = self.noise_scheduler.add_noise(x0, noise, t)
-        pred = self.denoiser(noisy, t, cond)
         target = noise if self.cfg.noise.prediction_type == "epsilon" else x0
+        if self.cfg.max_prefix_steps > 0:  # a clean prefix of d ~ U{0..N} actions, not scored
+            d = torch.randint(0, self.cfg.max_prefix_steps + 1, (x0.shape[0], 1, 1), device=x0.device)
+            known = torch.arange(x0.shape[1], device=x0.device).reshape(1, -1, 1) < d
+            pred = self.denoiser(torch.where(known, x0, noisy), t, cond)
+            scored = (~known).to(pred.dtype).expand_as(pred)
+            return ((pred.float() - target) ** 2 * scored).sum() / scored.sum()
+        pred = self.denoiser(noisy, t, cond)
         return F.mse_loss(pred, target)
 
     forward = compute_loss  # DistributedDataParallel calls forward()

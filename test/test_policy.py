@@ -249,3 +249,33 @@ def test_a_missing_backend_falls_back_to_torch_with_a_log_line(monkeypatch, capl
     assert export.resolve_backend("auto") == "openvino"
     with pytest.raises(Exception, match="inference.backend"):
         export.resolve_backend("tensorrt")
+
+
+def test_prefix_conditioning_gives_a_clean_prefix_and_scores_only_the_rest():
+    """policy.max_prefix_steps = N: the denoiser sees the first d ≤ N actions clean and their outputs
+    do not enter the loss; d is drawn per sample and reaches both 0 and N."""
+    cfg = state_only_config()
+    cfg.policy.max_prefix_steps = 5
+    torch.manual_seed(0)
+    model = DiffusionPolicy.build(cfg.policy)
+    b, h, da = 64, cfg.policy.horizon, cfg.policy.action.dim
+    obs = start_obs(cfg, batch=b)
+    batch = {"obs": {k: torch.as_tensor(v) for k, v in obs.items()},
+             "action": torch.randn(b, h, da) * 0.1}
+    seen = {}
+
+    def capture(module, args, out):
+        seen["x"] = args[0].detach()
+        out.retain_grad()
+        seen["out"] = out
+
+    handle = model.denoiser.register_forward_hook(capture)
+    loss = model.compute_loss(batch)
+    handle.remove()
+    loss.backward()
+    x0 = model.normalizer.normalize("action", batch["action"])
+    clean = (seen["x"] - x0).abs().amax(-1) < 1e-6  # (B, H): steps given as they are
+    d = clean.int().cumprod(1).sum(1)  # the clean prefix's length per sample
+    assert int(d.max()) == 5 and int(d.min()) == 0 and not clean[:, 5:].any()
+    scored = seen["out"].grad.abs().amax(-1) > 0
+    assert torch.equal(scored, ~(torch.arange(h)[None] < d[:, None]))

@@ -271,11 +271,26 @@ def test_a_late_chunk_is_not_sent_and_a_plan_from_before_a_reset_is_dropped(forc
     assert rt.commit(plan, plan.started_ns + 10 * MS).status == "dropped"
 
 
-@pytest.mark.parametrize("consistency", ["rtc", "inpaint"])
-def test_real_time_chunking_holds_the_new_chunk_to_the_running_one(force_checkpoint, consistency):
+def prefix_trained(ckpt, tmp_path):
+    """The checkpoint, declared as trained with prefix conditioning (same weights)."""
+    import shutil
+
+    import yaml
+
+    out = tmp_path / "prefix_ckpt"
+    shutil.copytree(ckpt, out)
+    meta = yaml.safe_load((out / "config.yaml").read_text())
+    meta["config"]["policy"]["max_prefix_steps"] = 6
+    (out / "config.yaml").write_text(yaml.safe_dump(meta))
+    return out
+
+
+@pytest.mark.parametrize("consistency", ["rtc", "inpaint", "prefix"])
+def test_real_time_chunking_holds_the_new_chunk_to_the_running_one(force_checkpoint, consistency, tmp_path):
     """A chunk begun mid-trajectory with a 300 ms predicted latency: the actions that execute before it
     lands equal the running plan's (frozen), whatever the new observation says."""
-    rt = make_runtime(force_checkpoint, execution={"consistency": consistency})
+    ckpt = prefix_trained(force_checkpoint, tmp_path) if consistency == "prefix" else force_checkpoint
+    rt = make_runtime(ckpt, execution={"consistency": consistency})
     rt.set_camera(small_intrinsics())
     feed(rt, 0, 500 * MS)
     assert rt.commit(rt.begin(500 * MS), 800 * MS).status == "command"  # 300 ms of latency measured
@@ -294,6 +309,11 @@ def test_real_time_chunking_holds_the_new_chunk_to_the_running_one(force_checkpo
     rt.reset()
     free = rt.begin(end - 300 * MS)  # nothing running: nothing to stay consistent with
     assert free.frozen_steps == 0
+
+
+def test_prefix_consistency_needs_a_prefix_trained_checkpoint(force_checkpoint):
+    with pytest.raises(ConfigError, match="max_prefix_steps"):
+        make_runtime(force_checkpoint, execution={"consistency": "prefix"})
 
 
 def test_force_limit_latches_a_hold_until_a_reset_and_tare_on_enable_zeroes_the_first_samples(force_checkpoint):

@@ -17,6 +17,10 @@ weights (H,) in [0, 1]:
   call spreads the pulled prefix to the free actions. The weight cap is the paper's β.
 - ``inpaint``: replacement inpainting: after each step the frozen prefix of the sample is replaced
   by the target noised to the sample's noise level (exact at the last step); no soft overlap.
+- ``prefix``: for checkpoints trained with action-prefix conditioning (``policy.max_prefix_steps``,
+  as in training-time RTC, Black et al. 2025, arXiv 2512.05964): the frozen prefix is given clean
+  from the first denoiser call on (``prepare``) and after every step, as in training; the model
+  continues it rather than being pulled to it.
 
 Both work for epsilon- and sample-prediction checkpoints (they use x̂₀ from the loop) and for every
 solver, and compose with cost guidance (``compose``): their corrections add.
@@ -30,7 +34,7 @@ import torch
 
 from .sampling import GuidanceContext, GuidanceFn
 
-MODES = ("rtc", "inpaint")
+MODES = ("rtc", "inpaint", "prefix")
 
 
 def prefix_weights(step_times_ns: np.ndarray, frozen_until_ns: int, overlap_until_ns: int, period_ns: int,
@@ -60,9 +64,18 @@ class PrefixGuidance:
         self.weights = weights.to(target).reshape(1, -1, 1)
         self.gain = min(float(max_weight), 1.0)
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """The initial sample: ``prefix`` mode gives the frozen prefix clean before the first step."""
+        if self.mode != "prefix":
+            return x
+        known = self.weights >= 1.0
+        return torch.where(known, self.target.to(x.dtype), x)
+
     def __call__(self, ctx: GuidanceContext) -> torch.Tensor | None:
         x, x0 = ctx.sample, ctx.pred_original
         a, a_prev = ctx.alpha_bar, ctx.alpha_bar_prev
+        if self.mode == "prefix":
+            return (self.weights >= 1.0).to(x.dtype) * (self.target - x)
         if self.mode == "inpaint":
             mask = (self.weights >= 1.0).to(x.dtype)  # the frozen prefix only
             noise = torch.randn(x.shape, generator=self.generator, dtype=x.dtype, device=x.device)
@@ -87,6 +100,12 @@ def compose(*hooks: GuidanceFn | None) -> GuidanceFn | None:
                 out = c if out is None else out + c
         return out
 
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        for h in hooks:
+            x = h.prepare(x) if hasattr(h, "prepare") else x
+        return x
+
     combined.needs_grad = any(getattr(h, "needs_grad", True) for h in hooks)
+    combined.prepare = prepare
     combined.hooks = hooks
     return combined

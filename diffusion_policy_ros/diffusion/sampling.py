@@ -2,7 +2,8 @@
 
 A guidance hook is called after each solver step with a ``GuidanceContext`` and returns a
 correction to add to the sample (or None). It sees the current sample, the timestep, ᾱ_t and the
-model's clean-sample estimate x̂₀, which is what embodiment costs are evaluated on.
+model's clean-sample estimate x̂₀, which is what embodiment costs are evaluated on. An optional
+``prepare(x)`` attribute edits the initial sample (and a re-noised one), e.g. to give a known prefix.
 """
 from __future__ import annotations
 
@@ -64,6 +65,8 @@ def sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedu
         timesteps = timesteps[start_index:]
         if hasattr(scheduler, "set_begin_index"):  # multistep solvers count their own step index
             scheduler.set_begin_index(start_index)
+    if guidance is not None and hasattr(guidance, "prepare"):  # e.g. a known prefix, given before the first step
+        x = guidance.prepare(x)
     if substeps < 1 or (substeps > 1 and hasattr(scheduler, "model_outputs")):
         raise ValueError(f"substeps: expected 1, or > 1 with a single-step solver (ddpm, ddim), got {substeps} "
                          f"with {type(scheduler).__name__}")
@@ -90,6 +93,8 @@ def sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedu
                 ratio = a / a_prev
                 eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
                 x = ratio.sqrt() * x_prev + (1 - ratio).sqrt() * eps
+                if hasattr(guidance, "prepare"):
+                    x = guidance.prepare(x)
             else:
                 x = x_prev
     return x

@@ -127,6 +127,9 @@ class PolicyRuntime:
             raise ConfigError(f"sampling.replan_steps: expected <= n_action_steps = {self.n_action} (the chunk "
                               f"would run out before the next one), got {self.replan}")
         self._last_plan_ns: int | None = None
+        if cfg.execution.consistency == "prefix" and pc.max_prefix_steps == 0:
+            raise ConfigError("execution.consistency: 'prefix' needs a checkpoint trained with prefix conditioning "
+                              "(policy.max_prefix_steps > 0), got max_prefix_steps = 0; use rtc or inpaint")
         if self.n_action > pc.horizon - pc.n_obs_steps + 1:
             raise ConfigError(f"sampling.n_action_steps: expected <= horizon - n_obs_steps + 1 = "
                               f"{pc.horizon - pc.n_obs_steps + 1}, got {self.n_action}")
