@@ -32,11 +32,11 @@ def feed(rt, t0_ns, t1_ns, camera=True, q=ARM_HOME):
             rt.add_color(t, rgb)
 
 
-def feed_pose(rt, ee_xyz, t1_ns=400 * MS):
-    """End-effector pose, wrench and depth every 10 ms over [0, t1): a robot without joint_states."""
+def feed_pose(rt, ee_xyz, t1_ns=400 * MS, t0_ns=0):
+    """End-effector pose, wrench and depth every 10 ms over [t0, t1): a robot without joint_states."""
     rt.set_camera(small_intrinsics())
     depth, _ = small_rgbd()
-    for t in range(0, t1_ns, 10 * MS):
+    for t in range(t0_ns, t1_ns, 10 * MS):
         rt.add_ee_pose(t, np.array([*ee_xyz, 0, 0, 0, 1.0]))
         rt.add_wrench(t, np.zeros(6))
         rt.add_depth(t, depth)
@@ -237,6 +237,30 @@ def test_best_of_n_sends_the_candidate_with_the_lowest_guidance_cost(force_check
         deploy_config_from_dict({"guidance": {"candidates": 0}})
 
 
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_replan_periods_are_counted_in_observation_time(force_checkpoint, mode):
+    """A 50 Hz timer with the camera at the 10 Hz control rate and replan_steps=2: every chunk is
+    planned from a frame two periods newer than the last one's, on the frame's tick, never 1.5 periods
+    on from a frame up to 80 ms old."""
+    rt = make_runtime(force_checkpoint, sampling={"seed": 0, "replan_steps": 2}, execution={"mode": mode})
+    rt.set_camera(small_intrinsics())
+    depth, _ = small_rgbd()
+    starts = []
+    for t in range(0, 2000 * MS, 2 * MS):
+        rt.add_wrench(t, np.array([0.1, 0.0, -2.0, 0.0, 0.01, 0.0]))
+        if t % (10 * MS) == 0:
+            rt.add_joints(t, ARM_HOME)
+        if t % rt.period == 0:
+            rt.add_depth(t, depth)
+        if t >= 300 * MS and t % (20 * MS) == 0:
+            res = rt.step(t)
+            if res.status == "command":
+                starts.append((t, res.command.t_obs_ns))
+    assert len(starts) >= 6
+    assert all(t == t_obs for t, t_obs in starts)  # begun on a fresh frame
+    assert set(np.diff([t_obs for _, t_obs in starts])) == {2 * rt.period}
+
+
 def test_async_inference_begins_when_the_running_chunk_runs_low_and_commits_from_the_publish_time(
         force_checkpoint):
     rt = make_runtime(force_checkpoint, execution={"initial_latency_s": 0.3, "margin_s": 0.0})
@@ -396,6 +420,7 @@ def test_takeover_drops_the_plan_in_flight_drives_the_twist_and_resumes_from_the
     feed_pose(rt, (0.0, 0.05, 0.3))
     first = rt.step(400 * MS)
     assert first.status == "command"
+    feed_pose(rt, (0.0, 0.05, 0.3), 470 * MS, 400 * MS)
     plan = rt.begin(460 * MS)  # a chunk in flight when the deadman is pressed
     assert isinstance(plan, Plan)
     start = rt.scheduler.current.at(470 * MS + rt.scheduler.latency)
@@ -413,7 +438,7 @@ def test_takeover_drops_the_plan_in_flight_drives_the_twist_and_resumes_from_the
     rt.resume()  # released: the policy plans at the next cycle, from where the teleop command is
     teleop_end = rt.scheduler.current
     depth, _ = small_rgbd()
-    for t in range(400 * MS, now + 10 * MS, 10 * MS):  # the robot went on publishing
+    for t in range(470 * MS, now + 10 * MS, 10 * MS):  # the robot went on publishing
         rt.add_ee_pose(t, np.array([0.0, 0.05, 0.3, 0, 0, 0, 1.0]))
         rt.add_wrench(t, np.zeros(6))
         rt.add_depth(t, depth)
