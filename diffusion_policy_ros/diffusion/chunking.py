@@ -3,9 +3,9 @@
 While the next chunk is denoised the robot keeps executing the running one; the new chunk's first
 ``d`` actions (d = ⌈latency / dt⌉) will already have run when it lands, so they must equal the running
 chunk's, and the rest of the overlap should agree with it as far as the observation allows.
-Two guidance hooks for the one sampling loop (``diffusion/sampling.py``), both given the running
-chunk re-expressed for this cycle (``target``, normalised policy space, (B, H, Da)) and per-step
-weights (H,) in [0, 1]:
+Three modes of one guidance hook for the one sampling loop (``diffusion/sampling.py``), each given
+the running chunk re-expressed for this cycle (``target``, normalised policy space, (B, H, Da)) and
+per-step weights (H,) in [0, 1]:
 
 - ``rtc``: real-time chunking's soft-masked guidance (Black, Galliker, Levine 2025, arXiv
   2506.07339): each step pulls the model's clean estimate x̂₀ toward the target by
@@ -22,8 +22,9 @@ weights (H,) in [0, 1]:
   from the first denoiser call on (``prepare``) and after every step, as in training; the model
   continues it rather than being pulled to it.
 
-Both work for epsilon- and sample-prediction checkpoints (they use x̂₀ from the loop) and for every
-solver, and compose with cost guidance (``compose``): their corrections add.
+All work for epsilon- and sample-prediction checkpoints (``rtc`` and ``inpaint`` use x̂₀ from the loop,
+``prefix`` only the sample) and for every solver, and compose with cost guidance (``compose``): their
+corrections add.
 """
 from __future__ import annotations
 

@@ -438,8 +438,8 @@ class PolicyRuntime:
         ``clear_observations`` also the buffered samples, for when time restarts (a new sim episode, a
         looped bag, a clock that jumped back): older stamps would otherwise be rejected as out of order."""
         self.scheduler.reset()
-        self._prev, self._commanding, self._last_plan_ns, self._teleop = None, False, None, False
-        self._last_obs_ns = None
+        self._prev, self._commanding, self._teleop = None, False, False
+        self._last_plan_ns, self._last_obs_ns = None, None
         self._contact, self._contact_force = None, 0.0
         self._generation += 1
         if clear_observations:
