@@ -59,8 +59,10 @@ def test_a_cycle_produces_a_safe_joint_trajectory_on_the_observation_grid(runtim
     t = cmd.trajectory.times_ns
     assert np.all(np.diff(t) > 0) and t[0] > now  # nothing in the past, strictly increasing
     period = runtime.period
-    # Every waypoint sits on the grid t_obs + i·dt (no previous trajectory: no hand-over point).
-    assert np.all((t - cmd.t_obs_ns) % period == 0) and cmd.t_obs_ns <= now
+    # Nothing ran before (the robot is at rest where it was observed): the chunk starts when it lands,
+    # every waypoint on the grid publish + action latency + i·dt, none dropped, no hand-over point.
+    landing = now + runtime.scheduler.latency
+    assert np.all((t - landing) % period == 0) and t[0] == landing + period and cmd.t_obs_ns <= now
     v = cmd.trajectory.values
     lim = runtime.limits
     assert np.isfinite(v).all() and (v >= lim.lower).all() and (v <= lim.upper).all()

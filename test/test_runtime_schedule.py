@@ -10,14 +10,35 @@ DT = 100 * MS
 
 
 def test_waypoints_are_stamped_from_the_publish_time_and_late_ones_dropped():
-    s = ActionScheduler(DT, action_latency_ns=30 * MS)
+    s = ActionScheduler(DT, action_latency_ns=30 * MS, blend_steps=0)
+    s.current = TimedTrajectory(np.array([500, 9000]) * MS, np.zeros((2, 1)))  # moving at the observation
     chunk = np.arange(8.0)[:, None]
     traj = s.schedule(chunk, t_obs_ns=1000 * MS, publish_ns=1150 * MS)
-    # due at 1000, 1100, ..., 1700 ms; those not after publish + latency + lead = 1190 ms are gone
-    assert list(traj.times_ns // MS) == [1200, 1300, 1400, 1500, 1600, 1700]
-    assert list(traj.values[:, 0]) == [2, 3, 4, 5, 6, 7]
+    # due at 1000, 1100, ..., 1700 ms; those not after publish + latency + lead = 1190 ms are gone (the
+    # hand-over point from the running trajectory comes first)
+    assert list(traj.times_ns // MS) == [1190, 1200, 1300, 1400, 1500, 1600, 1700]
+    assert list(traj.values[1:, 0]) == [2, 3, 4, 5, 6, 7]
     # All late: nothing is sent (the running trajectory goes on), never a jump to the last action.
     assert s.schedule(chunk, t_obs_ns=0, publish_ns=5000 * MS) is None
+
+
+def test_a_robot_at_rest_since_its_observation_starts_the_chunk_at_the_hand_over():
+    """Nothing commanded after the observation (the first chunk, or the last trajectory ended before
+    it): the robot is where it was observed, so the chunk starts from its first step when it lands,
+    instead of dropping the steps planned for the latency and jumping to a later waypoint."""
+    s = ActionScheduler(DT, action_latency_ns=50 * MS, offset_steps=1)
+    chunk = np.arange(8.0)[:, None]
+    for current in (None, TimedTrajectory(np.array([0, 900]) * MS, np.zeros((2, 1)))):
+        s.current = current
+        assert s.anchor_ns(1000 * MS, 1400 * MS) == 1450 * MS
+        traj = s.schedule(chunk, t_obs_ns=1000 * MS, publish_ns=1400 * MS)
+        assert list(traj.times_ns // MS) == [1550 + 100 * i for i in range(8)]
+        assert list(traj.values[:, 0]) == list(range(8))
+    # still moving at the observation: stamped from it, the latency's steps dropped
+    s.current = TimedTrajectory(np.array([0, 1100]) * MS, np.zeros((2, 1)))
+    assert s.anchor_ns(1000 * MS, 1400 * MS) == 1000 * MS
+    traj = s.schedule(chunk, t_obs_ns=1000 * MS, publish_ns=1400 * MS)
+    assert traj.times_ns[0] // MS == 1500 and traj.values[0, 0] == 4
 
 
 def test_offset_shifts_every_waypoint():

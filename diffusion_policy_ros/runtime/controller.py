@@ -563,6 +563,7 @@ class PolicyRuntime:
         if plan.generation != self._generation:
             return CycleResult("dropped", reason="planned before a reset or disable; not sent")
         self._latencies.append(max(publish_ns - plan.started_ns, 0))
+        anchor = self.scheduler.anchor_ns(plan.t_obs_ns, publish_ns)  # the plan's step 0, as scheduled
         try:
             traj = self.scheduler.schedule(plan.chunk, plan.t_obs_ns, publish_ns)
             if traj is None:
@@ -578,7 +579,7 @@ class PolicyRuntime:
             self.scheduler.reset()
             return self.hold(publish_ns, str(e))
         # a clipped chunk is not what the prediction says: the next one is not held to it (RTC, warm start)
-        self._prev = None if clipped else (plan.t_obs_ns, plan.full)
+        self._prev = None if clipped else (anchor, plan.full)
         self._last_plan_ns, self._last_obs_ns = plan.started_ns, plan.t_obs_ns
         self.scheduler.current = traj
         self._commanding = True

@@ -8,6 +8,9 @@ to a first point that is still in the future; a first point in the past makes it
 the new trajectory is at that moment (ros2_controllers, ``Trajectory::sample``). So:
 
 - scheduling happens after inference, from the publish time the driver passes in;
+- a chunk observed while the robot was at rest (nothing commanded after its observation: the first
+  chunk, or after the last trajectory ended) starts at the hand-over instead (``anchor_ns``): the robot
+  is still where it was observed, so none of its steps is late;
 - a chunk that is entirely late is not sent (``schedule`` returns None: the running trajectory goes on);
 - a new trajectory starts with the running trajectory's command shortly after the hand-over time,
   then blends from the old trajectory into the new chunk over ``blend_steps`` waypoints, so the
@@ -105,13 +108,23 @@ class ActionScheduler:
         """When a trajectory published at ``publish_ns`` takes over: publish + action latency."""
         return int(publish_ns) + self.latency
 
+    def anchor_ns(self, t_obs_ns: int, publish_ns: int) -> int:
+        """When a chunk observed at ``t_obs_ns`` starts: at its observation, or, when nothing was
+        commanded to move after that observation (the robot has been at rest since: the first chunk,
+        or after the last trajectory ended), at the hand-over time. A robot at rest is where it was
+        observed, so the chunk's first steps are still right; dropping them as late would send it
+        straight to a waypoint planned for a robot that had been moving all along (a jump of up to
+        the latency's worth of motion)."""
+        at_rest = self.current is None or self.current.end_ns <= int(t_obs_ns)
+        return max(int(t_obs_ns), self.handover_ns(publish_ns)) if at_rest else int(t_obs_ns)
+
     def schedule(self, chunk: np.ndarray, t_obs_ns: int, publish_ns: int) -> TimedTrajectory | None:
         """The chunk as a trajectory published at ``publish_ns`` (read after inference), or None when
         every waypoint is already due (the running trajectory continues). Does not change ``current``."""
         chunk = np.asarray(chunk, np.float64)
         if chunk.ndim != 2 or len(chunk) == 0:
             raise ObservationError(f"action chunk: expected shape (steps, dim), got {chunk.shape}")
-        times = int(t_obs_ns) + np.round((np.arange(len(chunk)) + self.offset) * self.period).astype(np.int64)
+        times = self.anchor_ns(t_obs_ns, publish_ns) + np.round((np.arange(len(chunk)) + self.offset) * self.period).astype(np.int64)
         first = self.handover_ns(publish_ns) + self.lead
         keep = times > first
         if not keep.any():
