@@ -76,7 +76,7 @@ def _cmd_collect(args) -> int:
 
         opts = BagOptions(storage=args.storage, typestore=args.typestore, compressed_color=args.compressed_color)
         summary = collect_bags(args.task, args.episodes, args.out, seed=args.seed, opts=opts,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, expert=args.expert)
         print(json.dumps(summary, indent=2) if args.json else
               f"bags: {args.out} ({summary['episodes']} episodes; expert failures (episode.json success false): "
               f"{summary['failed_seeds'] or 'none'})")
@@ -84,7 +84,8 @@ def _cmd_collect(args) -> int:
     from .sim.experts import collect
 
     summary = collect(args.task, args.episodes, args.out, seed=args.seed, num_points=args.num_points or 256,
-                      embodiment=args.embodiment, progress=not args.no_progress, overwrite=args.overwrite)
+                      embodiment=args.embodiment, progress=not args.no_progress, overwrite=args.overwrite,
+                      expert=args.expert)
     print(json.dumps(summary, indent=2) if args.json else
           f"dataset: {summary['dataset']} ({summary['episodes']} episodes, {summary['steps']} steps; "
           f"expert failures left out: {summary['failed_seeds'] or 'none'})")
@@ -338,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "oblique box, most of the table top out) or the axis-aligned world box (table top in)")
     co.add_argument("--rgb-size", type=int, default=84, help="metaworld tasks: colour images (img) of this size "
                     "for dp_image, 0 for none")
+    co.add_argument("--expert", choices=("planned", "reactive"), default=None,
+                    help="press: reactive (default: stops when the force reads 15 N) or planned (slows before the "
+                    "part, stops on the depth that gives 15 N; docs/realtime.md)")
     co.add_argument("--overwrite", action="store_true")
     co.add_argument("--no-progress", action="store_true")
     co.add_argument("--json", action="store_true")

@@ -150,6 +150,9 @@ def test_collect_writes_dp3_episodes(tmp_path):
     assert buf.n_episodes == 2 and set(buf.keys) == {"point_cloud", "state", "wrench", "action"}
     assert buf.array("point_cloud").shape[1:] == (64, 3)
     assert buf.provenance["demo_seeds"] == [1000, 1001] and buf.provenance["task"] == "push"
+    assert "expert" not in buf.provenance  # push has one expert
+    with pytest.raises(ConfigError, match="--expert: task 'push' has one expert"):
+        collect("push", 1, tmp_path / "x.zarr", expert="reactive", progress=False)
 
 
 def _press_seeds(task, env, soft_below=1.5, stiff_above=4.0):
@@ -203,6 +206,32 @@ def test_press_is_decided_by_force_one_depth_cannot_serve_every_spring():
         assert band_s > 1.2, band_s  # more than hold_s inside the band on the soft spring ...
         assert task.hold.longest_ns < task.hold_s * 1e9, task.hold.longest_ns  # ... but never held steady
     finally:
+        env.close()
+
+
+def test_press_experts_planned_slows_before_the_part_and_stops_on_its_depth():
+    """The planned expert slows as it nears the part and stops at the depth that gives 15 N; the reactive
+    one (the default) reaches 2 mm above the part at full descent speed and stops on the reading."""
+    env = SimEnv("press", sim_deploy_config())
+    try:
+        task = env.task
+        soft, stiff = _press_seeds(task, env)
+        for profile in ("planned", "reactive"):
+            task.expert_profile = profile
+            for seed in (soft, stiff):
+                ep, data = expert_episode(env, seed, num_points=64)
+                assert ep.success, (profile, seed, ep.failure)
+                expert = task.expert(env.sim)
+                z = data["action"][:, 2] - expert.contact_z  # commanded flange height over the part
+                speed = -np.diff(z) / 0.1
+                near = z[1:] < 0.006  # steps that end within 6 mm over the part (or in it)
+                if profile == "planned":
+                    assert speed[near].max() < 0.035, speed[near]
+                    assert abs(task.peak - 15.0) < 0.5, task.peak
+                else:
+                    assert speed[near].max() > 0.07, speed[near]
+    finally:
+        task.expert_profile = "reactive"
         env.close()
 
 

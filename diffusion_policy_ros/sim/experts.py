@@ -19,6 +19,20 @@ from .env import Episode, SimEnv, record_step, sim_deploy_config, sub_steps, tas
 from .tasks import ROT6D_DOWN, make_task
 
 
+def set_expert_profile(task, profile: str | None) -> str | None:
+    """Choose a task's scripted expert (``press``: planned or reactive); None keeps the task's default.
+    Returns the profile in use (None for tasks with one expert)."""
+    have = getattr(task, "expert_profile", None)
+    if profile is None:
+        return have
+    if have is None:
+        raise ConfigError(f"--expert: task '{task.name}' has one expert; got --expert {profile}")
+    if profile not in ("planned", "reactive"):
+        raise ConfigError(f"--expert: expected planned or reactive, got {profile!r}")
+    task.expert_profile = profile
+    return profile
+
+
 def expert_episode(env: SimEnv, seed: int, num_points: int, frames: bool = False,
                    bag=None) -> tuple[Episode, dict]:
     """One scripted demonstration; returns the episode and its data (DP3 keys: point_cloud, state,
@@ -83,7 +97,8 @@ def expert_episode(env: SimEnv, seed: int, num_points: int, frames: bool = False
 
 
 def collect(task: str, episodes: int, out: str | Path, seed: int = 1000, num_points: int = 256,
-            embodiment: str | None = None, progress: bool = True, overwrite: bool = False) -> dict:
+            embodiment: str | None = None, progress: bool = True, overwrite: bool = False,
+            expert: str | None = None) -> dict:
     """Scripted demonstrations (seeds seed, seed+1, …) into a zarr dataset; failed ones are left out.
     Aerial tasks are demonstrated with the oracle gripper unless ``embodiment`` says otherwise."""
     from ..data import ReplayBuffer
@@ -92,6 +107,11 @@ def collect(task: str, episodes: int, out: str | Path, seed: int = 1000, num_poi
         embodiment = "oracle"
     embodiment = task_embodiment(task, embodiment)
     env = SimEnv(task, sim_deploy_config(embodiment), embodiment)
+    try:
+        profile = set_expert_profile(env.task, expert)
+    except ConfigError:
+        env.close()
+        raise
     buf = ReplayBuffer.create(out, overwrite=overwrite)
     kept, failed, steps = 0, [], 0
     try:
@@ -105,7 +125,8 @@ def collect(task: str, episodes: int, out: str | Path, seed: int = 1000, num_poi
     finally:
         env.close()
     # Evaluation must use seeds outside this block: it travels into every checkpoint trained on the data.
+    extra = {"expert": profile} if profile else {}
     buf.set_provenance(task=task, embodiment=embodiment, demo_seeds=[seed, seed + episodes - 1],
-                       failed_seeds=failed)
+                       failed_seeds=failed, **extra)
     return {"dataset": str(out), "task": task, "episodes": kept, "failed_seeds": failed, "steps": steps,
-            "seeds": [seed, seed + episodes - 1]}
+            "seeds": [seed, seed + episodes - 1], **extra}

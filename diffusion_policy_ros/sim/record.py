@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import ConfigError
 from ..config import TopicsConfig
 from ..io import msgs as M
 from ..io.bags import BagWriter
@@ -81,13 +82,18 @@ class BagRecording:
 
 
 def collect_bags(task: str, episodes: int, out: str | Path, seed: int = 1000, opts: BagOptions = BagOptions(),
-                 topics: TopicsConfig | None = None, progress: bool = True) -> dict:
+                 topics: TopicsConfig | None = None, progress: bool = True, expert: str | None = None) -> dict:
     """Scripted demonstrations, one rosbag2 folder each (``out/episode_<seed>``), with episode.json
     (task, seed, success). Failed demonstrations are kept and marked ``success: false``."""
     from .env import SimEnv, sim_deploy_config
-    from .experts import expert_episode
+    from .experts import expert_episode, set_expert_profile
 
     env = SimEnv(task, sim_deploy_config("arm"))
+    try:
+        profile = set_expert_profile(env.task, expert)
+    except ConfigError:
+        env.close()
+        raise
     topics = topics or env.cfg.topics
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +107,8 @@ def collect_bags(task: str, episodes: int, out: str | Path, seed: int = 1000, op
             finally:
                 rec.close()
             (path / EPISODE_META).write_text(json.dumps({"task": task, "seed": s, "success": bool(ep.success),
-                                                         "steps": ep.steps, "source": "scripted expert"}))
+                                                         "steps": ep.steps, "source": "scripted expert",
+                                                         **({"expert": profile} if profile else {})}))
             bags.append(str(path))
             if not ep.success:
                 failed.append(s)

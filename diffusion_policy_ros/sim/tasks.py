@@ -8,8 +8,8 @@ centring on the cube, then lift away.
 ``press`` (arm, contact-rich): a spring-loaded part sits in a housing at a random place; press it with
 12–18 N and hold that for 1 s, never above 25 N (a snap-fit seated without damage). The spring's
 stiffness (1–6 N/mm, log-uniform) changes per seed and cannot be seen: how deep to press is only known
-from the wrist force. The expert descends onto the part, presses slowly until the force reaches 15 N,
-holds, and lifts.
+from the wrist force. The expert descends onto the part, presses slowly until the force reads 15 N and
+holds (``PressExpert``; its ``planned`` profile slows before the part and stops on a planned depth).
 
 Each task: ``reset(sim, kin, seed)``, ``update(sim)`` after every physics sub-step (stateful tests),
 ``success(sim)``, ``failure(sim)`` (a reason that ends the episode, or ""), ``trace(sim)`` (what the
@@ -173,6 +173,7 @@ class PressTask:
     # band without feeling the force (vision 49/50). With it the hold offset is 0 and the pressing
     # offset ~0.02 mm whatever the spring: how deep to press is only known from the wrist force.
     ki: float = 20.0
+    expert_profile: str = "reactive"  # or "planned": see PressExpert
 
     def __post_init__(self):
         self._reset_state()
@@ -202,6 +203,10 @@ class PressTask:
 
     def force(self, sim: ArmSim) -> float:
         return sim.part_state("part")[1]
+
+    def spring_rate(self, sim: ArmSim) -> float:
+        """The spring's stiffness (N/m): the expert's privileged knowledge."""
+        return float(sim.model.jnt_stiffness[sim.model.joint("part").id])
 
     def update(self, sim: ArmSim) -> None:
         f = self.force(sim)
@@ -233,21 +238,35 @@ class PressTask:
         ax.set_ylabel("spring force [N]")
 
     def expert(self, sim: ArmSim) -> "PressExpert":
-        return PressExpert(self, sim)
+        return PressExpert(self, sim, profile=self.expert_profile)
 
 
 class PressExpert:
-    """Over the part, down to just above it, then press 0.3 mm per period until the spring force (a
-    perfect force sensor) reaches 15 N; hold 1.3 s (the demonstration ends there, pressed)."""
+    """``reactive`` (the default, the shipped checkpoint's demonstrations): over the part, down at 75 mm/s
+    to 2 mm above it, then 0.3 mm per period until the spring force (a perfect sensor) reads 15 N; hold
+    1.3 s (the demonstration ends there, pressed).
 
-    def __init__(self, task: PressTask, sim: ArmSim, dt: float = 0.1, speed: float = 0.15,
-                 press_speed: float = 0.003, target: float = 15.0):
-        self.task, self.sim, self.phase = task, sim, "approach"
-        self.step, self.press_step, self.target = speed * dt, press_speed * dt, target
+    ``planned``: down slowing as it nears the part (``descend_tau``: a time constant of the remaining
+    height, between ``press_speed`` and half ``speed``), into it at ``press_speed`` toward the depth that
+    gives ``target`` N (the spring's stiffness: privileged; a policy infers it from force over depth),
+    slowing on the last ``press_tau`` of it. No speed change reacts to the newest force reading, so a
+    chunk predicted half a second ahead can be right. Measured (docs/realtime.md): a policy trained on it
+    is no better under 400 ms of latency (its far predictions still leave the demonstrations' states)."""
+
+    def __init__(self, task: "PressTask", sim: ArmSim, dt: float = 0.1, speed: float = 0.15,
+                 press_speed: float = 0.003, target: float = 15.0, descend_tau: float = 0.3,
+                 press_tau: float = 0.5, profile: str = "reactive"):
+        if profile not in ("planned", "reactive"):
+            raise ValueError(f"press expert profile: expected 'planned' or 'reactive', got {profile!r}")
+        self.task, self.sim, self.phase, self.profile = task, sim, "approach", profile
+        self.dt, self.step, self.press_step, self.target = dt, speed * dt, press_speed * dt, target
+        self.descend_tau, self.press_tau = descend_tau, press_tau
         self.hold_steps = int(round((task.hold_s + 0.3) / dt))
         top = task.part_top(sim)
         self.contact_z = top[2] + sim.cfg.tool_length + sim.cfg.tip_half[2]  # flange z at first touch
         self.over = np.array([top[0], top[1], self.contact_z + 0.05])
+        self.rate = task.spring_rate(sim)
+        self.depth = target / self.rate  # m below first touch
         self.held = 0
 
     def next_target(self, p: np.ndarray) -> np.ndarray:
@@ -255,6 +274,23 @@ class PressExpert:
             if np.linalg.norm(self.over - p) < 1e-3:
                 self.phase = "descend"
             return toward(p, self.over, self.step)
+        if self.profile == "reactive":
+            return self._reactive(p)
+        if self.phase == "descend":
+            h = p[2] - self.contact_z
+            if h > 0:
+                step = np.clip(h / self.descend_tau * self.dt, self.press_step, 0.5 * self.step)
+            else:  # the part's top sits ~0.5 mm under its nominal height: in contact, from the force
+                f = self.task.force(self.sim)
+                left = (self.target - f) / self.rate if f > 0.2 else self.depth + h
+                step = np.clip(left / self.press_tau * self.dt, 0.05 * self.press_step, self.press_step)
+                if left <= step:
+                    self.phase = "hold"
+                    return np.r_[p[:2], p[2] - max(left, 0.0)]
+            return np.r_[p[:2], p[2] - step]
+        return self._hold(p)
+
+    def _reactive(self, p: np.ndarray) -> np.ndarray:
         if self.phase == "descend":
             goal = np.r_[self.over[:2], self.contact_z + 0.002]
             if np.linalg.norm(goal - p) < 1e-3:
@@ -265,10 +301,14 @@ class PressExpert:
                 self.phase = "hold"
                 return p.copy()
             return p - np.array([0.0, 0.0, self.press_step])
-        if self.phase == "hold":  # no lift afterwards: how long it has held cannot be observed, so a
-            self.held += 1         # policy taught to lift after 1.3 s lifts at random times instead
-            if self.held >= self.hold_steps:
-                self.phase = "done"
+        return self._hold(p)
+
+    def _hold(self, p: np.ndarray) -> np.ndarray:
+        # no lift afterwards: how long it has held cannot be observed, so a policy taught to lift after
+        # 1.3 s lifts at random times instead
+        self.held += 1
+        if self.held >= self.hold_steps:
+            self.phase = "done"
         return p.copy()
 
 
