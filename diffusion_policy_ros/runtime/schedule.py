@@ -124,7 +124,8 @@ class ActionScheduler:
         chunk = np.asarray(chunk, np.float64)
         if chunk.ndim != 2 or len(chunk) == 0:
             raise ObservationError(f"action chunk: expected shape (steps, dim), got {chunk.shape}")
-        times = self.anchor_ns(t_obs_ns, publish_ns) + np.round((np.arange(len(chunk)) + self.offset) * self.period).astype(np.int64)
+        steps = np.round((np.arange(len(chunk)) + self.offset) * self.period).astype(np.int64)
+        times = self.anchor_ns(t_obs_ns, publish_ns) + steps
         first = self.handover_ns(publish_ns) + self.lead
         keep = times > first
         if not keep.any():

@@ -16,7 +16,7 @@ from ..runtime.schedule import TimedTrajectory
 from ..constants import NS
 from ..geometry import quat_xyzw_to_rot6d
 from .env import Episode, SimEnv, record_step, sim_deploy_config, sub_steps, task_embodiment
-from .tasks import ROT6D_DOWN, make_task
+from .tasks import PRESS_EXPERTS, ROT6D_DOWN, make_task
 
 
 def set_expert_profile(task, profile: str | None) -> str | None:
@@ -27,8 +27,8 @@ def set_expert_profile(task, profile: str | None) -> str | None:
         return have
     if have is None:
         raise ConfigError(f"--expert: task '{task.name}' has one expert; got --expert {profile}")
-    if profile not in ("planned", "reactive"):
-        raise ConfigError(f"--expert: expected planned or reactive, got {profile!r}")
+    if profile not in PRESS_EXPERTS:
+        raise ConfigError(f"--expert: expected one of {PRESS_EXPERTS}, got {profile!r}")
     task.expert_profile = profile
     return profile
 
@@ -107,14 +107,10 @@ def collect(task: str, episodes: int, out: str | Path, seed: int = 1000, num_poi
         embodiment = "oracle"
     embodiment = task_embodiment(task, embodiment)
     env = SimEnv(task, sim_deploy_config(embodiment), embodiment)
-    try:
-        profile = set_expert_profile(env.task, expert)
-    except ConfigError:
-        env.close()
-        raise
-    buf = ReplayBuffer.create(out, overwrite=overwrite)
     kept, failed, steps = 0, [], 0
     try:
+        profile = set_expert_profile(env.task, expert)
+        buf = ReplayBuffer.create(out, overwrite=overwrite)
         for s in tqdm(range(seed, seed + episodes), desc=f"collect {task}", disable=not progress):
             ep, data = expert_episode(env, s, num_points)
             if not ep.success:

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import ConfigError
 from ..config import TopicsConfig
 from ..io import msgs as M
 from ..io.bags import BagWriter
@@ -89,16 +88,12 @@ def collect_bags(task: str, episodes: int, out: str | Path, seed: int = 1000, op
     from .experts import expert_episode, set_expert_profile
 
     env = SimEnv(task, sim_deploy_config("arm"))
-    try:
-        profile = set_expert_profile(env.task, expert)
-    except ConfigError:
-        env.close()
-        raise
     topics = topics or env.cfg.topics
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     bags, failed = [], []
     try:
+        profile = set_expert_profile(env.task, expert)
+        out.mkdir(parents=True, exist_ok=True)
         for s in tqdm(range(seed, seed + episodes), desc=f"collect {task} (bags)", disable=not progress):
             path = out / f"episode_{s:06d}"
             rec = BagRecording(path, env.sim, topics, opts)

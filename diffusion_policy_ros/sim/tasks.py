@@ -241,6 +241,9 @@ class PressTask:
         return PressExpert(self, sim, profile=self.expert_profile)
 
 
+PRESS_EXPERTS = ("reactive", "planned")
+
+
 class PressExpert:
     """``reactive`` (the default, the shipped checkpoint's demonstrations): over the part, down at 75 mm/s
     to 2 mm above it, then 0.3 mm per period until the spring force (a perfect sensor) reads 15 N; hold
@@ -256,8 +259,8 @@ class PressExpert:
     def __init__(self, task: "PressTask", sim: ArmSim, dt: float = 0.1, speed: float = 0.15,
                  press_speed: float = 0.003, target: float = 15.0, descend_tau: float = 0.3,
                  press_tau: float = 0.5, profile: str = "reactive"):
-        if profile not in ("planned", "reactive"):
-            raise ValueError(f"press expert profile: expected 'planned' or 'reactive', got {profile!r}")
+        if profile not in PRESS_EXPERTS:
+            raise ValueError(f"press expert profile: expected one of {PRESS_EXPERTS}, got {profile!r}")
         self.task, self.sim, self.phase, self.profile = task, sim, "approach", profile
         self.dt, self.step, self.press_step, self.target = dt, speed * dt, press_speed * dt, target
         self.descend_tau, self.press_tau = descend_tau, press_tau
