@@ -534,6 +534,10 @@ class TimingConfig:
     max_observation_age_s: float = 0.3  # a stream older than this → hold, no new trajectory
     sync_slop_s: float = 0.02  # colour and depth frames further apart than this are not paired
     blend_steps: int = 2  # waypoints over which a new chunk blends in from the running trajectory
+    # The new chunk's weight where the running trajectory also planned: an exponential average over the
+    # chunks that predicted each waypoint, as ACT's temporal ensembling (less jitter from far predictions,
+    # a slower reaction); 1: the new chunk replaces the running one after the blend (docs/realtime.md)
+    ensemble: float = 0.5
     command_rate_hz: float = 50.0  # streamed setpoints (pose / px4 outputs)
     # timer: cycles on the node clock at control_rate_hz; observation: a cycle starts as soon as a camera
     # frame (or, without a camera, a state sample) arrives at least one period after the last cycle —
@@ -548,6 +552,7 @@ class TimingConfig:
             _require(getattr(self, name) >= 0, f"timing.{name}", ">= 0", getattr(self, name))
         _require(self.max_observation_age_s > 0, "timing.max_observation_age_s", "> 0", self.max_observation_age_s)
         _require(self.blend_steps >= 0, "timing.blend_steps", ">= 0", self.blend_steps)
+        _require(0 < self.ensemble <= 1, "timing.ensemble", "in (0, 1]", self.ensemble)
 
 
 @dataclass

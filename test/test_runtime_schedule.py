@@ -41,6 +41,20 @@ def test_a_robot_at_rest_since_its_observation_starts_the_chunk_at_the_hand_over
     assert traj.times_ns[0] // MS == 1500 and traj.values[0, 0] == 4
 
 
+def test_ensembling_averages_where_the_running_trajectory_planned_and_follows_the_new_chunk_beyond():
+    """timing.ensemble < 1: a waypoint the running trajectory also planned is the weighted mean of the
+    two predictions; past the running trajectory's end the new chunk alone (after the blend)."""
+    s = ActionScheduler(DT, action_latency_ns=0, blend_steps=0, ensemble=0.25)
+    s.current = TimedTrajectory(np.array([0, 1000]) * MS, np.zeros((2, 1)))  # holds 0 until 1000 ms
+    traj = s.schedule(np.full((16, 1), 4.0), t_obs_ns=0, publish_ns=250 * MS)
+    t = traj.times_ns // MS
+    assert np.allclose(traj.values[(t > 260) & (t <= 1000), 0], 1.0)  # 0.25·4 + 0.75·0
+    assert np.allclose(traj.values[t > 1000, 0], 4.0)
+    assert traj.values[0, 0] == 0.0  # the hand-over point: the running command, no jump
+    with pytest.raises(Exception, match="ensemble"):
+        ActionScheduler(DT, ensemble=0.0)
+
+
 def test_offset_shifts_every_waypoint():
     traj = ActionScheduler(DT, offset_steps=1).schedule(np.zeros((4, 2)), t_obs_ns=0, publish_ns=0)
     assert list(traj.times_ns // MS) == [100, 200, 300, 400]

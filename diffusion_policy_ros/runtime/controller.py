@@ -183,7 +183,7 @@ class PolicyRuntime:
         # robot applies from the observation on, a position waypoint 0 is where it is at the observation.
         self.scheduler = ActionScheduler(self.period, int(cfg.timing.action_latency_s * NS),
                                          offset_steps=1.0 if self.command_output else 0.0,
-                                         blend_steps=cfg.timing.blend_steps)
+                                         blend_steps=cfg.timing.blend_steps, ensemble=cfg.timing.ensemble)
         self.wrench = WrenchProcessor(cfg.force) if "wrench" in streams else None
         self.fault: str | None = None  # a latched safety stop (force limit); cleared on reset with observations
         self._contact_force = 0.0  # |force| of the latest wrench sample (safety.max_contact_force)

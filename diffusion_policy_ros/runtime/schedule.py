@@ -93,11 +93,14 @@ def command_at(traj: TimedTrajectory | None, t_ns: int, period_ns: int, dim: int
 
 
 class ActionScheduler:
-    def __init__(self, period_ns: int, action_latency_ns: int = 0, offset_steps: float = 0.0, blend_steps: int = 2):
-        if period_ns <= 0 or action_latency_ns < 0 or blend_steps < 0:
+    def __init__(self, period_ns: int, action_latency_ns: int = 0, offset_steps: float = 0.0, blend_steps: int = 2,
+                 ensemble: float = 1.0):
+        if period_ns <= 0 or action_latency_ns < 0 or blend_steps < 0 or not 0 < ensemble <= 1:
             raise ObservationError(f"action scheduler: expected period_ns > 0, action_latency_ns >= 0, "
-                                   f"blend_steps >= 0; got {period_ns}, {action_latency_ns}, {blend_steps}")
+                                   f"blend_steps >= 0, 0 < ensemble <= 1; got {period_ns}, {action_latency_ns}, "
+                                   f"{blend_steps}, {ensemble}")
         self.period, self.latency, self.offset, self.blend = int(period_ns), int(action_latency_ns), offset_steps, blend_steps
+        self.ensemble = float(ensemble)
         self.lead = self.period // 10  # the first point lies this far beyond the hand-over time
         self.current: TimedTrajectory | None = None
 
@@ -133,7 +136,10 @@ class ActionScheduler:
         times, values = times[keep], chunk[keep]
         if self.current is not None and self.current.end_ns > first:
             old = self.current.at(times)
-            w = np.minimum((np.arange(len(times)) + 1) / (self.blend + 1), 1.0)[:, None]
+            w = np.minimum((np.arange(len(times)) + 1) / (self.blend + 1), 1.0)
+            # Temporal ensembling: where the running trajectory also has a prediction, the new chunk
+            # weighs at most `ensemble` (an exponential average over the chunks that planned each time).
+            w = np.where(times <= self.current.end_ns, np.minimum(w, self.ensemble), w)[:, None]
             values = (1 - w) * old + w * values
             # Start from where the running trajectory commands at `first`: no jump at the hand-over.
             if times[0] > first:

@@ -318,7 +318,7 @@ def deploy_config(env: MetaWorldTask, overrides: dict | None = None, sampling_se
           for k, v in dataclasses.asdict(env.point_cloud_config()).items()}
     base = {"output": "command", "frame_id": "world",
             "timing": {"control_rate_hz": 1.0 / dt, "action_latency_s": 0.0, "blend_steps": 0,
-                       "max_observation_age_s": 1.0},
+                       "ensemble": 1.0, "max_observation_age_s": 1.0},
             "execution": {"mode": "sync", "consistency": "none", "margin_s": dt},
             "sampling": {"seed": int(sampling_seed)},
             "embodiment": {"joint_names": list(AGENT_POS_NAMES)},
