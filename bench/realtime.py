@@ -10,7 +10,9 @@ faithful follower while the next chunk is computed. Execution modes compared in 
   sync           stamped from the publish time; inference every n_action_steps (or replan_steps) periods
   async_blend    inference starts when the running chunk's remaining time falls to the predicted
                  latency + margin, the chunk extended by the latency; the scheduler's blend only
-  async_rtc      the same + real-time chunking guidance (diffusion/chunking.py) — the default
+  async_rtc      the same + real-time chunking guidance (diffusion/chunking.py) + temporal ensembling
+                 (timing.ensemble 0.5) — the default
+  async_rtc_replace  async_rtc with each new chunk replacing the running one (timing.ensemble 1.0)
   async_inpaint  the same + replacement inpainting of the frozen prefix
   async_rtc_noext  async_rtc without the latency extension (execution.extend_by_latency false)
   async_rtc_guard  async_rtc + the contact guard (safety.max_contact_force 17 N: the press band's top,
@@ -48,7 +50,7 @@ TASKS = {  # task → (shipped checkpoint, its recipe's overrides)
     "reach_fast": ("reach_fast_dp3", {"guidance.strength": 3.0}),
 }
 MODES = {  # mode → (overrides, stamp_from_observation)
-    "before": ({"execution.mode": "sync", "execution.consistency": "none"}, True),
+    "before": ({"execution.mode": "sync", "execution.consistency": "none", "timing.ensemble": 1.0}, True),
     "sync": ({"execution.mode": "sync", "execution.consistency": "none"}, False),
     "async_blend": ({"execution.mode": "async", "execution.consistency": "none"}, False),
     "async_rtc": ({"execution.mode": "async", "execution.consistency": "rtc"}, False),
@@ -58,20 +60,22 @@ MODES = {  # mode → (overrides, stamp_from_observation)
     "async_rtc_guard": ({"execution.mode": "async", "execution.consistency": "rtc", "safety.max_contact_force": 17.0},
                         False),
     "async_prefix": ({"execution.mode": "async", "execution.consistency": "prefix"}, False),
+    "async_rtc_replace": ({"execution.mode": "async", "execution.consistency": "rtc", "timing.ensemble": 1.0}, False),
 }
 DEFAULT_MODE = "async_rtc"
-EXTRA_MODES = ("async_rtc_noext", "async_rtc_guard", "async_prefix")  # run when asked for (--modes)
+EXTRA_MODES = ("async_rtc_noext", "async_rtc_guard", "async_prefix", "async_rtc_replace")  # run when asked for (--modes)
 
 
 def run(tasks, modes, delays, episodes: int, seed: int, progress: bool, action_latency_ms: float | None = None,
-        checkpoints: dict | None = None) -> dict:
-    """``checkpoints``: task → a checkpoint to run instead of the shipped one (same recipe)."""
+        checkpoints: dict | None = None, extra: dict | None = None) -> dict:
+    """``checkpoints``: task → a checkpoint to run instead of the shipped one (same recipe); ``extra``:
+    config overrides on top of every run's (``--set``)."""
     from diffusion_policy_ros.config import resolve_shipped_checkpoint
 
     out = {"machine": machine(), "seeds": [seed, seed + episodes - 1], "episodes": episodes, "delays_ms": delays,
            "default_mode": DEFAULT_MODE, "action_latency_ms": action_latency_ms if action_latency_ms is not None
            else "the sim config's", "success_by_delay": {}, "ci95": {}, "first_point_in_past": {},
-           "max_handover_jump": {}, "late_chunks": {}, "contact_stops": {}, "wall_s": {}}
+           "max_handover_jump": {}, "late_chunks": {}, "contact_stops": {}, "wall_s": {}, "overrides": extra or {}}
     timing = {} if action_latency_ms is None else {"timing.action_latency_s": action_latency_ms / 1000}
     for task in tasks:
         ckpt, recipe = TASKS[task]
@@ -87,7 +91,8 @@ def run(tasks, modes, delays, episodes: int, seed: int, progress: bool, action_l
                 out[key][task][mode] = {}
             for d in delays:
                 t0 = time.perf_counter()
-                s = evaluate(task, ckpt, episodes, seed=seed, overrides={**recipe, **overrides, **timing, "sampling.seed": 0},
+                s = evaluate(task, ckpt, episodes, seed=seed, overrides={**recipe, **overrides, **timing, "sampling.seed": 0,
+                                                                        **(extra or {})},
                              progress=progress, delay=d, stamp_from_observation=stamp_obs)
                 jump = s.get("max_handover_jump_rad", s.get("max_handover_jump_m"))
                 out["success_by_delay"][task][mode][d] = s["success_rate"]
@@ -145,9 +150,14 @@ def main() -> int:
                     help="timing.action_latency_s in ms (publish → controller); default: the sim config's (50)")
     ap.add_argument("--checkpoint", action="append", default=[], metavar="TASK=PATH",
                     help="run this checkpoint for TASK instead of the shipped one (its recipe stays); repeatable")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override on top of every run's (e.g. timing.ensemble=0.5); repeatable")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args()
+    from diffusion_policy_ros.cli import _parse_sets
+
+    extra = _parse_sets(args.set)
     checkpoints = dict(c.split("=", 1) for c in args.checkpoint if "=" in c)
     if len(checkpoints) != len(args.checkpoint) or set(checkpoints) - set(TASKS):
         ap.error(f"--checkpoint: expected TASK=PATH with TASK in {list(TASKS)}, got {args.checkpoint}")
@@ -156,7 +166,8 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown tasks/modes {unknown}: expected tasks {list(TASKS)}, modes {list(MODES)}")
     delays = [int(x) for x in args.delays.split(",")]
-    result = run(tasks, modes, delays, args.episodes, args.seed, args.progress, args.action_latency_ms, checkpoints)
+    result = run(tasks, modes, delays, args.episodes, args.seed, args.progress, args.action_latency_ms, checkpoints,
+                 extra)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "realtime.json").write_text(json.dumps(result, indent=2))
