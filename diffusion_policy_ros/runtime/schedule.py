@@ -14,7 +14,9 @@ the new trajectory is at that moment (ros2_controllers, ``Trajectory::sample``).
 - a chunk that is entirely late is not sent (``schedule`` returns None: the running trajectory goes on);
 - a new trajectory starts with the running trajectory's command shortly after the hand-over time,
   then blends from the old trajectory into the new chunk over ``blend_steps`` waypoints, so the
-  command is continuous across chunks;
+  command is continuous across chunks; where the running trajectory also planned, the new chunk weighs
+  at most ``ensemble`` (temporal ensembling: each waypoint an exponential average of the chunks that
+  predicted it, so the far-ahead predictions a long latency executes do not each move the command);
 - waypoints carry velocities consistent with the positions (zero at the end, as JTC requires by
   default), so JTC interpolates cubic splines across waypoints instead of straight lines.
 """
