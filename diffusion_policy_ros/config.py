@@ -751,6 +751,11 @@ class DeployConfig:
                  "0 with output command (the guard stops the end effector: a command vector has none)",
                  self.safety.max_contact_force)
 
+    def execution_label(self) -> str:
+        """How chunks are executed, for reports: mode+consistency, plus the ensembling weight below 1."""
+        e, w = self.execution, self.timing.ensemble
+        return f"{e.mode}+{e.consistency}" + (f"+ensemble{w:g}" if w < 1 else "")
+
 
 _DEPLOY_DACITE = dacite.Config(strict=True, cast=[tuple], type_hooks={float: float})
 

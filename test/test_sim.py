@@ -383,7 +383,7 @@ def test_a_late_stamped_chunk_makes_the_controller_jump_and_publish_time_stampin
     v_max = float(np.max(arm_from_config(sim_deploy_config("arm").embodiment).limits.max_velocity))
     assert old["first_point_in_past"] > 0 and old["max_handover_jump_rad"] > v_max * 0.02
     assert new["first_point_in_past"] == 0 and new["max_handover_jump_rad"] <= v_max * 0.02
-    assert new["delay_ms"] == 300 and new["execution"] == "async+rtc"
+    assert new["delay_ms"] == 300 and new["execution"] == "async+rtc+ensemble0.5"
 
 
 def test_sim_eval_warns_when_its_seeds_were_demonstrations():

@@ -645,7 +645,7 @@ class PolicyNode(Node):
                "inference_ms_max": f"{lat.max():.1f}" if lat is not None else "",
                "latency_ms_p95": f"{np.percentile(self.latency_ms, 95):.1f}" if self.latency_ms else "",
                "predicted_latency_ms": f"{self.runtime.predicted_latency_ns() / 1e6:.1f}",
-               "late": str(st.late), "execution": f"{self.cfg.execution.mode}+{self.cfg.execution.consistency}",
+               "late": str(st.late), "execution": self.cfg.execution_label(),
                "cycles": str(st.cycles), "commands": str(st.commands), "holds": str(st.holds),
                "contact_stops": str(st.contact_stops), "contact_clipped": str(st.contact_clipped),
                "unsynced": str(st.unsynced), "overruns": str(self.overruns)}

@@ -126,7 +126,7 @@ def evaluate_ros(task: str, checkpoint: str, episodes: int, seed: int = 0, embod
             bar.set_postfix(success=f"{sum(e.success for e in eps)}/{len(eps)}")
         return summarize(env.task, embodiment, checkpoint, eps, seed, list(node.latency_ms), time.perf_counter() - t0,
                          out, transport="ros", real_time_factor=real_time_factor, delay_ms="node",
-                         execution=f"{cfg.execution.mode}+{cfg.execution.consistency}",
+                         execution=cfg.execution_label(),
                          trajectories_received=node.received, trajectories_rejected=node.rejected)
     finally:
         if proc is not None and proc.poll() is None:

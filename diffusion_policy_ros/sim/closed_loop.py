@@ -185,7 +185,6 @@ def evaluate(task: str, checkpoint: str, episodes: int, seed: int = 0, embodimen
         env.close()
         if view is not None:
             view.close()
-    e = cfg.execution
-    execution = "observation-stamped" if stamp_from_observation else f"{e.mode}+{e.consistency}"
+    execution = "observation-stamped" if stamp_from_observation else cfg.execution_label()
     return summarize(env.task, env.embodiment, checkpoint, eps, seed, [m for ep in eps for m in ep.inference_ms],
                      time.perf_counter() - t0, out, delay_ms=latency.label, execution=execution)

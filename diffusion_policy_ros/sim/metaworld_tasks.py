@@ -454,7 +454,6 @@ def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sam
            "evaluation": "direct" if direct else "runtime",
            "p50_inference_ms": float(np.percentile(latencies, 50)) if latencies else None}
     if not direct:
-        e = cfg.execution
-        out.update(delay_ms=latency.label, execution=f"{e.mode}+{e.consistency}",
+        out.update(delay_ms=latency.label, execution=cfg.execution_label(),
                    late_chunks=sum(r["late_chunks"] for r in results))
     return {**out, "episodes_detail": results}
