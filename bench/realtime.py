@@ -42,7 +42,7 @@ from pathlib import Path
 from common import machine
 
 from diffusion_policy_ros.sim.closed_loop import evaluate
-from diffusion_policy_ros.sim.stats import wilson_ci95
+from diffusion_policy_ros.sim.stats import paired_flips, wilson_ci95
 
 TASKS = {  # task → (shipped checkpoint, its recipe's overrides)
     "push": ("push_dp3", {}),
@@ -75,20 +75,22 @@ def run(tasks, modes, delays, episodes: int, seed: int, progress: bool, action_l
     out = {"machine": machine(), "seeds": [seed, seed + episodes - 1], "episodes": episodes, "delays_ms": delays,
            "default_mode": DEFAULT_MODE, "action_latency_ms": action_latency_ms if action_latency_ms is not None
            else "the sim config's", "success_by_delay": {}, "ci95": {}, "first_point_in_past": {},
-           "max_handover_jump": {}, "late_chunks": {}, "contact_stops": {}, "wall_s": {}, "overrides": extra or {}}
+           "max_handover_jump": {}, "late_chunks": {}, "contact_stops": {}, "failed_seeds": {}, "paired_vs_0ms": {},
+           "wall_s": {}, "overrides": extra or {}}
     timing = {} if action_latency_ms is None else {"timing.action_latency_s": action_latency_ms / 1000}
     for task in tasks:
         ckpt, recipe = TASKS[task]
         ckpt = str(resolve_shipped_checkpoint((checkpoints or {}).get(task, ckpt)))
         out.setdefault("checkpoints", {})[task] = ckpt
         for key in ("success_by_delay", "ci95", "first_point_in_past", "max_handover_jump", "late_chunks",
-                    "contact_stops"):
+                    "contact_stops", "failed_seeds", "paired_vs_0ms"):
             out[key][task] = {}
         for mode in modes:
             overrides, stamp_obs = MODES[mode]
             for key in ("success_by_delay", "ci95", "first_point_in_past", "max_handover_jump", "late_chunks",
-                        "contact_stops"):
+                        "contact_stops", "failed_seeds", "paired_vs_0ms"):
                 out[key][task][mode] = {}
+            outcomes = {}  # delay → {seed: success}
             for d in delays:
                 t0 = time.perf_counter()
                 s = evaluate(task, ckpt, episodes, seed=seed, overrides={**recipe, **overrides, **timing, "sampling.seed": 0,
@@ -101,10 +103,17 @@ def run(tasks, modes, delays, episodes: int, seed: int, progress: bool, action_l
                 out["max_handover_jump"][task][mode][d] = jump
                 out["late_chunks"][task][mode][d] = s["late_chunks"]
                 out["contact_stops"][task][mode][d] = s["contact_stops"]
+                outcomes[d] = {e["seed"]: e["success"] for e in s["per_episode"]}
+                out["failed_seeds"][task][mode][d] = {e["seed"]: e.get("failure", "") for e in s["per_episode"]
+                                                      if not e["success"]}
                 out["wall_s"][f"{task}/{mode}/{d}"] = round(time.perf_counter() - t0, 1)
                 print(f"{task:10s} {mode:16s} {d:>4} ms: {s['successes']:>2}/{episodes} "
                       f"first-in-past {s['first_point_in_past']:>4}  max jump {jump:.3f}  late {s['late_chunks']}",
                       file=sys.stderr, flush=True)
+            if 0 in outcomes:  # the same seeds at 0 ms and at d: lost / gained seeds, McNemar's exact p
+                for d in delays:
+                    if d != 0:
+                        out["paired_vs_0ms"][task][mode][d] = paired_flips(outcomes[0], outcomes[d])
         if DEFAULT_MODE in modes and 0 in delays:
             rates = out["success_by_delay"][task][DEFAULT_MODE]
             out.setdefault("target_met", {})[task] = all(rates[0] - rates[d] <= 0.05 for d in delays if d >= 200)
@@ -181,6 +190,11 @@ def main() -> int:
     for task, per_mode in result["success_by_delay"].items():
         for mode, rates in per_mode.items():
             print(f"{task:10s} {mode:16s} " + " ".join(f"{100 * rates[d]:>8.0f}%" for d in delays))
+    for task, per_mode in result["paired_vs_0ms"].items():
+        for mode, per_delay in per_mode.items():
+            for d, r in per_delay.items():
+                print(f"{task} {mode} {d} ms against 0 ms, same seeds: lost {len(r['lost'])}, gained "
+                      f"{len(r['gained'])}, McNemar p = {r['mcnemar_p']:.2f}")
     for task, ok in result.get("target_met", {}).items():
         print(f"{task}: {DEFAULT_MODE} within 5 points of its 0 ms success at >= 200 ms: {'yes' if ok else 'no'}")
     return 0

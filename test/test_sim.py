@@ -16,7 +16,7 @@ from diffusion_policy_ros.runtime.schedule import TimedTrajectory
 from diffusion_policy_ros.sim.closed_loop import evaluate
 from diffusion_policy_ros.sim.env import SimEnv, sim_deploy_config
 from diffusion_policy_ros.sim.experts import collect, expert_episode
-from diffusion_policy_ros.sim.stats import wilson_ci95
+from diffusion_policy_ros.sim.stats import paired_flips, wilson_ci95
 from diffusion_policy_ros.constants import NS
 from diffusion_policy_ros.sim.camera import CameraSpec
 from diffusion_policy_ros.sim.controllers import JointTrajectoryFollower
@@ -319,6 +319,18 @@ def test_wilson_interval():
     assert wilson_ci95(0, 10)[0] == 0.0 and wilson_ci95(10, 10)[1] == 1.0
     lo, hi = wilson_ci95(45, 50)
     assert 0.78 < lo < 0.9 < hi < 0.97
+
+
+def test_paired_flips_count_lost_and_gained_seeds_with_mcnemars_exact_p():
+    base = {s: s % 2 == 0 for s in range(50)}  # 25 of 50
+    reshuffled = {s: (s % 2 == 1) if s < 10 else base[s] for s in range(50)}  # 5 lost, 5 gained: no change
+    worse = {s: False if s < 16 else base[s] for s in range(50)}  # 8 lost, none gained
+    r = paired_flips(base, reshuffled)
+    assert len(r["lost"]) == 5 and len(r["gained"]) == 5 and r["mcnemar_p"] == 1.0
+    r = paired_flips(base, worse)
+    assert r["lost"] == [0, 2, 4, 6, 8, 10, 12, 14] and not r["gained"] and r["mcnemar_p"] < 0.01  # 2/2^8
+    with pytest.raises(ValueError, match="no seed"):
+        paired_flips({1: True}, {2: True})
 
 
 def test_shipped_checkpoint_pushes_in_closed_loop_and_writes_its_report(tmp_path):

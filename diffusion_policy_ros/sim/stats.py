@@ -21,6 +21,22 @@ def wilson_ci95(successes: int, n: int) -> tuple[float, float]:
     return (0.0 if successes == 0 else lo), (1.0 if successes == n else hi)
 
 
+def paired_flips(base: dict, other: dict) -> dict:
+    """Two evaluations of the same seeds ({seed: success}): how many passed in ``base`` and failed in
+    ``other`` (lost) and the reverse (gained), with the exact McNemar p-value (two-sided binomial test on
+    the discordant seeds): whether a difference in success is more than the seeds reshuffling."""
+    from scipy.stats import binomtest
+
+    common = sorted(set(base) & set(other))
+    if not common:
+        raise ValueError("paired_flips: the two evaluations share no seed")
+    lost = [s for s in common if base[s] and not other[s]]
+    gained = [s for s in common if other[s] and not base[s]]
+    n = len(lost) + len(gained)
+    p = binomtest(len(lost), n, 0.5).pvalue if n else 1.0
+    return {"seeds": len(common), "lost": lost, "gained": gained, "mcnemar_p": float(p)}
+
+
 def summarize(task, embodiment: str, checkpoint, eps: list[Episode], seed: int, latencies_ms: list[float],
               wall_s: float, out: str | Path | None, **extra) -> dict:
     wins = sum(e.success for e in eps)
