@@ -30,6 +30,11 @@ flight clearance, --guidance 3), a fixed sampling seed, and a seed block never u
     python bench/realtime.py --tasks press --modes async_rtc,async_rtc_guard   # the contact guard
     python bench/realtime.py --action-latency-ms 20          # publish → controller 20 ms instead of the config's 50
     python bench/realtime.py --tasks press --checkpoint press=runs/press/checkpoint   # your own checkpoint
+    python bench/realtime.py --tasks press --set timing.ensemble=0.3   # a config override on every run
+
+The JSON also lists each cell's failed seeds (with the reason) and, per delay, the seeds lost and gained
+against 0 ms with McNemar's exact p (``paired_vs_0ms``): the same seeds run at both, so a gap can be
+told apart from seeds reshuffling.
 """
 from __future__ import annotations
 
