@@ -46,6 +46,7 @@ from pathlib import Path
 
 from common import machine
 
+from diffusion_policy_ros.cli import _parse_sets
 from diffusion_policy_ros.sim.closed_loop import evaluate
 from diffusion_policy_ros.sim.stats import paired_flips, wilson_ci95
 
@@ -68,6 +69,8 @@ MODES = {  # mode → (overrides, stamp_from_observation)
     "async_rtc_replace": ({"execution.mode": "async", "execution.consistency": "rtc", "timing.ensemble": 1.0}, False),
 }
 DEFAULT_MODE = "async_rtc"
+CELL_KEYS = ("success_by_delay", "ci95", "first_point_in_past", "max_handover_jump", "late_chunks", "contact_stops",
+             "failed_seeds", "paired_vs_0ms")  # task → mode → delay → value
 EXTRA_MODES = ("async_rtc_noext", "async_rtc_guard", "async_prefix", "async_rtc_replace")  # run when asked for (--modes)
 
 
@@ -79,21 +82,18 @@ def run(tasks, modes, delays, episodes: int, seed: int, progress: bool, action_l
 
     out = {"machine": machine(), "seeds": [seed, seed + episodes - 1], "episodes": episodes, "delays_ms": delays,
            "default_mode": DEFAULT_MODE, "action_latency_ms": action_latency_ms if action_latency_ms is not None
-           else "the sim config's", "success_by_delay": {}, "ci95": {}, "first_point_in_past": {},
-           "max_handover_jump": {}, "late_chunks": {}, "contact_stops": {}, "failed_seeds": {}, "paired_vs_0ms": {},
-           "wall_s": {}, "overrides": extra or {}}
+           else "the sim config's",
+           **{key: {} for key in CELL_KEYS}, "wall_s": {}, "overrides": extra or {}}
     timing = {} if action_latency_ms is None else {"timing.action_latency_s": action_latency_ms / 1000}
     for task in tasks:
         ckpt, recipe = TASKS[task]
         ckpt = str(resolve_shipped_checkpoint((checkpoints or {}).get(task, ckpt)))
         out.setdefault("checkpoints", {})[task] = ckpt
-        for key in ("success_by_delay", "ci95", "first_point_in_past", "max_handover_jump", "late_chunks",
-                    "contact_stops", "failed_seeds", "paired_vs_0ms"):
+        for key in CELL_KEYS:
             out[key][task] = {}
         for mode in modes:
             overrides, stamp_obs = MODES[mode]
-            for key in ("success_by_delay", "ci95", "first_point_in_past", "max_handover_jump", "late_chunks",
-                        "contact_stops", "failed_seeds", "paired_vs_0ms"):
+            for key in CELL_KEYS:
                 out[key][task][mode] = {}
             outcomes = {}  # delay → {seed: success}
             for d in delays:
@@ -169,8 +169,6 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args()
-    from diffusion_policy_ros.cli import _parse_sets
-
     extra = _parse_sets(args.set)
     checkpoints = dict(c.split("=", 1) for c in args.checkpoint if "=" in c)
     if len(checkpoints) != len(args.checkpoint) or set(checkpoints) - set(TASKS):
