@@ -16,7 +16,7 @@ from diffusion_policy_ros.runtime.schedule import TimedTrajectory
 from diffusion_policy_ros.sim.closed_loop import evaluate
 from diffusion_policy_ros.sim.env import SimEnv, sim_deploy_config
 from diffusion_policy_ros.sim.experts import collect, expert_episode
-from diffusion_policy_ros.sim.stats import paired_flips, wilson_ci95
+from diffusion_policy_ros.sim.stats import paired_flips, sampling_noise, wilson_ci95
 from diffusion_policy_ros.constants import NS
 from diffusion_policy_ros.sim.camera import CameraSpec
 from diffusion_policy_ros.sim.controllers import JointTrajectoryFollower
@@ -331,6 +331,16 @@ def test_paired_flips_count_lost_and_gained_seeds_with_mcnemars_exact_p():
     assert r["lost"] == [0, 2, 4, 6, 8, 10, 12, 14] and not r["gained"] and r["mcnemar_p"] < 0.01  # 2/2^8
     with pytest.raises(ValueError, match="no seed"):
         paired_flips({1: True}, {2: True})
+
+
+def test_sampling_noise_counts_seeds_a_new_sampling_seed_flips():
+    a = {s: s < 30 for s in range(50)}
+    b = {s: s < 30 if s >= 10 else not a[s] for s in range(50)}  # the first 10 seeds flipped
+    c = dict(a)
+    r = sampling_noise({0: a, 1: b, 2: c})
+    assert r["seeds"] == 50 and r["changed"] == {"0-1": 10, "0-2": 0, "1-2": 10} and abs(r["changed_mean"] - 20 / 3) < 1e-9
+    with pytest.raises(ValueError, match="at least 2"):
+        sampling_noise({0: a})
 
 
 def test_shipped_checkpoint_pushes_in_closed_loop_and_writes_its_report(tmp_path):

@@ -37,6 +37,23 @@ def paired_flips(base: dict, other: dict) -> dict:
     return {"seeds": len(common), "lost": lost, "gained": gained, "mcnemar_p": float(p)}
 
 
+def sampling_noise(outcomes: dict) -> dict:
+    """The same seeds run under several sampling seeds ({sampling_seed: {seed: success}}): for each pair
+    of sampling seeds, how many seeds change outcome when nothing but the sampling seed changes. The
+    floor a comparison of two settings (say two latencies) must clear before its lost and gained seeds
+    mean anything: on a policy whose outcome a different noise sample flips, they are that noise."""
+    keys = sorted(outcomes)
+    if len(keys) < 2:
+        raise ValueError(f"sampling_noise: expected outcomes under at least 2 sampling seeds, got {keys}")
+    changed = {}
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            r = paired_flips(outcomes[a], outcomes[b])
+            changed[f"{a}-{b}"] = len(r["lost"]) + len(r["gained"])
+    return {"seeds": len(set.intersection(*(set(o) for o in outcomes.values()))), "changed": changed,
+            "changed_mean": float(np.mean(list(changed.values())))}
+
+
 def summarize(task, embodiment: str, checkpoint, eps: list[Episode], seed: int, latencies_ms: list[float],
               wall_s: float, out: str | Path | None, **extra) -> dict:
     wins = sum(e.success for e in eps)
