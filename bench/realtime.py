@@ -150,8 +150,12 @@ def plot(result: dict, path: Path) -> None:
     for ax, task in zip(axes[0], tasks):
         for mode, rates in result["success_by_delay"][task].items():
             d = sorted(rates)
-            ax.plot(d, [100 * rates[x] for x in d], marker="o", label=mode, color=f"C{list(MODES).index(mode)}",
-                    lw=2.5 if mode == DEFAULT_MODE else 1.2)
+            ci = result["ci95"][task][mode]
+            y = [100 * rates[x] for x in d]
+            err = [[v - 100 * ci[x][0] for v, x in zip(y, d)], [100 * ci[x][1] - v for v, x in zip(y, d)]]
+            shift = 4 * (list(result["success_by_delay"][task]).index(mode))  # ms: keeps the bars apart
+            ax.errorbar([x + shift for x in d], y, yerr=err, marker="o", capsize=3, label=mode, color=f"C{list(MODES).index(mode)}",
+                        lw=2.5 if mode == DEFAULT_MODE else 1.2)
         ax.set_title(task)
         ax.set_xlabel("inference latency (ms, sim time)")
         ax.set_ylabel("success %")
@@ -159,7 +163,8 @@ def plot(result: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     for ax in axes[0]:
         ax.legend(fontsize=7)
-    fig.suptitle(f"success vs latency, seeds {result['seeds'][0]}–{result['seeds'][1]}")
+    fig.suptitle(f"success vs latency (95 % intervals)\nseeds {result['seeds'][0]}–{result['seeds'][1]}, "
+                 f"sampling seeds {','.join(map(str, result['sampling_seeds']))}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
