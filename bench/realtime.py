@@ -80,14 +80,15 @@ EXTRA_MODES = ("async_rtc_noext", "async_rtc_guard", "async_prefix", "async_rtc_
 
 
 def run(tasks, modes, delays, episodes: int, seed: int, progress: bool, action_latency_ms: float | None = None,
-        checkpoints: dict | None = None, extra: dict | None = None, sampling_seeds=(0,)) -> dict:
+        checkpoints: dict | None = None, extra: dict | None = None,
+        sampling_seeds=(0,)) -> dict:
     """``checkpoints``: task → a checkpoint to run instead of the shipped one (same recipe); ``extra``:
     config overrides on top of every run's (``--set``); ``sampling_seeds``: each cell runs under each."""
     from diffusion_policy_ros.config import resolve_shipped_checkpoint
 
     out = {"machine": machine(), "seeds": [seed, seed + episodes - 1], "episodes": episodes, "delays_ms": delays,
-           "sampling_seeds": list(sampling_seeds), "default_mode": DEFAULT_MODE, "action_latency_ms": action_latency_ms if action_latency_ms is not None
-           else "the sim config's",
+           "sampling_seeds": list(sampling_seeds), "default_mode": DEFAULT_MODE,
+           "action_latency_ms": action_latency_ms if action_latency_ms is not None else "the sim config's",
            **{key: {} for key in CELL_KEYS}, "wall_s": {}, "overrides": extra or {}}
     timing = {} if action_latency_ms is None else {"timing.action_latency_s": action_latency_ms / 1000}
     for task in tasks:
@@ -105,9 +106,9 @@ def run(tasks, modes, delays, episodes: int, seed: int, progress: bool, action_l
                 t0 = time.perf_counter()
                 cells, by_sampling = [], {}
                 for ss in sampling_seeds:
-                    cells.append(evaluate(task, ckpt, episodes, seed=seed,
-                                          overrides={**recipe, **overrides, **timing, "sampling.seed": ss, **(extra or {})},
-                                          progress=progress, delay=d, stamp_from_observation=stamp_obs))
+                    cfg = {**recipe, **overrides, **timing, "sampling.seed": ss, **(extra or {})}
+                    cells.append(evaluate(task, ckpt, episodes, seed=seed, overrides=cfg, progress=progress, delay=d,
+                                          stamp_from_observation=stamp_obs))
                     by_sampling[ss] = {e["seed"]: e["success"] for e in cells[-1]["per_episode"]}
                 key = (lambda seed, ss: seed) if len(sampling_seeds) == 1 else (lambda seed, ss: f"{seed}@{ss}")
                 eps = [(ss, e) for ss, c in zip(sampling_seeds, cells) for e in c["per_episode"]]
@@ -123,7 +124,8 @@ def run(tasks, modes, delays, episodes: int, seed: int, progress: bool, action_l
                 out["failed_seeds"][task][mode][d] = {key(e["seed"], ss): e.get("failure", "") for ss, e in eps
                                                       if not e["success"]}
                 if len(sampling_seeds) > 1:
-                    out["by_sampling_seed"][task][mode][d] = {ss: c["success_rate"] for ss, c in zip(sampling_seeds, cells)}
+                    out["by_sampling_seed"][task][mode][d] = {ss: c["success_rate"]
+                                                              for ss, c in zip(sampling_seeds, cells)}
                     out["sampling_noise"][task][mode][d] = sampling_noise(by_sampling)
                 out["wall_s"][f"{task}/{mode}/{d}"] = round(time.perf_counter() - t0, 1)
                 print(f"{task:10s} {mode:16s} {d:>4} ms: {wins:>2}/{n} "
@@ -154,8 +156,8 @@ def plot(result: dict, path: Path) -> None:
             y = [100 * rates[x] for x in d]
             err = [[v - 100 * ci[x][0] for v, x in zip(y, d)], [100 * ci[x][1] - v for v, x in zip(y, d)]]
             shift = 4 * (list(result["success_by_delay"][task]).index(mode))  # ms: keeps the bars apart
-            ax.errorbar([x + shift for x in d], y, yerr=err, marker="o", capsize=3, label=mode, color=f"C{list(MODES).index(mode)}",
-                        lw=2.5 if mode == DEFAULT_MODE else 1.2)
+            ax.errorbar([x + shift for x in d], y, yerr=err, marker="o", capsize=3, label=mode,
+                        color=f"C{list(MODES).index(mode)}", lw=2.5 if mode == DEFAULT_MODE else 1.2)
         ax.set_title(task)
         ax.set_xlabel("inference latency (ms, sim time)")
         ax.set_ylabel("success %")
@@ -200,6 +202,8 @@ def main() -> int:
         ap.error(f"unknown tasks/modes {unknown}: expected tasks {list(TASKS)}, modes {list(MODES)}")
     delays = [int(x) for x in args.delays.split(",")]
     sampling_seeds = [int(x) for x in args.sampling_seeds.split(",")]
+    if len(sampling_seeds) > 1 and "sampling.seed" in extra:
+        ap.error("--set sampling.seed would override every --sampling-seeds value: give one or the other")
     result = run(tasks, modes, delays, args.episodes, args.seed, args.progress, args.action_latency_ms, checkpoints,
                  extra, sampling_seeds)
     out = Path(args.out)

@@ -338,7 +338,8 @@ def test_sampling_noise_counts_seeds_a_new_sampling_seed_flips():
     b = {s: s < 30 if s >= 10 else not a[s] for s in range(50)}  # the first 10 seeds flipped
     c = dict(a)
     r = sampling_noise({0: a, 1: b, 2: c})
-    assert r["seeds"] == 50 and r["changed"] == {"0-1": 10, "0-2": 0, "1-2": 10} and abs(r["changed_mean"] - 20 / 3) < 1e-9
+    assert r["seeds"] == 50 and r["changed"] == {"0-1": 10, "0-2": 0, "1-2": 10}
+    assert abs(r["changed_mean"] - 20 / 3) < 1e-9
     with pytest.raises(ValueError, match="at least 2"):
         sampling_noise({0: a})
 
