@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 import rclpy
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
@@ -21,6 +22,11 @@ def run_node(make_node: Callable[[], Node], name: str, args=None) -> None:
             raise SystemExit(2) from None
         try:
             rclpy.spin(node)
+        except RCLError:
+            # Ctrl-C's handler can shut the context down while the executor builds its wait set: that
+            # race raises RCLError ("context is not valid") instead of ExternalShutdownException.
+            if rclpy.ok():
+                raise
         finally:
             node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
