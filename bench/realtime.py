@@ -104,12 +104,11 @@ def run(tasks, modes, delays, episodes: int, seed: int, progress: bool, action_l
             outcomes = {}  # delay → {(seed, sampling seed) key: success}
             for d in delays:
                 t0 = time.perf_counter()
-                cells, by_sampling = [], {}
+                cells = []
                 for ss in sampling_seeds:
                     cfg = {**recipe, **overrides, **timing, "sampling.seed": ss, **(extra or {})}
                     cells.append(evaluate(task, ckpt, episodes, seed=seed, overrides=cfg, progress=progress, delay=d,
                                           stamp_from_observation=stamp_obs))
-                    by_sampling[ss] = {e["seed"]: e["success"] for e in cells[-1]["per_episode"]}
                 key = (lambda seed, ss: seed) if len(sampling_seeds) == 1 else (lambda seed, ss: f"{seed}@{ss}")
                 eps = [(ss, e) for ss, c in zip(sampling_seeds, cells) for e in c["per_episode"]]
                 wins, n = sum(e["success"] for _, e in eps), len(eps)
@@ -126,7 +125,9 @@ def run(tasks, modes, delays, episodes: int, seed: int, progress: bool, action_l
                 if len(sampling_seeds) > 1:
                     out["by_sampling_seed"][task][mode][d] = {ss: c["success_rate"]
                                                               for ss, c in zip(sampling_seeds, cells)}
-                    out["sampling_noise"][task][mode][d] = sampling_noise(by_sampling)
+                    per_seed = {ss: {e["seed"]: e["success"] for e in c["per_episode"]}
+                                for ss, c in zip(sampling_seeds, cells)}
+                    out["sampling_noise"][task][mode][d] = sampling_noise(per_seed)
                 out["wall_s"][f"{task}/{mode}/{d}"] = round(time.perf_counter() - t0, 1)
                 print(f"{task:10s} {mode:16s} {d:>4} ms: {wins:>2}/{n} "
                       f"first-in-past {out['first_point_in_past'][task][mode][d]:>4}  max jump {max(jumps):.3f}  "

@@ -2,6 +2,7 @@
 hand-over figures, and the report files."""
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -46,10 +47,9 @@ def sampling_noise(outcomes: dict) -> dict:
     if len(keys) < 2:
         raise ValueError(f"sampling_noise: expected outcomes under at least 2 sampling seeds, got {keys}")
     changed = {}
-    for i, a in enumerate(keys):
-        for b in keys[i + 1:]:
-            r = paired_flips(outcomes[a], outcomes[b])
-            changed[f"{a}-{b}"] = len(r["lost"]) + len(r["gained"])
+    for a, b in itertools.combinations(keys, 2):
+        r = paired_flips(outcomes[a], outcomes[b])
+        changed[f"{a}-{b}"] = len(r["lost"]) + len(r["gained"])
     return {"seeds": len(set.intersection(*(set(o) for o in outcomes.values()))), "changed": changed,
             "changed_mean": float(np.mean(list(changed.values())))}
 
