@@ -339,9 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "oblique box, most of the table top out) or the axis-aligned world box (table top in)")
     co.add_argument("--rgb-size", type=int, default=84, help="metaworld tasks: colour images (img) of this size "
                     "for dp_image, 0 for none")
-    co.add_argument("--expert", choices=("reactive", "planned"), default=None,
-                    help="press: reactive (default: stops when the force reads 15 N) or planned (slows before the "
-                    "part, stops on the depth that gives 15 N; docs/realtime.md)")
+    co.add_argument("--expert", choices=("reactive", "planned", "regulating"), default=None,
+                    help="press: reactive (default: stops when the force reads 15 N), planned (slows before the "
+                    "part, stops on the depth that gives 15 N) or regulating (half the demonstrations overshoot, "
+                    "then correct slowly to 15 N); docs/realtime.md")
     co.add_argument("--overwrite", action="store_true")
     co.add_argument("--no-progress", action="store_true")
     co.add_argument("--json", action="store_true")

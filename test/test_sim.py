@@ -235,6 +235,49 @@ def test_press_experts_planned_slows_before_the_part_and_stops_on_its_depth():
         env.close()
 
 
+def test_press_expert_regulating_overshoots_on_half_the_seeds_then_settles_slowly_to_15_n():
+    """regulating: on a seed drawn to overshoot, the press passes 15 N by the drawn amount, then the force
+    comes down to 15 N over several periods (not in one step) and is held there; on a seed drawn not to,
+    the demonstration is the reactive one, action for action, up to the hold (which may then correct a
+    reading 0.5 N or more over 15 N)."""
+    from diffusion_policy_ros.sim.tasks import PressExpert
+
+    env = SimEnv("press", sim_deploy_config())
+    task = env.task
+    try:
+        drawn = {}
+        for seed in range(1000, 1100):
+            task.reset(env.sim, env.kin, seed)
+            extra = PressExpert(task, env.sim, profile="regulating").overshoot
+            drawn.setdefault(extra > 0, (seed, extra))
+            if len(drawn) == 2:
+                break
+        (over, extra), (plain, _) = drawn[True], drawn[False]
+        assert 2.0 <= extra <= 6.0, extra
+        actions = {}
+        for profile in ("regulating", "reactive"):
+            task.expert_profile = profile
+            for seed in (over, plain):
+                ep, data = expert_episode(env, seed, num_points=64)
+                assert ep.success, (profile, seed, ep.failure)
+                actions[profile, seed] = data["action"]
+                if profile == "regulating" and seed == over:
+                    force = np.asarray(ep.trace)[:, 1]
+                    peak = int(force.argmax())
+                    assert force[peak] >= 15.0 + extra - 0.5, (force[peak], extra)
+                    settle = np.nonzero(np.abs(force[peak:] - 15.0) < 1.0)[0]
+                    assert settle.size and settle[0] >= 5, settle  # periods of 0.1 s from the peak to 15 +- 1 N
+                    assert abs(force[-1] - 15.0) < 1.0, force[-1]
+        z = actions["reactive", plain][:, 2]
+        pressed = int(np.nonzero((np.diff(z) == 0) & (z[1:] < z.min() + 1e-3))[0][0]) + 2  # through the hold's first
+        np.testing.assert_array_equal(actions["regulating", plain][:pressed], actions["reactive", plain][:pressed])
+        assert actions["regulating", over].shape != actions["reactive", over].shape or not np.array_equal(
+            actions["regulating", over], actions["reactive", over])
+    finally:
+        task.expert_profile = "reactive"
+        env.close()
+
+
 def test_press_arm_holds_its_command_under_load_only_with_integral_action(monkeypatch):
     """Without integral action the servo holds the pose ~0.3 mm above the command at 15 N, so a fixed
     command offset is a force controller a policy can learn without feeling anything; with it (the

@@ -173,7 +173,7 @@ class PressTask:
     # band without feeling the force (vision 49/50). With it the hold offset is 0 and the pressing
     # offset ~0.02 mm whatever the spring: how deep to press is only known from the wrist force.
     ki: float = 20.0
-    expert_profile: str = "reactive"  # or "planned": see PressExpert
+    expert_profile: str = "reactive"  # or "planned", "regulating": see PressExpert
 
     def __post_init__(self):
         self._reset_state()
@@ -241,7 +241,7 @@ class PressTask:
         return PressExpert(self, sim, profile=self.expert_profile)
 
 
-PRESS_EXPERTS = ("reactive", "planned")
+PRESS_EXPERTS = ("reactive", "planned", "regulating")
 
 
 class PressExpert:
@@ -254,11 +254,18 @@ class PressExpert:
     gives ``target`` N (the spring's stiffness: privileged; a policy infers it from force over depth),
     slowing on the last ``press_tau`` of it. No speed change reacts to the newest force reading, so a
     chunk predicted half a second ahead can be right. Measured (docs/realtime.md): a policy trained on it
-    is no better under 400 ms of latency (its far predictions still leave the demonstrations' states)."""
+    is no better under 400 ms of latency (its far predictions still leave the demonstrations' states).
+
+    ``regulating``: ``reactive``, except that in about half the demonstrations (a draw from the spring's
+    stiffness, fixed per seed) the press overshoots to 15 + 2..6 N, and the hold then moves the tool up
+    ``settle_gain`` x (F - 15)/k a period until |F - 15| < ``settle_band`` N before holding. A policy whose
+    chunks run 0.5 s after their frame overshoots too; these demonstrations show it a slow correction
+    (a gain a ~0.6 s force-loop delay keeps stable) instead of none."""
 
     def __init__(self, task: "PressTask", sim: ArmSim, dt: float = 0.1, speed: float = 0.15,
                  press_speed: float = 0.003, target: float = 15.0, descend_tau: float = 0.3,
-                 press_tau: float = 0.5, profile: str = "reactive"):
+                 press_tau: float = 0.5, settle_gain: float = 0.1, settle_band: float = 0.5,
+                 profile: str = "reactive"):
         if profile not in PRESS_EXPERTS:
             raise ValueError(f"press expert profile: expected one of {PRESS_EXPERTS}, got {profile!r}")
         self.task, self.sim, self.phase, self.profile = task, sim, "approach", profile
@@ -271,13 +278,16 @@ class PressExpert:
         self.rate = task.spring_rate(sim)
         self.depth = target / self.rate  # m below first touch
         self.held = 0
+        self.settle_gain, self.settle_band, self.settled = settle_gain, settle_band, profile != "regulating"
+        u = (self.rate * 7919.0) % 1.0  # deterministic per seed, since the stiffness is drawn per seed
+        self.overshoot = 0.0 if profile != "regulating" or u < 0.5 else 2.0 + 8.0 * (u - 0.5)
 
     def next_target(self, p: np.ndarray) -> np.ndarray:
         if self.phase == "approach":
             if np.linalg.norm(self.over - p) < 1e-3:
                 self.phase = "descend"
             return toward(p, self.over, self.step)
-        if self.profile == "reactive":
+        if self.profile in ("reactive", "regulating"):
             return self._reactive(p)
         if self.phase == "descend":
             h = p[2] - self.contact_z
@@ -299,11 +309,17 @@ class PressExpert:
             if np.linalg.norm(goal - p) < 1e-3:
                 self.phase = "press"
             return toward(p, goal, 0.5 * self.step)
+        f = self.task.force(self.sim)
         if self.phase == "press":
-            if self.task.force(self.sim) >= self.target:
+            if f >= self.target + self.overshoot:
                 self.phase = "hold"
                 return p.copy()
             return p - np.array([0.0, 0.0, self.press_step])
+        if not self.settled:
+            if abs(f - self.target) < self.settle_band:
+                self.settled = True
+            else:
+                return p + np.array([0.0, 0.0, self.settle_gain * (f - self.target) / self.rate])
         return self._hold(p)
 
     def _hold(self, p: np.ndarray) -> np.ndarray:
