@@ -236,8 +236,9 @@ def test_press_experts_planned_slows_before_the_part_and_stops_on_its_depth():
 
 
 def test_press_expert_regulating_overshoots_on_half_the_seeds_then_settles_slowly_to_15_n():
-    """regulating: on a seed drawn to overshoot, the press passes 15 N by the drawn amount, then the force
-    comes down to 15 N over several periods (not in one step) and is held there; on a seed drawn not to,
+    """regulating: on a seed drawn to overshoot, the press goes one step deeper at 15 N, the force passes 15
+    N by the drawn amount, and the tool then only moves up, the force coming down to 15 N over several
+    periods (not in one step), and is held there; on a seed drawn not to,
     the demonstration is the reactive one, action for action, up to the hold (which may then correct a
     reading 0.5 N or more over 15 N)."""
     from diffusion_policy_ros.sim.tasks import PressExpert
@@ -268,6 +269,11 @@ def test_press_expert_regulating_overshoots_on_half_the_seeds_then_settles_slowl
                     settle = np.nonzero(np.abs(force[peak:] - 15.0) < 1.0)[0]
                     assert settle.size and settle[0] >= 5, settle  # periods of 0.1 s from the peak to 15 +- 1 N
                     assert abs(force[-1] - 15.0) < 1.0, force[-1]
+                    z = data["action"][:, 2]
+                    deepest = int(z.argmin())  # the one step deeper; from there on it only ever moves up
+                    jump = z[deepest - 1] - z[deepest]
+                    assert np.isclose(jump, extra / task.spring_rate(env.sim), rtol=1e-3), (jump, extra)
+                    assert (np.diff(z[deepest:]) >= 0).all() and z[-1] > z[deepest], z[deepest:]
         z = actions["reactive", plain][:, 2]
         pressed = int(np.nonzero((np.diff(z) == 0) & (z[1:] < z.min() + 1e-3))[0][0]) + 2  # through the hold's first
         np.testing.assert_array_equal(actions["regulating", plain][:pressed], actions["reactive", plain][:pressed])
