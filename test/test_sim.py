@@ -236,11 +236,10 @@ def test_press_experts_planned_slows_before_the_part_and_stops_on_its_depth():
 
 
 def test_press_expert_regulating_overshoots_on_half_the_seeds_then_settles_slowly_to_15_n():
-    """regulating: on a seed drawn to overshoot, the press goes one step deeper at 15 N, the force passes 15
-    N by the drawn amount, and the tool then only moves up, the force coming down to 15 N over several
-    periods (not in one step), and is held there; on a seed drawn not to,
-    the demonstration is the reactive one, action for action, up to the hold (which may then correct a
-    reading 0.5 N or more over 15 N)."""
+    """regulating: on a seed drawn to overshoot, the press goes one step deeper at 15 N, the force passes
+    15 N by the drawn amount, and the tool then only moves up, the force coming down to 15 N over several
+    periods (not in one step) and held there; on a seed drawn not to, the demonstration is the reactive
+    one, action for action, up to the hold (which may then correct a reading 0.5 N or more over 15 N)."""
     from diffusion_policy_ros.sim.tasks import PressExpert
 
     env = SimEnv("press", sim_deploy_config())
