@@ -85,10 +85,13 @@ def charge_latency(runtime, t: int, pending: tuple[Plan, int] | None, latency: L
 
 
 def policy_episode(env: SimEnv, runtime, seed: int, frames: bool = False, latency: Latency = Latency(),
-                   stamp_from_observation: bool = False, view=None, view_offset_ns: int = 0) -> Episode:
+                   stamp_from_observation: bool = False, view=None, view_offset_ns: int = 0,
+                   hand_over=None) -> Episode:
     """One closed-loop episode of ``runtime`` (a PolicyRuntime on env.cfg); ends at success, failure or
     time-out. ``stamp_from_observation``: schedule each chunk as if it were published when its
-    observation was taken (the timing before real-time execution), for comparison only."""
+    observation was taken (the timing before real-time execution), for comparison only.
+    ``hand_over(ep)``: asked at the end of each control period; True ends the episode there (an expert
+    takes over: ``sim.experts.takeover_episode``)."""
     sim, task = env.sim, env.task
     ep = Episode(seed, False, 0, task.reset(sim, env.kin, seed))
     runtime.reset(clear_observations=True)  # sim time restarts at 0
@@ -146,6 +149,8 @@ def policy_episode(env: SimEnv, runtime, seed: int, frames: bool = False, latenc
             break
         if task.success(sim):
             ep.success = True
+            break
+        if hand_over is not None and hand_over(ep):
             break
     stats = sim.follower.stats
     ep.first_point_in_past, ep.max_handover_jump = stats.first_point_in_past, stats.max_jump

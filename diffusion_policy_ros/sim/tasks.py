@@ -241,7 +241,7 @@ class PressTask:
         return PressExpert(self, sim, profile=self.expert_profile)
 
 
-PRESS_EXPERTS = ("reactive", "planned", "regulating")
+PRESS_EXPERTS = ("reactive", "planned", "regulating", "servo")
 
 
 class PressExpert:
@@ -260,13 +260,20 @@ class PressExpert:
     spring's stiffness, fixed per seed), one step deeper by the depth of 2..6 N more (a mistake, as a
     policy whose chunks run 0.5 s after their frame makes), and in every one the hold moves the tool up
     ``settle_gain`` x (F - 15)/k a period until the force and the force the command settles at are both
-    within ``settle_band`` N of 15, then holds. A slow correction (a gain a ~0.6 s force-loop delay keeps
-    stable); above 15 N the demonstrations only ever correct, never press on. Measured (docs/realtime.md):
-    no better under 400 ms of latency (its policy hovers at 16-17 N instead of settling)."""
+    within ``settle_band`` N of 15, then holds. A slow correction (``settle_gain`` 0.1: a gain a ~0.6 s
+    force-loop delay keeps stable); above 15 N the demonstrations only ever correct, never press on.
+    Measured (docs/realtime.md): no better under 400 ms of latency (its policy hovers at 16-17 N instead
+    of settling).
+
+    ``servo``: ``reactive`` down to 2 mm above the part; from there each period moves the tool down by
+    ``settle_gain`` (0.15 here) x (15 - F)/k, at most ``press_speed`` (up when above 15 N), until the
+    force and the force the command settles at are both within ``settle_band`` N of 15; then the hold. A
+    function of the state alone (force, commanded depth, stiffness), so it can label any state a policy
+    reaches (``sim.experts.takeover_episode``), and a gain a ~0.5 s force-loop delay keeps stable."""
 
     def __init__(self, task: "PressTask", sim: ArmSim, dt: float = 0.1, speed: float = 0.15,
                  press_speed: float = 0.003, target: float = 15.0, descend_tau: float = 0.3,
-                 press_tau: float = 0.5, settle_gain: float = 0.1, settle_band: float = 0.5,
+                 press_tau: float = 0.5, settle_gain: float | None = None, settle_band: float = 0.5,
                  profile: str = "reactive"):
         if profile not in PRESS_EXPERTS:
             raise ValueError(f"press expert profile: expected one of {PRESS_EXPERTS}, got {profile!r}")
@@ -280,6 +287,8 @@ class PressExpert:
         self.rate = task.spring_rate(sim)
         self.depth = target / self.rate  # m below first touch
         self.held = 0
+        if settle_gain is None:
+            settle_gain = 0.15 if profile == "servo" else 0.1
         self.settle_gain, self.settle_band, self.settled = settle_gain, settle_band, profile != "regulating"
         u = (self.rate * 7919.0) % 1.0  # deterministic per seed, since the stiffness is drawn per seed
         self.overshoot = 0.0 if profile != "regulating" or u < 0.5 else 2.0 + 8.0 * (u - 0.5)
@@ -291,6 +300,8 @@ class PressExpert:
             return toward(p, self.over, self.step)
         if self.profile in ("reactive", "regulating"):
             return self._reactive(p)
+        if self.profile == "servo":
+            return self._servo(p)
         if self.phase == "descend":
             h = p[2] - self.contact_z
             if h > 0:
@@ -324,6 +335,32 @@ class PressExpert:
             else:
                 return p + np.array([0.0, 0.0, self.settle_gain * (f - self.target) / self.rate])
         return self._hold(p)
+
+    def _servo(self, p: np.ndarray) -> np.ndarray:
+        if self.phase == "descend":
+            return self._reactive(p)
+        if self.phase == "press":
+            f = self.task.force(self.sim)
+            settles_at = f + self.rate * (self.sim.flange_pose()[2] - p[2])  # the servo holds the command
+            if max(abs(f - self.target), abs(settles_at - self.target)) < self.settle_band:
+                self.phase = "hold"
+            else:
+                down = min(self.settle_gain * (self.target - f) / self.rate, self.press_step)
+                return p - np.array([0.0, 0.0, down])
+        return self._hold(p)
+
+    def take_over(self, p: np.ndarray) -> None:
+        """Start from any state, the commanded flange position ``p`` (``servo`` only): in contact or
+        at the press height, pressing (regulating toward 15 N); over the part, descending; else approaching."""
+        if self.profile != "servo":
+            raise ValueError(f"take_over: only the servo profile acts from any state, this one is {self.profile!r}")
+        near_xy = np.linalg.norm(p[:2] - self.over[:2]) < 1e-3
+        if self.task.force(self.sim) > 0.2 or (near_xy and p[2] <= self.contact_z + 0.0025):
+            self.phase = "press"
+        elif near_xy and p[2] <= self.over[2] + 1e-3:
+            self.phase = "descend"
+        else:
+            self.phase = "approach"
 
     def _hold(self, p: np.ndarray) -> np.ndarray:
         # no lift afterwards: how long it has held cannot be observed, so a policy taught to lift after
