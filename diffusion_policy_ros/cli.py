@@ -81,6 +81,17 @@ def _cmd_collect(args) -> int:
               f"bags: {args.out} ({summary['episodes']} episodes; expert failures (episode.json success false): "
               f"{summary['failed_seeds'] or 'none'})")
         return 0
+    if args.takeover:
+        from .sim.experts import collect_takeover
+
+        summary = collect_takeover(args.task, args.takeover, args.episodes, args.out, seed=args.seed,
+                                   delay=args.delay_ms, draws=args.takeover_draws,
+                                   num_points=args.num_points or 256, expert=args.expert or "servo",
+                                   progress=not args.no_progress)
+        print(json.dumps(summary, indent=2) if args.json else
+              f"dataset: {summary['dataset']} (+{summary['segments']} expert take-overs, {summary['steps']} steps; "
+              f"{summary['episodes']} episodes in all; skipped: {summary['skipped']})")
+        return 0
     from .sim.experts import collect
 
     summary = collect(args.task, args.episodes, args.out, seed=args.seed, num_points=args.num_points or 256,
@@ -339,10 +350,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "oblique box, most of the table top out) or the axis-aligned world box (table top in)")
     co.add_argument("--rgb-size", type=int, default=84, help="metaworld tasks: colour images (img) of this size "
                     "for dp_image, 0 for none")
-    co.add_argument("--expert", choices=("reactive", "planned", "regulating"), default=None,
+    co.add_argument("--expert", choices=("reactive", "planned", "regulating", "servo"), default=None,
                     help="press: reactive (default: stops when the force reads 15 N), planned (slows before the "
-                    "part, stops on the depth that gives 15 N) or regulating (half the demonstrations overshoot, "
-                    "then correct slowly to 15 N); docs/realtime.md")
+                    "part, stops on the depth that gives 15 N), regulating (half the demonstrations overshoot, "
+                    "then correct slowly to 15 N) or servo (in contact, steps proportional to 15 N - force); "
+                    "docs/realtime.md")
+    co.add_argument("--takeover", default="", metavar="CHECKPOINT",
+                    help="press: DAgger under latency: roll CHECKPOINT out (--delay-ms per inference) and record the "
+                    "expert (--expert, default servo) taking over in contact; added to --out if it exists")
+    co.add_argument("--delay-ms", default="400", help="with --takeover: latency charged to each inference")
+    co.add_argument("--takeover-draws", type=int, default=2, help="with --takeover: roll-outs per seed, each "
+                    "handed over after 0-30 periods in contact (drawn)")
     co.add_argument("--overwrite", action="store_true")
     co.add_argument("--no-progress", action="store_true")
     co.add_argument("--json", action="store_true")

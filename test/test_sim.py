@@ -283,6 +283,72 @@ def test_press_expert_regulating_overshoots_on_half_the_seeds_then_settles_slowl
         env.close()
 
 
+def test_press_expert_servo_slows_as_the_force_nears_15_n_and_takes_over_from_a_policy_state():
+    """servo: in contact each step is at most the reactive one and shrinks with 15 N - force; it settles
+    within 0.5 N of 15 and never passes it. Taking over from the shipped policy under 400 ms of latency,
+    the expert starts from the pose the arm was commanded (no jump) and ends its hold settled."""
+    from diffusion_policy_ros.sim.closed_loop import Latency
+    from diffusion_policy_ros.runtime.deployment import build_runtime, load_policy
+    from diffusion_policy_ros.sim.env import eval_config
+    from diffusion_policy_ros.sim.experts import takeover_episode
+    from diffusion_policy_ros.sim.tasks import PressExpert
+
+    env = SimEnv("press", sim_deploy_config())
+    task = env.task
+    try:
+        task.expert_profile = "servo"
+        ep, data = expert_episode(env, 1002, num_points=64)  # a 3.8 N/mm spring
+        assert ep.success, ep.failure
+        force = np.asarray(ep.trace)[:, 1]
+        assert force.max() < 15.0 and abs(force[-1] - 15.0) < 0.5, force[-5:]
+        z = data["action"][:, 2]
+        steps = -np.diff(z)[force[1:] > 0.2]  # in contact
+        steps = steps[steps > 1e-6]
+        assert steps.max() <= PressExpert(task, env.sim).press_step + 1e-7, steps  # float32 actions
+        assert steps[-1] < 0.5 * steps[0], steps
+    finally:
+        task.expert_profile = "reactive"
+        env.close()
+
+    ckpt = str(resolve_shipped_checkpoint("press_dp3_force"))
+    cfg = eval_config("press", ckpt, None, None, {"sampling.seed": 0})
+    env = SimEnv("press", cfg)
+    env.task.expert_profile = "servo"
+    try:
+        runtime = build_runtime(cfg, load_policy(cfg, ckpt), arm=env.kin)
+        ep, data = takeover_episode(env, runtime, 1000, Latency(400.0), contact_periods=3, num_points=64)
+        assert data is not None and not ep.success and ep.steps > 3, ep
+        # its first action is the pose the arm was commanded then: within the servo's lag of the measured one
+        assert np.abs(data["action"][0, :3] - data["state"][0, :3]).max() < 1e-3, (data["action"][0], data["state"][0])
+        f = np.asarray(ep.trace)[:, 1]
+        assert f[-1] > 0.2, f[-3:]  # taken over in contact
+        assert np.abs(np.diff(data["action"][:, :3], axis=0)).max() <= 0.0075 + 1e-6  # one approach step at most
+        assert abs(env.task.force(env.sim) - 15.0) < 0.5, env.task.force(env.sim)
+    finally:
+        env.close()
+
+
+def test_collect_takeover_adds_expert_segments_to_a_dataset_and_records_them(tmp_path, capsys):
+    """dpros collect --takeover: the expert's take-overs are appended to the demonstrations' dataset; its
+    provenance says which checkpoint, delay and seeds, and the seeds trained on cover them."""
+    out = tmp_path / "press.zarr"
+    assert main(["collect", "--task", "press", "--episodes", "1", "--seed", "1000", "--out", str(out),
+                 "--expert", "servo", "--num-points", "64", "--no-progress"]) == 0
+    assert main(["collect", "--task", "press", "--takeover", "press_dp3_force", "--expert", "reactive",
+                 "--out", str(out), "--no-progress"]) == 2
+    assert "expected servo" in capsys.readouterr().err
+    assert main(["collect", "--task", "press", "--takeover", "press_dp3_force", "--episodes", "1", "--seed",
+                 "1003", "--takeover-draws", "1", "--num-points", "64", "--out", str(out), "--no-progress",
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    buf = ReplayBuffer.open(out)
+    assert summary["segments"] + sum(summary["skipped"].values()) == 1
+    assert buf.n_episodes == 1 + summary["segments"] == summary["episodes"]
+    prov = buf.provenance
+    assert prov["expert"] == "servo" and prov["demo_seeds"] == [1000, 1003], prov
+    assert prov["takeover"][0]["delay_ms"] == 400.0 and prov["takeover"][0]["seeds"] == [1003, 1003], prov
+
+
 def test_press_arm_holds_its_command_under_load_only_with_integral_action(monkeypatch):
     """Without integral action the servo holds the pose ~0.3 mm above the command at 15 N, so a fixed
     command offset is a force controller a policy can learn without feeling anything; with it (the
