@@ -350,14 +350,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "oblique box, most of the table top out) or the axis-aligned world box (table top in)")
     co.add_argument("--rgb-size", type=int, default=84, help="metaworld tasks: colour images (img) of this size "
                     "for dp_image, 0 for none")
-    co.add_argument("--expert", choices=("reactive", "planned", "regulating", "servo"), default=None,
-                    help="press: reactive (default: stops when the force reads 15 N), planned (slows before the "
-                    "part, stops on the depth that gives 15 N), regulating (half the demonstrations overshoot, "
-                    "then correct slowly to 15 N) or servo (in contact, steps proportional to 15 N - force); "
-                    "docs/realtime.md")
+    co.add_argument("--expert", choices=("reactive", "planned", "regulating", "servo", "proportional"),
+                    default=None, help="press: reactive (default: stops when the force reads 15 N), planned (slows "
+                    "before the part, stops on the depth that gives 15 N), regulating (half the demonstrations "
+                    "overshoot, then correct slowly to 15 N), servo (in contact, steps of 0.15 x (15 N - force) / "
+                    "the spring's stiffness) or proportional (0.15 x (15 N - force) / the stiffest spring's: a "
+                    "function of the force alone); docs/realtime.md")
     co.add_argument("--takeover", default="", metavar="CHECKPOINT",
                     help="press: DAgger under latency: roll CHECKPOINT out (--delay-ms per inference) and record the "
-                    "expert (--expert, default servo) taking over in contact; added to --out if it exists")
+                    "expert (--expert servo, the default, or proportional) taking over in contact; added to --out if "
+                    "it exists")
     co.add_argument("--delay-ms", default="400", help="with --takeover: latency charged to each inference")
     co.add_argument("--takeover-draws", type=int, default=2, help="with --takeover: roll-outs per seed, each "
                     "handed over after 0-30 periods in contact (drawn)")

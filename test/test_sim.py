@@ -328,6 +328,28 @@ def test_press_expert_servo_slows_as_the_force_nears_15_n_and_takes_over_from_a_
         env.close()
 
 
+def test_press_expert_proportional_steps_by_the_force_alone_on_soft_and_stiff_springs():
+    """proportional: in contact each step is 0.15 x (15 N - force) / the stiffest spring's rate (at most the
+    reactive step), the same function of the force on a 1.1 N/mm and a 5.9 N/mm spring, and both succeed."""
+    env = SimEnv("press", sim_deploy_config())
+    task = env.task
+    try:
+        task.expert_profile = "proportional"
+        for seed in (1009, 1021):  # 1.09 and 5.91 N/mm
+            ep, data = expert_episode(env, seed, num_points=64)
+            assert ep.success, (seed, ep.failure)
+            force = np.asarray(ep.trace)[:, 1]
+            assert force.max() < 15.0, (seed, force.max())
+            steps = -np.diff(data["action"][:, 2])
+            pressing = (force[:-1] > 0.2) & (steps > 1e-7)
+            assert pressing.sum() > 10, seed
+            expected = np.minimum(0.15 * (15.0 - force[:-1]) / task.stiffness[1], 0.0003)
+            np.testing.assert_allclose(steps[pressing], expected[pressing], atol=2e-7)  # float32 actions
+    finally:
+        task.expert_profile = "reactive"
+        env.close()
+
+
 def test_collect_takeover_adds_expert_segments_to_a_dataset_and_records_them(tmp_path, capsys):
     """dpros collect --takeover: the expert's take-overs are appended to the demonstrations' dataset; its
     provenance says which checkpoint, delay and seeds, and the seeds trained on cover them."""

@@ -190,9 +190,9 @@ def collect_takeover(task: str, checkpoint: str, episodes: int, out: str | Path,
     from .closed_loop import Latency
     from .env import eval_config
 
-    if expert != "servo":
-        raise ConfigError(f"--expert: with --takeover, expected servo (the press expert that acts from any "
-                          f"state), got {expert!r}")
+    if expert not in ("servo", "proportional"):
+        raise ConfigError(f"--expert: with --takeover, expected servo or proportional (the press experts that act "
+                          f"from any state), got {expert!r}")
     latency = Latency.parse(delay)
     checkpoint = str(resolve_shipped_checkpoint(checkpoint))
     cfg = eval_config(task, checkpoint, None, None, None)

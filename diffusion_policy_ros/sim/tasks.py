@@ -241,7 +241,7 @@ class PressTask:
         return PressExpert(self, sim, profile=self.expert_profile)
 
 
-PRESS_EXPERTS = ("reactive", "planned", "regulating", "servo")
+PRESS_EXPERTS = ("reactive", "planned", "regulating", "servo", "proportional")
 
 
 class PressExpert:
@@ -269,7 +269,13 @@ class PressExpert:
     ``settle_gain`` (0.15 here) x (15 - F)/k, at most ``press_speed`` (up when above 15 N), until the
     force and the force the command settles at are both within ``settle_band`` N of 15; then the hold. A
     function of the state alone (force, commanded depth, stiffness), so it can label any state a policy
-    reaches (``sim.experts.takeover_episode``), and a gain a ~0.5 s force-loop delay keeps stable."""
+    reaches (``sim.experts.takeover_episode``), and a gain a ~0.5 s force-loop delay keeps stable. Measured: its
+    policy stalls on soft springs without latency (each step depends on a stiffness it cannot observe).
+
+    ``proportional``: ``servo`` with each step a function of the force alone, ``settle_gain`` x (15 - F)/k_max
+    (k_max: the stiffest spring the task draws, 6 N/mm): a loop gain of 0.15 on the stiffest spring, less on
+    softer ones (0.025 on the softest: its press takes most of the episode). Its policy
+    (``press_dp3_force_rt``) holds under 400 ms of latency without the servo's stall (docs/realtime.md)."""
 
     def __init__(self, task: "PressTask", sim: ArmSim, dt: float = 0.1, speed: float = 0.15,
                  press_speed: float = 0.003, target: float = 15.0, descend_tau: float = 0.3,
@@ -288,7 +294,7 @@ class PressExpert:
         self.depth = target / self.rate  # m below first touch
         self.held = 0
         if settle_gain is None:
-            settle_gain = 0.15 if profile == "servo" else 0.1
+            settle_gain = 0.15 if profile in ("servo", "proportional") else 0.1
         self.settle_gain, self.settle_band, self.settled = settle_gain, settle_band, profile != "regulating"
         u = (self.rate * 7919.0) % 1.0  # deterministic per seed, since the stiffness is drawn per seed
         self.overshoot = 0.0 if profile != "regulating" or u < 0.5 else 2.0 + 8.0 * (u - 0.5)
@@ -300,7 +306,7 @@ class PressExpert:
             return toward(p, self.over, self.step)
         if self.profile in ("reactive", "regulating"):
             return self._reactive(p)
-        if self.profile == "servo":
+        if self.profile in ("servo", "proportional"):
             return self._servo(p)
         if self.phase == "descend":
             h = p[2] - self.contact_z
@@ -345,15 +351,19 @@ class PressExpert:
             if max(abs(f - self.target), abs(settles_at - self.target)) < self.settle_band:
                 self.phase = "hold"
             else:
-                down = min(self.settle_gain * (self.target - f) / self.rate, self.press_step)
+                # servo: a loop gain of settle_gain on every spring (the stiffness is privileged); proportional:
+                # the step a function of the force alone, that gain on the stiffest spring, less on softer ones
+                k = self.rate if self.profile == "servo" else self.task.stiffness[1]
+                down = min(self.settle_gain * (self.target - f) / k, self.press_step)
                 return p - np.array([0.0, 0.0, down])
         return self._hold(p)
 
     def take_over(self, p: np.ndarray) -> None:
-        """Start from any state, the commanded flange position ``p`` (``servo`` only): in contact or
+        """Start from any state, the commanded flange position ``p`` (``servo``, ``proportional``): in contact or
         at the press height, pressing (regulating toward 15 N); over the part, descending; else approaching."""
-        if self.profile != "servo":
-            raise ValueError(f"take_over: only the servo profile acts from any state, this one is {self.profile!r}")
+        if self.profile not in ("servo", "proportional"):
+            raise ValueError(f"take_over: only the servo and proportional profiles act from any state, this one is "
+                             f"{self.profile!r}")
         near_xy = np.linalg.norm(p[:2] - self.over[:2]) < 1e-3
         if self.task.force(self.sim) > 0.2 or (near_xy and p[2] <= self.contact_z + 0.0025):
             self.phase = "press"
