@@ -330,7 +330,8 @@ def test_press_expert_servo_slows_as_the_force_nears_15_n_and_takes_over_from_a_
 
 def test_press_expert_proportional_steps_by_the_force_alone_on_soft_and_stiff_springs():
     """proportional: in contact each step is 0.15 x (15 N - force) / the stiffest spring's rate (at most the
-    reactive step), the same function of the force on a 1.1 N/mm and a 5.9 N/mm spring, and both succeed."""
+    reactive step), the same function of the force on a 1.1 N/mm and a 5.9 N/mm spring, and both succeed;
+    the descent ends at 20 mm/s (2 mm a period) over its last 12 mm instead of 75 mm/s."""
     env = SimEnv("press", sim_deploy_config())
     task = env.task
     try:
@@ -345,6 +346,8 @@ def test_press_expert_proportional_steps_by_the_force_alone_on_soft_and_stiff_sp
             assert pressing.sum() > 10, seed
             expected = np.minimum(0.15 * (15.0 - force[:-1]) / task.stiffness[1], 0.0003)
             np.testing.assert_allclose(steps[pressing], expected[pressing], atol=2e-7)  # float32 actions
+            descent = steps[: int(np.argmax(force > 0.2))]
+            assert descent.max() > 0.007 and np.isclose(descent, 0.002, atol=1e-6).sum() >= 5, descent[-12:]
     finally:
         task.expert_profile = "reactive"
         env.close()

@@ -274,13 +274,14 @@ class PressExpert:
 
     ``proportional``: ``servo`` with each step a function of the force alone, ``settle_gain`` x (15 - F)/k_max
     (k_max: the stiffest spring the task draws, 6 N/mm): a loop gain of 0.15 on the stiffest spring, less on
-    softer ones (0.025 on the softest: its press takes most of the episode). Its policy
-    (``press_dp3_force_rt``) holds under 400 ms of latency without the servo's stall (docs/realtime.md)."""
+    softer ones (0.025 on the softest: its press takes most of the episode); and the descent's last
+    ``slow_from`` (12 mm) to the press height at ``slow_speed`` (20 mm/s), so that a chunk planned during
+    the descent and run late does not carry the tool into the part at 75 mm/s (docs/realtime.md)."""
 
     def __init__(self, task: "PressTask", sim: ArmSim, dt: float = 0.1, speed: float = 0.15,
                  press_speed: float = 0.003, target: float = 15.0, descend_tau: float = 0.3,
                  press_tau: float = 0.5, settle_gain: float | None = None, settle_band: float = 0.5,
-                 profile: str = "reactive"):
+                 slow_from: float | None = None, slow_speed: float = 0.02, profile: str = "reactive"):
         if profile not in PRESS_EXPERTS:
             raise ValueError(f"press expert profile: expected one of {PRESS_EXPERTS}, got {profile!r}")
         self.task, self.sim, self.phase, self.profile = task, sim, "approach", profile
@@ -296,6 +297,9 @@ class PressExpert:
         if settle_gain is None:
             settle_gain = 0.15 if profile in ("servo", "proportional") else 0.1
         self.settle_gain, self.settle_band, self.settled = settle_gain, settle_band, profile != "regulating"
+        # the descent's last slow_from metres to the press height at slow_speed (proportional only)
+        self.slow_from = (0.012 if profile == "proportional" else 0.0) if slow_from is None else slow_from
+        self.slow_step = slow_speed * dt
         u = (self.rate * 7919.0) % 1.0  # deterministic per seed, since the stiffness is drawn per seed
         self.overshoot = 0.0 if profile != "regulating" or u < 0.5 else 2.0 + 8.0 * (u - 0.5)
 
@@ -327,7 +331,8 @@ class PressExpert:
             goal = np.r_[self.over[:2], self.contact_z + 0.002]
             if np.linalg.norm(goal - p) < 1e-3:
                 self.phase = "press"
-            return toward(p, goal, 0.5 * self.step)
+            fast = self.slow_from <= 0.0 or p[2] - goal[2] > self.slow_from
+            return toward(p, goal, 0.5 * self.step if fast else self.slow_step)
         f = self.task.force(self.sim)
         if self.phase == "press":
             if f >= self.target:
