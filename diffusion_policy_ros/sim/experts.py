@@ -17,7 +17,7 @@ from ..runtime.schedule import TimedTrajectory
 from ..constants import NS
 from ..geometry import quat_xyzw_to_rot6d
 from .env import Episode, SimEnv, record_step, sim_deploy_config, sub_steps, task_embodiment
-from .tasks import PRESS_EXPERTS, ROT6D_DOWN, make_task
+from .tasks import PRESS_EXPERTS, ROT6D_DOWN, TAKEOVER_EXPERTS, make_task
 
 
 def set_expert_profile(task, profile: str | None) -> str | None:
@@ -190,7 +190,7 @@ def collect_takeover(task: str, checkpoint: str, episodes: int, out: str | Path,
     from .closed_loop import Latency
     from .env import eval_config
 
-    if expert not in ("servo", "proportional"):
+    if expert not in TAKEOVER_EXPERTS:
         raise ConfigError(f"--expert: with --takeover, expected servo or proportional (the press experts that act "
                           f"from any state), got {expert!r}")
     latency = Latency.parse(delay)

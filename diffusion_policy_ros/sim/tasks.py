@@ -242,6 +242,7 @@ class PressTask:
 
 
 PRESS_EXPERTS = ("reactive", "planned", "regulating", "servo", "proportional")
+TAKEOVER_EXPERTS = ("servo", "proportional")  # functions of the state: they can act from any state
 
 
 class PressExpert:
@@ -295,7 +296,7 @@ class PressExpert:
         self.depth = target / self.rate  # m below first touch
         self.held = 0
         if settle_gain is None:
-            settle_gain = 0.15 if profile in ("servo", "proportional") else 0.1
+            settle_gain = 0.15 if profile in TAKEOVER_EXPERTS else 0.1
         self.settle_gain, self.settle_band, self.settled = settle_gain, settle_band, profile != "regulating"
         # the descent's last slow_from metres to the press height at slow_speed (proportional only)
         self.slow_from = (0.012 if profile == "proportional" else 0.0) if slow_from is None else slow_from
@@ -310,7 +311,7 @@ class PressExpert:
             return toward(p, self.over, self.step)
         if self.profile in ("reactive", "regulating"):
             return self._reactive(p)
-        if self.profile in ("servo", "proportional"):
+        if self.profile in TAKEOVER_EXPERTS:
             return self._servo(p)
         if self.phase == "descend":
             h = p[2] - self.contact_z
@@ -366,7 +367,7 @@ class PressExpert:
     def take_over(self, p: np.ndarray) -> None:
         """Start from any state, the commanded flange position ``p`` (``servo``, ``proportional``): in contact or
         at the press height, pressing (regulating toward 15 N); over the part, descending; else approaching."""
-        if self.profile not in ("servo", "proportional"):
+        if self.profile not in TAKEOVER_EXPERTS:
             raise ValueError(f"take_over: only the servo and proportional profiles act from any state, this one is "
                              f"{self.profile!r}")
         near_xy = np.linalg.norm(p[:2] - self.over[:2]) < 1e-3
