@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Callable
 
 import rclpy
-from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
@@ -22,9 +21,11 @@ def run_node(make_node: Callable[[], Node], name: str, args=None) -> None:
             raise SystemExit(2) from None
         try:
             rclpy.spin(node)
-        except RCLError:
-            # Ctrl-C's handler can shut the context down while the executor builds its wait set: that
-            # race raises RCLError ("context is not valid") instead of ExternalShutdownException.
+        except RuntimeError:  # RCLError is one
+            # Ctrl-C's handler can shut the context down while the executor builds its wait set, or
+            # while it takes a message: those races raise RCLError ("context is not valid") or a
+            # RuntimeError from the binding ("Unable to convert call argument") instead of
+            # ExternalShutdownException. Any such error while the context is still valid is real.
             if rclpy.ok():
                 raise
         finally:
