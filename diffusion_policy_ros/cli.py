@@ -350,12 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "oblique box, most of the table top out) or the axis-aligned world box (table top in)")
     co.add_argument("--rgb-size", type=int, default=84, help="metaworld tasks: colour images (img) of this size "
                     "for dp_image, 0 for none")
-    co.add_argument("--expert", choices=("reactive", "planned", "regulating", "servo", "proportional"),
+    co.add_argument("--expert", choices=("reactive", "planned", "regulating", "servo", "proportional", "overshoot"),
                     default=None, help="press: reactive (default: stops when the force reads 15 N), planned (slows "
                     "before the part, stops on the depth that gives 15 N), regulating (half the demonstrations "
                     "overshoot, then correct slowly to 15 N), servo (in contact, steps of 0.15 x (15 N - force) / "
                     "the spring's stiffness) or proportional (0.15 x (15 N - force) / the stiffest spring's: a "
-                    "function of the force alone; the descent's last 12 mm at 20 mm/s); docs/realtime.md")
+                    "function of the force alone; the descent's last 12 mm at 20 mm/s) or overshoot (reactive with that slow "
+                    "descent; half the demonstrations one step past 15 N, then hold); docs/realtime.md")
     co.add_argument("--takeover", default="", metavar="CHECKPOINT",
                     help="press: DAgger under latency: roll CHECKPOINT out (--delay-ms per inference) and record the "
                     "expert (--expert servo, the default, or proportional) taking over in contact; added to --out if "

@@ -353,6 +353,46 @@ def test_press_expert_proportional_steps_by_the_force_alone_on_soft_and_stiff_sp
         env.close()
 
 
+def test_press_expert_overshoot_slows_before_the_part_steps_past_15_n_on_half_the_seeds_then_holds():
+    """overshoot: the descent's last 12 mm at 2 mm a period; on a seed drawn to overshoot, one step deeper
+    at 15 N by the depth of 0.5..2.5 N more and then the hold, unmoved (no correction); on a seed drawn
+    not to, no step past the one that read 15 N. Both succeed."""
+    from diffusion_policy_ros.sim.tasks import PressExpert
+
+    env = SimEnv("press", sim_deploy_config())
+    task = env.task
+    try:
+        drawn = {}
+        for seed in range(1000, 1100):
+            task.reset(env.sim, env.kin, seed)
+            extra = PressExpert(task, env.sim, profile="overshoot").overshoot
+            drawn.setdefault(extra > 0, (seed, extra))
+            if len(drawn) == 2:
+                break
+        task.expert_profile = "overshoot"
+        for seed, extra in drawn.values():
+            ep, data = expert_episode(env, seed, num_points=64)
+            assert ep.success, (seed, ep.failure)
+            z = data["action"][:, 2]
+            steps = -np.diff(z)
+            force = np.asarray(ep.trace)[:, 1]
+            descent = steps[: int(np.argmax(force > 0.2))]
+            assert descent.max() > 0.007 and np.isclose(descent, 0.002, atol=1e-6).sum() >= 5, descent[-12:]
+            deepest = int(z.argmin())
+            assert np.allclose(z[deepest:], z[deepest], atol=1e-7), z[deepest:]  # the hold never corrects
+            last = z[deepest - 1] - z[deepest]
+            if extra > 0:
+                assert 0.5 <= extra <= 2.5, extra
+                assert np.isclose(last, extra / task.spring_rate(env.sim), rtol=1e-3), (last, extra)
+                assert force.max() >= 15.0 + extra - 0.5, (force.max(), extra)
+            else:
+                assert np.isclose(last, PressExpert(task, env.sim).press_step, atol=2e-7), last
+        assert set(drawn) == {True, False}
+    finally:
+        task.expert_profile = "reactive"
+        env.close()
+
+
 def test_collect_takeover_adds_expert_segments_to_a_dataset_and_records_them(tmp_path, capsys):
     """dpros collect --takeover: the expert's take-overs are appended to the demonstrations' dataset; its
     provenance says which checkpoint, delay and seeds, and the seeds trained on cover them."""
