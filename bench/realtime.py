@@ -20,7 +20,7 @@ faithful follower while the next chunk is computed. Execution modes compared in 
   async_prefix   the frozen prefix given clean to a checkpoint trained with prefix conditioning
                  (policy.max_prefix_steps > 0; pass it with --checkpoint TASK=PATH)
 
-Per task its shipped checkpoint and recipe (push; press with replan_steps=2; reach_fast guided by
+Per task its shipped checkpoint and recipe (push; press_dp3_force_rt with replan_steps=1; reach_fast guided by
 flight clearance, --guidance 3), a fixed sampling seed, and a seed block never used for tuning
 (default 5000–5049; the execution settings were tuned on 7000–7009).
 
@@ -57,7 +57,7 @@ from diffusion_policy_ros.sim.stats import paired_flips, sampling_noise, wilson_
 
 TASKS = {  # task → (shipped checkpoint, its recipe's overrides)
     "push": ("push_dp3", {}),
-    "press": ("press_dp3_force", {"sampling.replan_steps": 2}),
+    "press": ("press_dp3_force_rt", {"sampling.replan_steps": 1}),
     "reach_fast": ("reach_fast_dp3", {"guidance.strength": 3.0}),
 }
 MODES = {  # mode → (overrides, stamp_from_observation)
