@@ -235,23 +235,30 @@ def test_press_experts_planned_slows_before_the_part_and_stops_on_its_depth():
         env.close()
 
 
+def _first_seeds_drawn_to_overshoot_or_not(env, profile: str) -> dict:
+    """{True: (seed, overshoot N), False: (seed, 0.0)}: the first demonstration seeds from 1000 whose press
+    expert (``profile``) is drawn to step past 15 N, and not to."""
+    from diffusion_policy_ros.sim.tasks import PressExpert
+
+    drawn = {}
+    for seed in range(1000, 1100):
+        env.task.reset(env.sim, env.kin, seed)
+        extra = PressExpert(env.task, env.sim, profile=profile).overshoot
+        drawn.setdefault(extra > 0, (seed, extra))
+        if len(drawn) == 2:
+            return drawn
+    raise AssertionError(f"{profile}: seeds 1000-1099 do not draw both cases: {drawn}")
+
+
 def test_press_expert_regulating_overshoots_on_half_the_seeds_then_settles_slowly_to_15_n():
     """regulating: on a seed drawn to overshoot, the press goes one step deeper at 15 N, the force passes
     15 N by the drawn amount, and the tool then only moves up, the force coming down to 15 N over several
     periods (not in one step) and held there; on a seed drawn not to, the demonstration is the reactive
     one, action for action, up to the hold (which may then correct a reading 0.5 N or more over 15 N)."""
-    from diffusion_policy_ros.sim.tasks import PressExpert
-
     env = SimEnv("press", sim_deploy_config())
     task = env.task
     try:
-        drawn = {}
-        for seed in range(1000, 1100):
-            task.reset(env.sim, env.kin, seed)
-            extra = PressExpert(task, env.sim, profile="regulating").overshoot
-            drawn.setdefault(extra > 0, (seed, extra))
-            if len(drawn) == 2:
-                break
+        drawn = _first_seeds_drawn_to_overshoot_or_not(env, "regulating")
         (over, extra), (plain, _) = drawn[True], drawn[False]
         assert 2.0 <= extra <= 6.0, extra
         actions = {}
@@ -362,13 +369,7 @@ def test_press_expert_overshoot_slows_before_the_part_steps_past_15_n_on_half_th
     env = SimEnv("press", sim_deploy_config())
     task = env.task
     try:
-        drawn = {}
-        for seed in range(1000, 1100):
-            task.reset(env.sim, env.kin, seed)
-            extra = PressExpert(task, env.sim, profile="overshoot").overshoot
-            drawn.setdefault(extra > 0, (seed, extra))
-            if len(drawn) == 2:
-                break
+        drawn = _first_seeds_drawn_to_overshoot_or_not(env, "overshoot")
         task.expert_profile = "overshoot"
         for seed, extra in drawn.values():
             ep, data = expert_episode(env, seed, num_points=64)
