@@ -355,8 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "before the part, stops on the depth that gives 15 N), regulating (half the demonstrations "
                     "overshoot, then correct slowly to 15 N), servo (in contact, steps of 0.15 x (15 N - force) / "
                     "the spring's stiffness) or proportional (0.15 x (15 N - force) / the stiffest spring's: a "
-                    "function of the force alone; the descent's last 12 mm at 20 mm/s) or overshoot (reactive with that slow "
-                    "descent; half the demonstrations one step past 15 N, then hold); docs/realtime.md")
+                    "function of the force alone; the descent's last 12 mm at 20 mm/s) or overshoot (reactive with "
+                    "that slow descent; half the demonstrations one step past 15 N, then hold); docs/realtime.md")
     co.add_argument("--takeover", default="", metavar="CHECKPOINT",
                     help="press: DAgger under latency: roll CHECKPOINT out (--delay-ms per inference) and record the "
                     "expert (--expert servo, the default, or proportional) taking over in contact; added to --out if "

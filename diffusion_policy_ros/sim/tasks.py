@@ -303,17 +303,14 @@ class PressExpert:
         if settle_gain is None:
             settle_gain = 0.15 if profile in TAKEOVER_EXPERTS else 0.1
         self.settle_gain, self.settle_band, self.settled = settle_gain, settle_band, profile != "regulating"
-        # the descent's last slow_from metres to the press height at slow_speed (proportional only)
+        # the descent's last slow_from metres to the press height at slow_speed (proportional, overshoot)
         if slow_from is None:
             slow_from = 0.012 if profile in ("proportional", "overshoot") else 0.0
         self.slow_from = slow_from
         self.slow_step = slow_speed * dt
         u = (self.rate * 7919.0) % 1.0  # deterministic per seed, since the stiffness is drawn per seed
-        self.overshoot = 0.0
-        if profile == "regulating" and u >= 0.5:
-            self.overshoot = 2.0 + 8.0 * (u - 0.5)  # N past the target
-        elif profile == "overshoot" and u >= 0.5:
-            self.overshoot = 0.5 + 4.0 * (u - 0.5)
+        lo, span = {"regulating": (2.0, 8.0), "overshoot": (0.5, 4.0)}.get(profile, (0.0, 0.0))
+        self.overshoot = lo + span * (u - 0.5) if u >= 0.5 and lo > 0 else 0.0  # N past the target
 
     def next_target(self, p: np.ndarray) -> np.ndarray:
         if self.phase == "approach":
