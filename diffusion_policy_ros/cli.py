@@ -63,7 +63,8 @@ def _cmd_collect(args) -> int:
             raise ConfigError(f"--format: Meta-World tasks collect to zarr only, got {args.format}")
         summary = MW.collect(args.task, args.episodes, args.out, seed=args.seed,
                              num_points=args.num_points or MW.NUM_POINTS, crop=args.crop, rgb_size=args.rgb_size,
-                             overwrite=args.overwrite, progress=not args.no_progress)
+                             overwrite=args.overwrite, progress=not args.no_progress, episode_end=args.episode_end,
+                             pool=args.pool)
         print(json.dumps(summary, indent=2) if args.json else
               f"dataset: {summary['dataset']} ({summary['episodes']} successful expert episodes, {summary['steps']} "
               f"steps, seeds {summary['seeds'][0]}–{summary['seeds'][1]}; failed: {summary['failed_seeds'] or 'none'}); "
@@ -350,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "oblique box, most of the table top out) or the axis-aligned world box (table top in)")
     co.add_argument("--rgb-size", type=int, default=84, help="metaworld tasks: colour images (img) of this size "
                     "for dp_image, 0 for none")
+    co.add_argument("--episode-end", choices=("full", "success"), default="success", help="metaworld tasks: "
+                    "success (stop at the first) or full (DP3's generator: all 200 steps, kept with success on 5+)")
+    co.add_argument("--pool", type=int, default=0, help="metaworld tasks: take the demonstrations from seeds S … "
+                    "S+pool-1 spread over the task's initial conditions (farthest first), not consecutively")
     co.add_argument("--expert", choices=("reactive", "planned", "regulating", "servo", "proportional", "overshoot"),
                     default=None, help="press: reactive (default: stops when the force reads 15 N), planned (slows "
                     "before the part, stops on the depth that gives 15 N), regulating (half the demonstrations "

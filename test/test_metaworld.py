@@ -92,10 +92,48 @@ def test_collect_keeps_successful_expert_episodes_with_their_seeds(tmp_path):
     assert data["img"].shape[1:] == (MW.RGB_SIZE, MW.RGB_SIZE, 3) and data["img"].dtype == np.uint8
     assert data["img"].std() > 10  # a rendered scene, not a blank frame
     assert data["action"].shape[1:] == (4,) and np.isfinite(data["action"]).all()
-    assert np.all(np.diff(buf.episode_ends) <= MW.EPISODE_STEPS)
     p = buf.provenance
     assert p["task"] == "metaworld/button-press" and p["demo_seeds"][0] == 1000 and len(p["kept_seeds"]) == 2
-    assert p["crop"] == "dp3"
+    assert p["crop"] == "dp3" and p["episode_end"] == "success" and p["demo_selection"] == "consecutive"
+    # Each demonstration ends at its first success: replaying its actions from its seed succeeds on the last.
+    lengths = np.diff(buf.episode_ends, prepend=0)
+    assert np.all(lengths < MW.EPISODE_STEPS)
+    env = MW.MetaWorldTask("metaworld/button-press", rgb_size=0)
+    try:
+        env.reset(p["kept_seeds"][0])
+        flags = [env.step(a).success for a in data["action"][:lengths[0]]]
+        assert flags[-1] and not any(flags[:-1])
+    finally:
+        env.close()
+
+
+def test_collect_full_episodes_from_seeds_spread_over_initial_conditions(tmp_path):
+    env = MW.MetaWorldTask("metaworld/drawer-open", rgb_size=0)
+    try:
+        conditions = {}
+        for s in range(1000, 1006):
+            env.reset(s)
+            conditions[s] = env.initial_condition()
+            assert np.array_equal(env.initial_condition_of(s), conditions[s])
+        order = MW.coverage_order(env, range(1000, 1006))
+    finally:
+        env.close()
+    assert all(c.shape == (1,) and 0 <= c[0] <= 1 for c in conditions.values())  # drawer-open varies x only
+    assert sorted(order) == list(range(1000, 1006)) and order[0] == 1000
+    far = {s: abs(conditions[s][0] - conditions[1000][0]) for s in range(1001, 1006)}
+    assert order[1] == max(far, key=far.get)
+    # DP3's generator: all 200 steps (Meta-World never ends an episode), from the pool's coverage order.
+    summary = MW.collect("metaworld/drawer-open", 1, tmp_path / "do.zarr", seed=1000, rgb_size=0, progress=False,
+                         episode_end="full", pool=6)
+    buf = ReplayBuffer.open(tmp_path / "do.zarr")
+    assert buf.episode_ends.tolist() == [MW.EPISODE_STEPS] and summary["kept_seeds"] == [1000]
+    p = buf.provenance
+    assert p["episode_end"] == "full" and p["demo_seeds"] == [1000, 1005]
+    assert p["demo_selection"] == "coverage of 6 seeds"
+    with pytest.raises(ConfigError, match="episode_end"):
+        MW.collect("metaworld/drawer-open", 1, tmp_path / "x.zarr", episode_end="never", progress=False)
+    with pytest.raises(ConfigError, match="pool"):
+        MW.collect("metaworld/drawer-open", 3, tmp_path / "y.zarr", pool=2, progress=False)
 
 
 def test_a_checkpoint_trained_on_collected_demos_evaluates_deterministically(tmp_path):

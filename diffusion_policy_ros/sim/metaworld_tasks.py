@@ -20,7 +20,11 @@ The protocol, as DP3's MetaWorldEnv sets it:
 - ``agent_pos``: end-effector position and the two finger pads (9 values); actions: the
   environment's 4-D command (xyz move, gripper effort in [-1, 1]);
 - episodes of 200 steps, success when ``info["success"]`` is true at any step; each seed is its own
-  initial condition (Meta-World's random object and goal positions drawn from that seed).
+  initial condition (Meta-World's random object and goal positions drawn from that seed);
+- demonstrations as DP3's generator records them: Meta-World never ends an episode, so each one runs the
+  whole 200 steps (the expert goes on after success), kept when ``info["success"]`` held on 5 or more steps
+  (``episode_end="full"``). The default, ``"success"``, stops at the first success: at this project's CPU
+  budget it trains better (docs/metaworld.md).
 """
 from __future__ import annotations
 
@@ -40,6 +44,8 @@ CAMERA_POS = (0.6, 0.295, 0.8)  # where DP3 puts corner2
 IMAGE_SIZE = 128
 ZNEAR, ZFAR = 0.1, 1.5  # of the model's extent, as DP3 sets them
 EPISODE_STEPS = 200
+MIN_SUCCESS_STEPS = 5  # DP3's generator keeps a demonstration with success on at least this many steps
+EPISODE_ENDS = ("full", "success")
 NUM_POINTS = 512
 RGB_SIZE = 84  # colour from the same camera for the Diffusion Policy column (dp_image), DP3's image size
 CROP_MIN = (-0.7, 0.2, -0.02)  # crop="world" (m): table top and above, in front of the robot's base
@@ -132,6 +138,20 @@ class MetaWorldTask:
         self.steps = 0
         return self._observe(raw, False)
 
+    def initial_condition(self) -> np.ndarray:
+        """This episode's draw from Meta-World's random reset space (object and goal positions), scaled to
+        [0, 1] over that space; the dimensions the task does not vary are left out."""
+        return _scaled_draw(self.env)
+
+    def initial_condition_of(self, seed: int) -> np.ndarray:
+        """``initial_condition`` of ``seed``'s episode, without rendering (the environment alone)."""
+        env = self._env_cls(seed=int(seed))
+        try:
+            env.reset()
+            return _scaled_draw(env)
+        finally:
+            env.close()
+
     def step(self, action: np.ndarray) -> MetaWorldStep:
         a = np.asarray(action, np.float32).reshape(-1)
         if a.shape != (4,) or not np.isfinite(a).all():
@@ -222,26 +242,59 @@ class MetaWorldTask:
         return MetaWorldStep(cloud.astype(np.float32), self.agent_pos(), np.asarray(raw), success, rgb)
 
 
+def _scaled_draw(env) -> np.ndarray:
+    space = env._random_reset_space
+    varies = space.high > space.low
+    x = np.asarray(env._last_rand_vec, float)
+    return ((x - space.low) / np.where(varies, space.high - space.low, 1.0))[varies]
+
+
+def coverage_order(env: MetaWorldTask, seeds) -> list[int]:
+    """``seeds`` reordered to spread over the task's initial conditions: the first seed, then each time the
+    seed whose initial condition (``initial_condition``) lies farthest from those already taken."""
+    seeds = [int(s) for s in seeds]
+    points = np.stack([env.initial_condition_of(s) for s in seeds])
+    order, nearest = [0], np.linalg.norm(points - points[0], axis=1)
+    while len(order) < len(seeds):
+        nearest[order] = -1.0
+        i = int(np.argmax(nearest))
+        order.append(i)
+        nearest = np.minimum(nearest, np.linalg.norm(points - points[i], axis=1))
+    return [seeds[i] for i in order]
+
+
 def collect(task: str, episodes: int, out: str | Path, *, seed: int = 1000, num_points: int = NUM_POINTS,
             crop: str = "dp3", rgb_size: int = RGB_SIZE, overwrite: bool = False, progress: bool = True,
-            max_attempts: int | None = None) -> dict:
-    """DP3's demonstrations: the scripted expert from consecutive seeds, an episode kept only if it
-    succeeds within ``EPISODE_STEPS``, until ``episodes`` are kept → a zarr store in DP3's layout
-    (``point_cloud``, ``state`` = agent_pos, ``action`` 4-D, ``img`` colour when ``rgb_size`` > 0) with the
-    seeds used and the crop."""
+            max_attempts: int | None = None, episode_end: str = "success", pool: int = 0) -> dict:
+    """DP3's demonstrations: the scripted expert, seed after seed until ``episodes`` are kept → a
+    zarr store in DP3's layout (``point_cloud``, ``state`` = agent_pos, ``action`` 4-D, ``img`` colour when
+    ``rgb_size`` > 0) with the seeds used, the crop and ``episode_end``. ``episode_end="full"`` (DP3's
+    generator): every episode runs ``EPISODE_STEPS`` steps and is kept when it succeeded on at least
+    ``MIN_SUCCESS_STEPS`` of them; ``"success"``: it ends at the first success, kept if there is one.
+    ``pool`` > 0: the seeds are ``seed`` … ``seed + pool - 1`` taken in ``coverage_order`` (demonstrations spread
+    over the task's initial conditions) instead of consecutively; all of them count as demonstration seeds."""
     from tqdm import tqdm
 
     from ..data.replay_buffer import ReplayBuffer
 
+    if episode_end not in EPISODE_ENDS:
+        raise ConfigError(f"episode_end: expected one of {list(EPISODE_ENDS)}, got {episode_end!r}")
     env = MetaWorldTask(task, num_points=num_points, crop=crop, rgb_size=rgb_size)
     buf = ReplayBuffer.create(out, overwrite=overwrite)
-    kept, failed, steps, s = [], [], 0, seed
-    limit = max_attempts or 5 * episodes
+    if pool < 0 or (pool and pool < episodes):
+        raise ConfigError(f"pool: expected 0 (consecutive seeds) or at least episodes ({episodes}), got {pool}")
+    kept, failed, steps = [], [], 0
+    candidates = coverage_order(env, range(seed, seed + pool)) if pool else \
+        range(seed, seed + (max_attempts or 5 * episodes))
     bar = tqdm(total=episodes, desc=f"collect {env.name}", unit="episode", disable=not progress)
+    last = seed
     try:
-        while len(kept) < episodes and s < seed + limit:
+        for s in candidates:
+            if len(kept) >= episodes:
+                break
+            last = max(last, s)
             obs = env.reset(s)
-            clouds, states, actions, images = [], [], [], []
+            clouds, states, actions, images, successes = [], [], [], [], 0
             for _ in range(EPISODE_STEPS):
                 a = env.expert(obs)
                 clouds.append(obs.point_cloud)
@@ -250,9 +303,10 @@ def collect(task: str, episodes: int, out: str | Path, *, seed: int = 1000, num_
                 states.append(obs.agent_pos)
                 actions.append(a)
                 obs = env.step(a)
-                if obs.success:
+                successes += obs.success
+                if obs.success and episode_end == "success":
                     break
-            if obs.success:
+            if successes >= (MIN_SUCCESS_STEPS if episode_end == "full" else 1):
                 buf.add_episode({"point_cloud": np.stack(clouds), "state": np.stack(states),
                                  "action": np.stack(actions).astype(np.float32),
                                  **({"img": np.stack(images)} if images else {})})
@@ -261,14 +315,16 @@ def collect(task: str, episodes: int, out: str | Path, *, seed: int = 1000, num_
                 bar.update(1)
             else:
                 failed.append(s)
-            s += 1
     finally:
         bar.close()
         env.close()
-    buf.set_provenance(task=f"{PREFIX}{env.name}", demo_seeds=[seed, s - 1], kept_seeds=kept, crop=crop,
+    last_seed = seed + pool - 1 if pool else last
+    buf.set_provenance(task=f"{PREFIX}{env.name}", demo_seeds=[seed, last_seed], kept_seeds=kept, crop=crop,
+                       episode_end=episode_end, demo_selection=f"coverage of {pool} seeds" if pool else "consecutive",
                        protocol="DP3 (arXiv 2403.03954): corner2 camera, 512-point FPS cloud, agent_pos 9, action 4")
     return {"dataset": str(out), "task": f"{PREFIX}{env.name}", "episodes": len(kept), "steps": steps,
-            "failed_seeds": failed, "seeds": [seed, s - 1], "crop": crop}
+            "kept_seeds": kept, "failed_seeds": failed, "seeds": [seed, last_seed], "crop": crop,
+            "episode_end": episode_end, "pool": pool}
 
 
 def checkpoint_crop(checkpoint: str | Path) -> str:
