@@ -10,6 +10,8 @@ tuning) with a fixed sampling seed; `--policies dp3 dp_image` adds the Diffusion
     make bench-metaworld                                   # the six tasks (~15 min each on 2 cores)
     .venv-metaworld/bin/python bench/metaworld_dp3.py --tasks hammer stick-push --json
     make bench-metaworld BENCH_ARGS="--tasks hammer drawer-open --jobs 2 --steps 6000 --precision bf16 --out bench_out/mw-6000-bf16"
+    make bench-metaworld BENCH_ARGS="--tasks drawer-open --pool 100 --demo-seed 2000 --steps 3000 --precision bf16 \
+        --out bench_out/mw-cover-3000-bf16"                # demonstrations spread over the initial conditions
 """
 from __future__ import annotations
 
@@ -83,13 +85,16 @@ def run_task(task: str, a) -> dict:
     if not collect_json.exists():
         out = dpros(["collect", "--task", f"metaworld/{task}", "--episodes", str(a.demos), "--seed",
                      str(a.demo_seed), "--num-points", str(a.points), "--crop", a.crop, "--rgb-size",
-                     str(a.rgb_size), "--out", str(dataset), "--overwrite",
+                     str(a.rgb_size), "--episode-end", a.episode_end, "--pool", str(a.pool),
+                     "--out", str(dataset), "--overwrite",
                      "--no-progress", "--json"], capture=True, threads=a.threads)
         collect_json.write_text(out)
     collected = json.loads(collect_json.read_text())
     dp3, dp = PAPER.get(task, (None, None))
     row = {"task": task, **train_and_evaluate("dp3", d, dataset, a), "demo_seeds": collected["seeds"],
-           "demo_steps": collected["steps"], "paper_dp3": dp3, "paper_dp": dp}
+           "demo_steps": collected["steps"], "episode_end": collected.get("episode_end", "success"),
+           "demo_pool": collected.get("pool", 0), "demo_kept_seeds": collected.get("kept_seeds"),
+           "paper_dp3": dp3, "paper_dp": dp}
     row["gap_to_dp3_points"] = None if dp3 is None else round(100 * row["success_rate"] - dp3, 1)
     if "dp_image" in a.policies:
         row["dp_image"] = train_and_evaluate("dp_image", d, dataset, a)
@@ -153,6 +158,9 @@ def main(argv=None) -> int:
     ap.add_argument("--points", type=int, default=512)
     ap.add_argument("--crop", choices=("dp3", "world"), default="dp3", help="dpros collect --crop")
     ap.add_argument("--rgb-size", type=int, default=84, help="dpros collect --rgb-size (dp_image's images)")
+    ap.add_argument("--episode-end", choices=("full", "success"), default="success",
+                    help="dpros collect --episode-end")
+    ap.add_argument("--pool", type=int, default=0, help="dpros collect --pool (0: consecutive demonstration seeds)")
     ap.add_argument("--policies", nargs="+", choices=("dp3", "dp_image"), default=["dp3"],
                     help="columns to train: dp3 always; dp_image adds Diffusion Policy on the colour images")
     ap.add_argument("--steps", type=int, default=1500, help="training steps per task")
@@ -172,7 +180,7 @@ def main(argv=None) -> int:
     if a.jobs < 1:
         ap.error(f"--jobs: expected >= 1, got {a.jobs}")
     a.threads = max(1, (os.cpu_count() or 1) // a.jobs) if a.jobs > 1 else 0
-    if a.seed < a.demo_seed + 5 * a.demos and a.demo_seed < a.seed + a.episodes:
+    if a.seed < a.demo_seed + max(5 * a.demos, a.pool) and a.demo_seed < a.seed + a.episodes:
         ap.error(f"--seed: evaluation seeds {a.seed}… overlap the demonstration seeds {a.demo_seed}…")
     a.out.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(a.jobs) as pool:  # each task's work runs in its own dpros processes
