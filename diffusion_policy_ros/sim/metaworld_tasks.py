@@ -264,6 +264,13 @@ def coverage_order(env: MetaWorldTask, seeds) -> list[int]:
     return [seeds[i] for i in order]
 
 
+def distance_to_demonstrations(env: MetaWorldTask, demo_seeds, seeds) -> np.ndarray:
+    """For each of ``seeds``, how far its initial condition lies from the nearest demonstration's (metres,
+    over the dimensions the task varies): how far outside what was demonstrated an evaluation episode starts."""
+    demos = np.stack([env.initial_condition_of(s) for s in demo_seeds])
+    return np.array([np.linalg.norm(demos - env.initial_condition_of(s), axis=1).min() for s in seeds])
+
+
 def collect(task: str, episodes: int, out: str | Path, *, seed: int = 1000, num_points: int = NUM_POINTS,
             crop: str = "dp3", rgb_size: int = RGB_SIZE, overwrite: bool = False, progress: bool = True,
             max_attempts: int | None = None, episode_end: str = "success", pool: int = 0) -> dict:
