@@ -287,10 +287,10 @@ def collect(task: str, episodes: int, out: str | Path, *, seed: int = 1000, num_
 
     if episode_end not in EPISODE_ENDS:
         raise ConfigError(f"episode_end: expected one of {list(EPISODE_ENDS)}, got {episode_end!r}")
-    env = MetaWorldTask(task, num_points=num_points, crop=crop, rgb_size=rgb_size)
-    buf = ReplayBuffer.create(out, overwrite=overwrite)
     if pool < 0 or (pool and pool < episodes):
         raise ConfigError(f"pool: expected 0 (consecutive seeds) or at least episodes ({episodes}), got {pool}")
+    env = MetaWorldTask(task, num_points=num_points, crop=crop, rgb_size=rgb_size)
+    buf = ReplayBuffer.create(out, overwrite=overwrite)
     kept, failed, steps = [], [], 0
     candidates = coverage_order(env, range(seed, seed + pool)) if pool else \
         range(seed, seed + (max_attempts or 5 * episodes))
