@@ -70,7 +70,8 @@ def plot(rows: list[dict], out: Path) -> None:
         ax.scatter(points[~ok, 0], y_eval[~ok], marker="x", s=40, c="tab:red", label="failure")
         ax.scatter(demos[:, 0], y_demo, marker="|" if not two else "^", s=300 if not two else 60, c="black",
                    label="demonstration")
-        ax.set_title(f"{r['task']}: {r['successes']}/{r['episodes']}, seeds {r['eval_seeds'][0]}–{r['eval_seeds'][1]}, "
+        first, last = r["eval_seeds"]
+        ax.set_title(f"{r['task']}: {r['successes']}/{r['episodes']}, seeds {first}–{last}, "
                      f"demonstrations {min(r['demo_seeds'])}–{max(r['demo_seeds'])}", fontsize=9)
         ax.set_xlabel("initial condition, first varying dimension (m)")
         if two:

@@ -123,7 +123,8 @@ def test_collect_full_episodes_from_seeds_spread_over_initial_conditions(tmp_pat
     assert sorted(order) == list(range(1000, 1006)) and order[0] == 1000
     far = {s: abs(conditions[s][0] - conditions[1000][0]) for s in range(1001, 1006)}
     assert order[1] == max(far, key=far.get)
-    assert gaps[0] == 0 and gaps[1] == pytest.approx(min(abs(conditions[1003] - conditions[s])[0] for s in (1000, 1001)))
+    nearest = min(abs(conditions[1003] - conditions[s])[0] for s in (1000, 1001))
+    assert gaps[0] == 0 and gaps[1] == pytest.approx(nearest)
     # DP3's generator: all 200 steps (Meta-World never ends an episode), from the pool's coverage order.
     summary = MW.collect("metaworld/drawer-open", 1, tmp_path / "do.zarr", seed=1000, rgb_size=0, progress=False,
                          episode_end="full", pool=6)
