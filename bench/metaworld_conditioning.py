@@ -13,33 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import deque
 
 import numpy as np
 from tqdm import tqdm
 
 
-def hand_after(env, seed: int, steps: int, policy=None) -> tuple[np.ndarray, np.ndarray]:
-    """(object start, hand position after ``steps``) under ``policy`` or, without one, the expert."""
+def expert_hand_after(env, seed: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(object start, hand position after ``steps``) under Meta-World's scripted expert."""
     obs = env.reset(seed)
     start = np.array(obs.raw[4:7], float)
-    if policy is None:
-        for _ in range(steps):
-            obs = env.step(env.expert(obs))
-        return start, np.array(obs.raw[:3], float)
-    cfg = policy.cfg
-    keys = {k: (s.dataset_key or k) for k, s in cfg.observations.items()}
-    history = deque([obs] * cfg.n_obs_steps, maxlen=cfg.n_obs_steps)
-    done, chunk_i = 0, 0
-    while done < steps:
-        chunk = policy.predict({k: np.stack([o.observation(keys[k]) for o in history]) for k in keys}, seed=chunk_i)
-        chunk_i += 1
-        for a in chunk[:cfg.n_action_steps]:
-            obs = env.step(a)
-            history.append(obs)
-            done += 1
-            if done >= steps:
-                break
+    for _ in range(steps):
+        obs = env.step(env.expert(obs))
     return start, np.array(obs.raw[:3], float)
 
 
@@ -63,9 +47,9 @@ def main() -> None:
     starts, expert, learned = [], [], []
     try:
         for seed in tqdm(range(a.seed, a.seed + a.episodes), desc=task, unit="seed"):
-            s, e = hand_after(env, seed, a.step)
-            _, p = hand_after(env, seed, a.step, policy)
-            starts.append(s), expert.append(e), learned.append(p)
+            s, e = expert_hand_after(env, seed, a.step)
+            r = MW.direct_episode(env, policy, seed, max_steps=a.step, stop_on_success=False)
+            starts.append(s), expert.append(e), learned.append(r["hand"])
     finally:
         env.close()
     starts, expert, learned = map(np.array, (starts, expert, learned))

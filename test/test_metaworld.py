@@ -259,6 +259,27 @@ def test_through_the_runtime_the_environment_gets_what_dp3s_own_loop_sends(small
         loop.close()
 
 
+def test_dp3s_loop_runs_the_steps_asked_and_reports_where_the_hand_ended(small_checkpoint):
+    """``direct_episode`` with ``max_steps`` and no stop on success: that many steps, one chunk per three,
+    the object's start as reset gives it and the hand where replaying the same actions puts it."""
+    from diffusion_policy_ros.policy import Policy
+
+    env = MW.MetaWorldTask("metaworld/button-press", num_points=256)
+    try:
+        sent = _recording(env)
+        r = MW.direct_episode(env, Policy.from_checkpoint(small_checkpoint), 5000, max_steps=7,
+                              stop_on_success=False)
+        assert r["steps"] == len(sent) == 7 and len(r["inference_ms"]) == 3
+        actions = list(sent)
+        obs = env.reset(5000)
+        assert np.allclose(r["object_start"], obs.raw[4:7])
+        for a in actions:
+            obs = env.step(a)
+        assert np.allclose(r["hand"], obs.raw[:3]) and not np.allclose(r["hand"], env.reset(5000).raw[:3])
+    finally:
+        env.close()
+
+
 def test_at_50_ms_chunks_planned_in_motion_are_dropped_and_those_planned_at_rest_start_when_published(
         small_checkpoint):
     """At 50 ms of inference (4 steps at 80 Hz) every action of a 3-step chunk planned while the hand

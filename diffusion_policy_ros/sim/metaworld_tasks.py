@@ -436,7 +436,8 @@ def runtime_episode(env: MetaWorldTask, runtime, seed: int, latency) -> dict:
             "holds": state["holds"], "inference_ms": inference_ms}
 
 
-def direct_episode(env: MetaWorldTask, policy, seed: int, sampling_seed: int = 0) -> dict:
+def direct_episode(env: MetaWorldTask, policy, seed: int, sampling_seed: int = 0, *,
+                   max_steps: int = EPISODE_STEPS, stop_on_success: bool = True) -> dict:
     """One episode of DP3's own evaluation loop: n_obs_steps observations (the first repeated at the
     start), the first n_action_steps actions of each chunk executed, lockstep, the policy called on the
     adapter's clouds; chunk i sampled with seed ``sampling_seed`` + i."""
@@ -446,9 +447,10 @@ def direct_episode(env: MetaWorldTask, policy, seed: int, sampling_seed: int = 0
     pc = policy.cfg
     keys = {k: (s.dataset_key or k) for k, s in pc.observations.items()}
     obs = env.reset(seed)
+    object_start = np.array(obs.raw[4:7], float)
     history = deque([obs] * pc.n_obs_steps, maxlen=pc.n_obs_steps)
     success, chunk_i, steps, inference_ms = False, 0, 0, []
-    while steps < EPISODE_STEPS and not success:
+    while steps < max_steps and not (success and stop_on_success):
         batch = {k: np.stack([o.observation(keys[k]) for o in history]) for k in keys}
         t0 = time.perf_counter()
         chunk = policy.predict(batch, seed=sampling_seed + chunk_i)
@@ -459,9 +461,10 @@ def direct_episode(env: MetaWorldTask, policy, seed: int, sampling_seed: int = 0
             history.append(obs)
             steps += 1
             success = success or obs.success
-            if success or steps >= EPISODE_STEPS:
+            if (success and stop_on_success) or steps >= max_steps:
                 break
-    return {"seed": seed, "success": success, "steps": steps, "inference_ms": inference_ms}
+    return {"seed": seed, "success": success, "steps": steps, "inference_ms": inference_ms,
+            "object_start": object_start, "hand": np.array(obs.raw[:3], float)}
 
 
 def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sampling_seed: int = 0,
