@@ -43,7 +43,7 @@ def main() -> None:
         ap.error(f"--step: expected 1…{MW.EPISODE_STEPS}, got {a.step}")
     task = a.task if a.task.startswith(MW.PREFIX) else MW.PREFIX + a.task
     policy = Policy.from_checkpoint(a.checkpoint)
-    env = MW.MetaWorldTask(task, crop=MW.checkpoint_crop(a.checkpoint))
+    env = MW.env_for_checkpoint(task, policy, a.checkpoint)
     starts, expert, learned = [], [], []
     try:
         for seed in tqdm(range(a.seed, a.seed + a.episodes), desc=task, unit="seed"):

@@ -46,7 +46,7 @@ def train_args(policy: str, dataset: Path, run: Path, a) -> list[str]:
 
     fit = config_overrides(a.points) if policy == "dp3" else image_config_overrides(a.rgb_size)
     sets = fit + [f"train.max_steps={a.steps}", f"train.batch_size={a.batch}", f"train.lr={a.lr}",
-                  f"train.warmup_steps={a.warmup}", f"train.precision={a.precision}"]
+                  f"train.warmup_steps={a.warmup}", f"train.precision={a.precision}", *a.train_set]
     return ["train", policy, "--dataset", str(dataset), "--out", str(run), "--no-progress",
             *[x for s in sets for x in ("--set", s)]]
 
@@ -167,6 +167,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", default="3.0e-4")
     ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="one more `dpros train --set` (repeatable), e.g. policy.denoiser.down_dims=[512,1024,2048]")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="train.precision")
     ap.add_argument("--episodes", type=int, default=50)
     ap.add_argument("--seed", type=int, default=9000, help="first evaluation seed (held out)")

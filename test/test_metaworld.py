@@ -2,6 +2,7 @@
 .venv-metaworld (Meta-World pins its own MuJoCo); the main environment skips it."""
 import numpy as np
 import pytest
+import yaml
 
 from diffusion_policy_ros import mujoco_gl  # noqa: F401,E402  (before Meta-World imports MuJoCo)
 
@@ -178,12 +179,15 @@ def test_the_benchmark_script_writes_its_table_plot_and_json(tmp_path):
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, str(root / "bench" / "metaworld_dp3.py"), "--tasks", "button-press",
                            "door-open", "--jobs", "2", "--precision", "bf16", "--demos", "1", "--steps", "3",
-                           "--warmup", "1", "--episodes", "1", "--rgb-size", "0", "--out", str(tmp_path), "--json"],
+                           "--warmup", "1", "--episodes", "1", "--rgb-size", "0", "--out", str(tmp_path), "--json",
+                           "--train-set", "policy.denoiser.down_dims=[32,64,128]"],
                           capture_output=True, text=True, timeout=900, cwd=root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     row, other = json.loads(proc.stdout)  # two tasks at once (--jobs 2), rows in --tasks order
     assert other["task"] == "door-open" and other["paper_dp3"] == 99
     assert row["train"]["precision"] == "bf16" and "train.precision=bf16" in row["train"]["command"]
+    trained = yaml.safe_load((tmp_path / "button-press" / "run" / "config.yaml").read_text())
+    assert trained["policy"]["denoiser"]["down_dims"] == [32, 64, 128]  # --train-set reached dpros train
     assert row["task"] == "button-press" and row["paper_dp3"] == 100 and row["paper_dp"] == 99
     assert row["crop"] == "dp3" and row["eval_seeds"] == [9000, 9000] and row["demo_seeds"][0] == 1000
     assert row["gap_to_dp3_points"] == round(100 * row["success_rate"] - 100, 1) and "dp_image" not in row
@@ -261,14 +265,16 @@ def test_through_the_runtime_the_environment_gets_what_dp3s_own_loop_sends(small
 
 def test_dp3s_loop_runs_the_steps_asked_and_reports_where_the_hand_ended(small_checkpoint):
     """``direct_episode`` with ``max_steps`` and no stop on success: that many steps, one chunk per three,
-    the object's start as reset gives it and the hand where replaying the same actions puts it."""
+    the object's start as reset gives it and the hand where replaying the same actions puts it. The env
+    comes from ``env_for_checkpoint``: the checkpoint's 256 points, not the default 512."""
     from diffusion_policy_ros.policy import Policy
 
-    env = MW.MetaWorldTask("metaworld/button-press", num_points=256)
+    policy = Policy.from_checkpoint(small_checkpoint)
+    env = MW.env_for_checkpoint("metaworld/button-press", policy, small_checkpoint)
+    assert (env.num_points, env.crop) == (256, "dp3") != (MW.NUM_POINTS, None)
     try:
         sent = _recording(env)
-        r = MW.direct_episode(env, Policy.from_checkpoint(small_checkpoint), 5000, max_steps=7,
-                              stop_on_success=False)
+        r = MW.direct_episode(env, policy, 5000, max_steps=7, stop_on_success=False)
         assert r["steps"] == len(sent) == 7 and len(r["inference_ms"]) == 3
         actions = list(sent)
         obs = env.reset(5000)

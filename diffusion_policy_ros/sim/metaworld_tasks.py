@@ -467,6 +467,14 @@ def direct_episode(env: MetaWorldTask, policy, seed: int, sampling_seed: int = 0
             "object_start": object_start, "hand": np.array(obs.raw[:3], float)}
 
 
+def env_for_checkpoint(task: str, policy, checkpoint: str | Path, clouds: bool = True) -> MetaWorldTask:
+    """The task rendered as the checkpoint was trained: its cloud size and crop, its image size."""
+    shapes = {s.type: s.shape for s in policy.cfg.observations.values()}
+    return MetaWorldTask(task, num_points=shapes["point_cloud"][0] if "point_cloud" in shapes else NUM_POINTS,
+                         crop=checkpoint_crop(checkpoint), rgb_size=shapes["rgb"][0] if "rgb" in shapes else 0,
+                         clouds=clouds)
+
+
 def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sampling_seed: int = 0,
              progress: bool = True, direct: bool = False, delay: str | float = 0,
              overrides: dict | None = None) -> dict:
@@ -487,10 +495,7 @@ def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sam
     from .stats import wilson_ci95
 
     policy = Policy.from_checkpoint(checkpoint)
-    crop = checkpoint_crop(checkpoint)
-    shapes = {s.type: s.shape for s in policy.cfg.observations.values()}
-    env = MetaWorldTask(task, num_points=shapes["point_cloud"][0] if "point_cloud" in shapes else NUM_POINTS,
-                        crop=crop, rgb_size=shapes["rgb"][0] if "rgb" in shapes else 0, clouds=direct)
+    env = env_for_checkpoint(task, policy, checkpoint, clouds=direct)
     latency = Latency.parse(delay)
     if direct and (latency.factor or latency.fixed_ms or overrides):
         raise ConfigError("metaworld --direct: DP3's lockstep loop; --delay-ms and --set need the runtime "
@@ -516,7 +521,7 @@ def evaluate(task: str, checkpoint: str | Path, episodes: int, seed: int, *, sam
         env.close()
     wins = sum(r["success"] for r in results)
     out = {"task": f"{PREFIX}{env.name}", "checkpoint": str(checkpoint), "episodes": episodes,
-           "seeds": [seed, seed + episodes - 1], "sampling_seed": sampling_seed, "crop": crop, "successes": wins,
+           "seeds": [seed, seed + episodes - 1], "sampling_seed": sampling_seed, "crop": env.crop, "successes": wins,
            "success_rate": wins / max(1, episodes), "ci95": list(wilson_ci95(wins, episodes)),
            "evaluation": "direct" if direct else "runtime",
            "p50_inference_ms": float(np.percentile(latencies, 50)) if latencies else None}
