@@ -13,16 +13,21 @@ class SpinEach:
     def __init__(self, context, *nodes):
         from rclpy.executors import SingleThreadedExecutor
 
-        self.executors = []
+        self.executors, self.threads = [], []
         for n in nodes:
             ex = SingleThreadedExecutor(context=context)
             ex.add_node(n)
-            threading.Thread(target=ex.spin, daemon=True).start()
+            t = threading.Thread(target=ex.spin, daemon=True)
+            t.start()
             self.executors.append(ex)
+            self.threads.append(t)
 
-    def shutdown(self):
+    def shutdown(self, timeout: float = 5.0):
+        """Stop spinning and wait for the threads, so no callback runs on a node destroyed after this."""
         for ex in self.executors:
-            ex.shutdown()
+            ex.shutdown(timeout_sec=timeout)
+        for t in self.threads:
+            t.join(timeout=timeout)
 
 
 def interrupt(proc, timeout: float = 10.0) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .spinning import interrupt
+from .spinning import SpinEach, interrupt
 from .factories import ARM_HOME, small_intrinsics, small_rgbd
 
 pytest.importorskip("rclpy")
@@ -154,15 +154,11 @@ class Robot:
 def running(ros_context, force_checkpoint, tmp_path):
     """start(malformed) → (robot, policy node process): the node runs as its installed executable, with
     the package's parameter file plus overrides, as `ros2 run` would start it; the robot spins here."""
-    from rclpy.executors import SingleThreadedExecutor
-
-    procs, robots, executors = [], [], []
+    procs, robots, spinners = [], [], []
 
     def start(malformed=False, extra=(), gripper=""):
         robot = Robot(ros_context, malformed, gripper)
-        executor = SingleThreadedExecutor(context=ros_context)
-        executor.add_node(robot.node)
-        threading.Thread(target=executor.spin, daemon=True).start()
+        spinners.append(SpinEach(ros_context, robot.node))
         log = open(tmp_path / "policy_node.log", "w")
         proc = subprocess.Popen([shutil.which("policy_node") or str(Path(sys.executable).parent / "policy_node"),
                                  "--ros-args", "--params-file", str(ROOT / "config" / "arm.yaml"),
@@ -178,15 +174,14 @@ def running(ros_context, force_checkpoint, tmp_path):
                                  "-p", "sampling.seed:=0", *extra], stdout=log, stderr=subprocess.STDOUT)
         procs.append((proc, log))
         robots.append(robot)
-        executors.append(executor)
         return robot, proc
 
     yield start
     for proc, log in procs:
         interrupt(proc)
         log.close()
-    for ex in executors:
-        ex.shutdown(timeout_sec=5)
+    for spinner in spinners:
+        spinner.shutdown()  # joins: no timer callback may publish on a node being destroyed
     for r in robots:
         r.node.destroy_node()
 
