@@ -265,7 +265,7 @@ def test_through_the_runtime_the_environment_gets_what_dp3s_own_loop_sends(small
 
 def test_dp3s_loop_runs_the_steps_asked_and_reports_where_the_hand_ended(small_checkpoint):
     """``direct_episode`` with ``max_steps`` and no stop on success: that many steps, one chunk per three,
-    the object's start as reset gives it and the hand where replaying the same actions puts it. The env
+    the object's start as reset gives it, and the hand and object where replaying the same actions puts them. The env
     comes from ``env_for_checkpoint``: the checkpoint's 256 points, not the default 512."""
     from diffusion_policy_ros.policy import Policy
 
@@ -282,6 +282,7 @@ def test_dp3s_loop_runs_the_steps_asked_and_reports_where_the_hand_ended(small_c
         for a in actions:
             obs = env.step(a)
         assert np.allclose(r["hand"], obs.raw[:3]) and not np.allclose(r["hand"], env.reset(5000).raw[:3])
+        assert np.allclose(r["object"], obs.raw[4:7]) and np.allclose(r["goal"], obs.raw[36:39])
     finally:
         env.close()
 

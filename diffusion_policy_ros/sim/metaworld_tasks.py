@@ -464,7 +464,8 @@ def direct_episode(env: MetaWorldTask, policy, seed: int, sampling_seed: int = 0
             if (success and stop_on_success) or steps >= max_steps:
                 break
     return {"seed": seed, "success": success, "steps": steps, "inference_ms": inference_ms,
-            "object_start": object_start, "hand": np.array(obs.raw[:3], float)}
+            "object_start": object_start, "hand": np.array(obs.raw[:3], float),
+            "object": np.array(obs.raw[4:7], float), "goal": np.array(obs.raw[36:39], float)}
 
 
 def env_for_checkpoint(task: str, policy, checkpoint: str | Path, clouds: bool = True) -> MetaWorldTask:
