@@ -42,6 +42,13 @@ def analyse(eval_path: Path, demos_path: Path, farthest: int) -> dict:
     k = min(farthest, len(seeds))
     far = np.argsort(-gaps)[:k]
     failures = int((~success).sum())
+    # Success on either side of each varied dimension's median: which part of the reset space fails.
+    halves = []
+    for i, v in enumerate(eval_points.T):
+        m, low = float(np.median(v)), v <= np.median(v)
+        halves.append({"dimension": i, "range_m": [round(float(v.min()), 3), round(float(v.max()), 3)],
+                       "median_m": round(m, 3), "successes_at_or_below": f"{int(success[low].sum())}/{int(low.sum())}",
+                       "successes_above": f"{int(success[~low].sum())}/{int((~low).sum())}"})
     return {
         "eval": str(eval_path), "demos": str(demos_path), "task": result["task"], "demo_seeds": demo_seeds,
         "eval_seeds": [seeds[0], seeds[-1]], "successes": int(success.sum()), "episodes": len(seeds),
@@ -50,7 +57,7 @@ def analyse(eval_path: Path, demos_path: Path, farthest: int) -> dict:
         "mean_gap_cm_failures": round(float(gaps[~success].mean()) * 100, 2) if failures else None,
         "mean_gap_cm_successes": round(float(gaps[success].mean()) * 100, 2) if success.any() else None,
         "max_gap_cm": round(float(gaps.max()) * 100, 2),
-        "failed_seeds": [s for s, ok in zip(seeds, success) if not ok],
+        "failed_seeds": [s for s, ok in zip(seeds, success) if not ok], "halves": halves,
         "_points": (demo_points, eval_points, success),
     }
 
@@ -105,6 +112,9 @@ def main() -> None:
               f"farthest from a demonstration: {r['failures_among_farthest']} (chance {r['chance_among_farthest']}); "
               f"mean distance failures {r['mean_gap_cm_failures']} cm, successes {r['mean_gap_cm_successes']} cm, "
               f"farthest {r['max_gap_cm']} cm")
+        for h in r["halves"]:
+            print(f"  reset dimension {h['dimension']} ({h['range_m'][0]}…{h['range_m'][1]} m): successes at or below "
+                  f"its median {h['median_m']} m {h['successes_at_or_below']}, above {h['successes_above']}")
 
 
 if __name__ == "__main__":
