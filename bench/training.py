@@ -11,6 +11,7 @@ the bf16 and the float32 gradients (1.0: the same direction).
     python bench/training.py                       # Meta-World DP3 (the benchmark's recipe), default DP3
     python bench/training.py --configs dp3 dp_image --batch 64 --rounds 10 --json
     python bench/training.py --threads 1     # one core: two trainings at once, one thread each
+    python bench/training.py --configs metaworld_dp3 metaworld_dp3_paper --rounds 2   # the paper's width
 """
 from __future__ import annotations
 
@@ -32,7 +33,11 @@ from diffusion_policy_ros.train.trainer import autocast, make_ema, make_optimize
 ROWS = {"baseline: for-each AdamW, fp32": (False, "fp32"),
         "fused AdamW, for-each EMA, fp32 (default)": (True, "fp32"),
         "the same, bf16 autocast": (True, "bf16")}
-CONFIGS = {"metaworld_dp3": ("dp3", config_overrides()), "dp3": ("dp3", []), "dp_image": ("dp_image", [])}
+# metaworld_dp3_paper: the same at the DP3 paper's U-Net width (down_dims 512/1024/2048, 16x the default's
+# multiply-adds): what its Meta-World recipe costs a step here.
+CONFIGS = {"metaworld_dp3": ("dp3", config_overrides()),
+           "metaworld_dp3_paper": ("dp3", [*config_overrides(), "policy.denoiser.down_dims=[512,1024,2048]"]),
+           "dp3": ("dp3", []), "dp_image": ("dp_image", [])}
 
 
 def random_batch(cfg, batch: int, gen: torch.Generator) -> dict:
