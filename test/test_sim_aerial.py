@@ -218,9 +218,9 @@ def test_guidance_by_the_predicted_flight_gets_the_shipped_policy_round_the_post
     """reach_fast's shipped policy (oracle demonstrations at 1.6 m/s) on the aerial manipulator, the same
     sampling seed: unguided its plan is followed into the post; guided by the clearance of the
     embodiment's predicted flight (config/sim_aerial.yaml) the same policy never hits the post and lands
-    at least as often. (On an AVX512 CPU guided also won seed 0 outright; on an AVX2 one seed 0's guided
-    run hits the stand instead, and seed 2 lands either way: floating point moves these two episodes, so
-    only what holds on both is asserted.) The live view of a guided run carries the guidance cost."""
+    at least as often. (On the AVX512 CPU this was written on guided landed more often; on an AVX2 one
+    seed 0's guided run hits the stand instead and seed 2 lands either way: floating point moves these
+    episodes, so only what holds on both is asserted.) The live view of a guided run carries the guidance cost."""
     from diffusion_policy_ros.config import resolve_shipped_checkpoint
     from diffusion_policy_ros.sim.closed_loop import evaluate
 
