@@ -3,8 +3,9 @@
 For each task: 10 expert demonstrations (seeds 1000 and up, failures skipped), `dpros train dp3` at a
 stated budget, `dpros sim-eval` on held-out seeds (9000 and up, never used for demonstrations or
 tuning) with a fixed sampling seed; `--policies dp3 dp_image` adds the Diffusion Policy column
-(colour images from the same camera, the same recipe). Every step is a `dpros` command (printed as it runs), cached in
---out: a rerun skips what exists, so tasks can be added one at a time. Runs in .venv-metaworld
+(colour images from the same camera, the same recipe), `--policies dp_image` trains that column alone.
+Every step is a `dpros` command (printed as it runs), cached in --out: a rerun skips what exists, so tasks
+can be added one at a time. Runs in .venv-metaworld
 (`make bench-metaworld`); writes results.json, table.md and metaworld.png to --out.
 
     make bench-metaworld                                   # the six tasks (~15 min each on 2 cores)
@@ -91,30 +92,41 @@ def run_task(task: str, a) -> dict:
         collect_json.write_text(out)
     collected = json.loads(collect_json.read_text())
     dp3, dp = PAPER.get(task, (None, None))
-    row = {"task": task, **train_and_evaluate("dp3", d, dataset, a), "demo_seeds": collected["seeds"],
+    row = {"task": task, "demo_seeds": collected["seeds"],
            "demo_steps": collected["steps"], "episode_end": collected.get("episode_end", "success"),
            "demo_pool": collected.get("pool", 0), "demo_kept_seeds": collected.get("kept_seeds"),
            "paper_dp3": dp3, "paper_dp": dp}
-    row["gap_to_dp3_points"] = None if dp3 is None else round(100 * row["success_rate"] - dp3, 1)
+    if "dp3" in a.policies:  # DP3's figures at the row's top level, as before the image column existed
+        row.update(train_and_evaluate("dp3", d, dataset, a))
+        row["gap_to_dp3_points"] = None if dp3 is None else round(100 * row["success_rate"] - dp3, 1)
     if "dp_image" in a.policies:
         row["dp_image"] = train_and_evaluate("dp_image", d, dataset, a)
     return row
+
+
+def first_run(row: dict) -> dict:
+    """The row's DP3 figures, or its image policy's where DP3 was not run (crop, seeds, training)."""
+    return row if "successes" in row else row["dp_image"]
+
+
+def rate(run: dict | None) -> str:
+    return f"{run['successes']}/{run['episodes']} ({100 * run['success_rate']:.0f} %)" if run else "not run"
 
 
 def table(rows: list[dict]) -> str:
     lines = ["| task | crop | training | evaluation | ours (DP3) | 95 % interval | DP3 paper | gap | ours (DP, image) "
              "| DP paper |", "| --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        t = r["train"]
-        lo, hi = r["ci95"]
-        gap = "" if r["gap_to_dp3_points"] is None else f"{r['gap_to_dp3_points']:+.0f}"
-        i = r.get("dp_image")
-        image = f"{i['successes']}/{i['episodes']} ({100 * i['success_rate']:.0f} %)" if i else "not run"
-        lines.append(f"| {r['task']} | {r['crop']} | {t['steps']} steps, batch {t['batch']} ({t['minutes']:.0f} min) | "
-                     f"{r['evaluation']} | "
-                     f"**{r['successes']}/{r['episodes']} ({100 * r['success_rate']:.0f} %)** | "
-                     f"{100 * lo:.1f}–{100 * hi:.1f} % | {r['paper_dp3'] if r['paper_dp3'] is not None else '—'} | "
-                     f"{gap} | {image} | {r['paper_dp'] if r['paper_dp'] is not None else '—'} |")
+        run = first_run(r)
+        t = run["train"]
+        dp3 = "successes" in r
+        ours = f"**{rate(r)}**" if dp3 else rate(None)
+        interval = f"{100 * r['ci95'][0]:.1f}–{100 * r['ci95'][1]:.1f} %" if dp3 else ""
+        gap = "" if r.get("gap_to_dp3_points") is None else f"{r['gap_to_dp3_points']:+.0f}"
+        lines.append(f"| {r['task']} | {run['crop']} | {t['steps']} steps, batch {t['batch']} "
+                     f"({t['minutes']:.0f} min) | {run['evaluation']} | {ours} | {interval} | "
+                     f"{r['paper_dp3'] if r['paper_dp3'] is not None else '—'} | "
+                     f"{gap} | {rate(r.get('dp_image'))} | {r['paper_dp'] if r['paper_dp'] is not None else '—'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -126,12 +138,15 @@ def plot(rows: list[dict], path: Path) -> None:
     import numpy as np
 
     x = np.arange(len(rows))
-    ours = np.array([100 * r["success_rate"] for r in rows])
-    err = np.array([[100 * (r["success_rate"] - r["ci95"][0]), 100 * (r["ci95"][1] - r["success_rate"])]
-                    for r in rows]).T
     fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 4, 3.5))
-    bars = [(ours, err, "ours, DP3 (95 % interval)"), ([r["paper_dp3"] or 0 for r in rows], None, "DP3 paper (v2)")]
-    if any(r.get("dp_image") for r in rows):  # the image column only where it was trained
+    bars = []
+    if any("successes" in r for r in rows):  # each "ours" column only where it was trained
+        ours = np.array([100 * r.get("success_rate", 0) for r in rows])
+        err = np.array([[100 * (r["success_rate"] - r["ci95"][0]), 100 * (r["ci95"][1] - r["success_rate"])]
+                        if "successes" in r else [0, 0] for r in rows]).T
+        bars.append((ours, err, "ours, DP3 (95 % interval)"))
+    bars.append(([r["paper_dp3"] or 0 for r in rows], None, "DP3 paper (v2)"))
+    if any(r.get("dp_image") for r in rows):
         bars.append(([100 * r["dp_image"]["success_rate"] if r.get("dp_image") else 0 for r in rows], None,
                      "ours, Diffusion Policy (image)"))
     bars.append(([r["paper_dp"] or 0 for r in rows], None, "Diffusion Policy paper (v2)"))
@@ -142,8 +157,9 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("success %")
     ax.set_ylim(0, 105)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # outside: never over a bar
-    ax.set_title(f"Meta-World v3, 10 demonstrations, {rows[0]['crop']} crop, evaluation seeds "
-                 f"{rows[0]['eval_seeds'][0]}–{rows[0]['eval_seeds'][1]}", fontsize=9)
+    run = first_run(rows[0])
+    ax.set_title(f"Meta-World v3, 10 demonstrations, {run['crop']} crop, evaluation seeds "
+                 f"{run['eval_seeds'][0]}–{run['eval_seeds'][1]}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -162,7 +178,7 @@ def main(argv=None) -> int:
                     help="dpros collect --episode-end")
     ap.add_argument("--pool", type=int, default=0, help="dpros collect --pool (0: consecutive demonstration seeds)")
     ap.add_argument("--policies", nargs="+", choices=("dp3", "dp_image"), default=["dp3"],
-                    help="columns to train: dp3 always; dp_image adds Diffusion Policy on the colour images")
+                    help="columns to train: dp3 (3D Diffusion Policy), dp_image (Diffusion Policy, colour images)")
     ap.add_argument("--steps", type=int, default=1500, help="training steps per task")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", default="3.0e-4")

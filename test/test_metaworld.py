@@ -198,6 +198,29 @@ def test_the_benchmark_script_writes_its_table_plot_and_json(tmp_path):
     assert again.returncode == 0 and "$ dpros" not in again.stderr
 
 
+def test_the_benchmark_trains_the_image_column_alone_when_asked(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "bench" / "metaworld_dp3.py"), "--tasks", "door-open",
+                           "--policies", "dp_image", "--demos", "1", "--steps", "2", "--warmup", "1", "--batch", "4",
+                           "--episodes", "1", "--rgb-size", "48", "--out", str(tmp_path), "--json"],
+                          capture_output=True, text=True, timeout=900, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [row] = json.loads(proc.stdout)
+    assert "$ dpros train dp3" not in proc.stderr and not (tmp_path / "door-open" / "run").exists()
+    assert "successes" not in row and row["paper_dp"] == 98
+    image = row["dp_image"]
+    assert image["train"]["command"].startswith("dpros train dp_image") and image["episodes"] == 1
+    assert image["eval_seeds"] == [9000, 9000] and image["crop"] == "dp3"
+    line = (tmp_path / "table.md").read_text().splitlines()[2]
+    assert line.startswith("| door-open | dp3 | 2 steps, batch 4") and "| not run |" in line
+    assert (tmp_path / "metaworld.png").stat().st_size > 0
+
+
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory):
     """A DP3 checkpoint on two button-press demonstrations at 256 points, briefly trained."""
