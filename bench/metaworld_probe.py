@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-# Meta-World's observation: the first object's position (entries 4-6), the goal (36-38).
-TARGETS = {"object": slice(4, 7), "goal": slice(36, 39)}
+TARGETS = ("object", "goal")
 ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
@@ -64,7 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", required=True, help="Meta-World task name, e.g. coffee-push")
     ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--against", choices=tuple(TARGETS), default="goal")
+    ap.add_argument("--against", choices=TARGETS, default="goal")
     ap.add_argument("--fit-seeds", type=int, nargs=2, default=(7000, 100), metavar=("FIRST", "COUNT"),
                     help="seeds the probe is fitted on (default: the tuning block 7000-7099)")
     ap.add_argument("--seed", type=int, default=9000, help="first seed the probe is scored on")
@@ -85,13 +84,14 @@ def main() -> None:
     key = keys[0]
     dataset_key = policy.cfg.observations[key].dataset_key or key
     env = MW.env_for_checkpoint(task, policy, a.checkpoint)
+    target = MW.RAW_OBJECT if a.against == "object" else MW.RAW_GOAL
     clouds, targets = {}, {}
     try:
         for name, seeds in (("fit", fit), ("test", test)):
             c, t = [], []
             for seed in tqdm(seeds, desc=f"{task} {name}", unit="seed"):
                 obs = env.reset(seed)
-                c.append(obs.observation(dataset_key)), t.append(np.array(obs.raw[TARGETS[a.against]], float))
+                c.append(obs.observation(dataset_key)), t.append(np.array(obs.raw[target], float))
             clouds[name], targets[name] = np.stack(c), np.stack(t)
     finally:
         env.close()

@@ -46,6 +46,8 @@ CAMERA_POS = (0.6, 0.295, 0.8)  # where DP3 puts corner2
 IMAGE_SIZE = 128
 ZNEAR, ZFAR = 0.1, 1.5  # of the model's extent, as DP3 sets them
 EPISODE_STEPS = 200
+# Meta-World's own observation: the hand (entries 0-2), the first object (4-6), the goal (36-38).
+RAW_HAND, RAW_OBJECT, RAW_GOAL = slice(0, 3), slice(4, 7), slice(36, 39)
 MIN_SUCCESS_STEPS = 5  # DP3's generator keeps a demonstration with success on at least this many steps
 EPISODE_ENDS = ("full", "success")
 NUM_POINTS = 512
@@ -447,7 +449,7 @@ def direct_episode(env: MetaWorldTask, policy, seed: int, sampling_seed: int = 0
     pc = policy.cfg
     keys = {k: (s.dataset_key or k) for k, s in pc.observations.items()}
     obs = env.reset(seed)
-    object_start = np.array(obs.raw[4:7], float)
+    object_start = np.array(obs.raw[RAW_OBJECT], float)
     history = deque([obs] * pc.n_obs_steps, maxlen=pc.n_obs_steps)
     success, chunk_i, steps, inference_ms = False, 0, 0, []
     while steps < max_steps and not (success and stop_on_success):
@@ -464,8 +466,8 @@ def direct_episode(env: MetaWorldTask, policy, seed: int, sampling_seed: int = 0
             if (success and stop_on_success) or steps >= max_steps:
                 break
     return {"seed": seed, "success": success, "steps": steps, "inference_ms": inference_ms,
-            "object_start": object_start, "hand": np.array(obs.raw[:3], float),
-            "object": np.array(obs.raw[4:7], float), "goal": np.array(obs.raw[36:39], float)}
+            "object_start": object_start, "hand": np.array(obs.raw[RAW_HAND], float),
+            "object": np.array(obs.raw[RAW_OBJECT], float), "goal": np.array(obs.raw[RAW_GOAL], float)}
 
 
 def env_for_checkpoint(task: str, policy, checkpoint: str | Path, clouds: bool = True) -> MetaWorldTask:
