@@ -20,9 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 
-# What each --against compares: (the reference at reset, what should follow it after --step steps),
-# as slices of Meta-World's observation.
-MEASURES = {"object": (slice(4, 7), slice(0, 3)), "goal": (slice(36, 39), slice(4, 7))}
+# What each --against compares: (the reference at reset, what should follow it after --step steps), as
+# names of the slices of Meta-World's observation in metaworld_tasks.
+MEASURES = {"object": ("RAW_OBJECT", "RAW_HAND"), "goal": ("RAW_GOAL", "RAW_OBJECT")}
 
 
 def expert_after(env, seed: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +52,7 @@ def main() -> None:
     task = a.task if a.task.startswith(MW.PREFIX) else MW.PREFIX + a.task
     policy = Policy.from_checkpoint(a.checkpoint)
     env = MW.env_for_checkpoint(task, policy, a.checkpoint)
-    ref, follower = MEASURES[a.against]
+    ref, follower = (getattr(MW, name) for name in MEASURES[a.against])
     moved = "hand" if a.against == "object" else "object"
     starts, expert, learned = [], [], []
     try:
