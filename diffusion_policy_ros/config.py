@@ -255,6 +255,9 @@ class TrainConfig:
     ema_power: float = 0.75
     ema_max_decay: float = 0.9999
     checkpoint_every: int = 2000
+    # > 0: every this many steps also keep the EMA policy as it is then, in snapshots/step_NNNNNN (weights
+    # and config, no optimizer state), to evaluate checkpoints along training; 0 keeps only the last.
+    snapshot_every: int = 0
     val_every: int = 500
     val_ratio: float = 0.1  # fraction of episodes held out for validation loss
     log_every: int = 50
@@ -269,6 +272,7 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("batch_size", "max_steps", "checkpoint_every", "val_every", "log_every"):
             _require(getattr(self, name) > 0, f"train.{name}", "> 0", getattr(self, name))
+        _require(self.snapshot_every >= 0, "train.snapshot_every", ">= 0 (0: no snapshots)", self.snapshot_every)
         _require(self.precision in ("fp32", "bf16"), "train.precision", "fp32 or bf16", self.precision)
         _require(self.lr > 0 and math.isfinite(self.lr), "train.lr", "a positive number", self.lr)
         _require(0.0 <= self.val_ratio < 1.0, "train.val_ratio", "in [0, 1)", self.val_ratio)

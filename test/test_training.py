@@ -81,6 +81,31 @@ def test_shipped_config_trains_through_the_cli_and_resumes(name, obstacle_datase
     assert np.isfinite(policy.predict(start_obs(policy.config), seed=0)).all()
 
 
+def test_snapshots_keep_the_policy_along_training_and_the_last_one_is_the_checkpoint(obstacle_dataset, tmp_path,
+                                                                                     capsys):
+    """`train.snapshot_every`: the EMA policy every N steps, each a checkpoint of its own (DP3 reports the
+    best of its evaluations along training; bench/metaworld_dp3.py --paper-metric evaluates these)."""
+    from safetensors.torch import load_file
+
+    cfg_path = write_yaml(shipped_small("dp3"), tmp_path / "dp3.yaml")
+    out = tmp_path / "run"
+    assert main(["train", cfg_path, "--dataset", str(obstacle_dataset), "--out", str(out), "--no-progress",
+                 "--set", "train.snapshot_every=2"]) == 0
+    snaps = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert snaps == ["step_000002", "step_000004", "step_000006"]
+    weights = {n: load_file(str(out / "snapshots" / n / "model.safetensors")) for n in snaps}
+    final = load_file(str(out / "checkpoint" / "model.safetensors"))
+    assert all(np.array_equal(final[k].numpy(), weights["step_000006"][k].numpy()) for k in final)
+    assert any(not np.array_equal(final[k].numpy(), weights["step_000002"][k].numpy()) for k in final)
+    assert not (out / "snapshots" / "step_000002" / "train_state.pt").exists()  # weights only
+    policy = Policy.from_checkpoint(out / "snapshots" / "step_000004")
+    assert np.isfinite(policy.predict(start_obs(policy.config), seed=0)).all()
+
+    assert main(["train", cfg_path, "--dataset", str(obstacle_dataset), "--out", str(tmp_path / "bad"),
+                 "--no-progress", "--set", "train.snapshot_every=-1"]) != 0
+    assert "train.snapshot_every" in capsys.readouterr().err
+
+
 def test_cli_reports_a_missing_dataset_key(obstacle_dataset, tmp_path, capsys):
     cfg = shipped_small("dp3")
     cfg.policy.observations["agent_pos"].dataset_key = "joint_pos"

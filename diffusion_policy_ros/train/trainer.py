@@ -33,6 +33,7 @@ from ..errors import CheckpointError
 from ..policy import DiffusionPolicy
 
 CHECKPOINT_DIR = "checkpoint"
+SNAPSHOT_DIR = "snapshots"  # train.snapshot_every: <out>/snapshots/step_000200, …
 
 
 @dataclass
@@ -260,6 +261,8 @@ class Trainer:
                 if step % self.tcfg.checkpoint_every == 0 or step == self.tcfg.max_steps:
                     if info.is_main:
                         self._save(ckpt_dir, model, ema, ema_model, opt, sched, step, history)
+                if self.tcfg.snapshot_every and step % self.tcfg.snapshot_every == 0 and info.is_main:
+                    self._snapshot(model, ema, ema_model, step)
                 if step >= self.tcfg.max_steps:
                     break
             epoch += 1
@@ -305,6 +308,13 @@ class Trainer:
                         extra={"dataset": str(self.dataset_path), "provenance": self.provenance,
                                "datasets": self.datasets})
         plot_losses(history, self.out / "loss.png")
+
+    def _snapshot(self, model, ema, ema_model, step):
+        """The policy as it is at ``step`` (EMA weights where EMA is on), loadable as any checkpoint."""
+        save_checkpoint(self.out / SNAPSHOT_DIR / f"step_{step:06d}", self.config,
+                        self._ema_weights(model, ema, ema_model), step=step,
+                        extra={"dataset": str(self.dataset_path), "provenance": self.provenance,
+                               "datasets": self.datasets})
 
     def _load_state(self, ckpt_dir, model, opt, sched, ema, device):
         try:
