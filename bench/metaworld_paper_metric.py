@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""DP3's own success metric on one of our Meta-World runs, beside our held-out one.
+
+DP3's Meta-World runner (YanjieZe/3D-Diffusion-Policy, env_runner/metaworld_runner.py) evaluates 20
+episodes every 200 of its 3000 epochs and reports ``SR_test_L5``: the mean of the 5 highest of those
+15 success rates (the paper then averages 3 training seeds). Picking the best evaluations on the episodes
+being scored reads higher than one final checkpoint on held-out episodes, which is what our table reports.
+This script measures that metric on a run trained with ``train.snapshot_every`` (the EMA policy kept along
+training): each snapshot is evaluated through the runtime on its own --episodes fresh seeds (snapshot i
+on seeds --seed + i·episodes: DP3's runner also sees new random episodes each time), and it prints the
+mean of the 5 (and 3) highest, the last snapshot's rate, and what selection alone adds: the expected
+mean of the 5 highest of as many 20-episode evaluations of one policy whose true rate is the last
+snapshot's (binomial draws, fixed generator). Runs in .venv-metaworld.
+
+    make bench-metaworld BENCH_ARGS="--tasks drawer-open --steps 3000 --precision bf16 \\
+        --train-set train.snapshot_every=200 --out bench_out/mw-snap-3000-bf16"
+    .venv-metaworld/bin/python bench/metaworld_paper_metric.py --task drawer-open \\
+        --run bench_out/mw-snap-3000-bf16/drawer-open/run --jobs 2 --plot docs/metaworld_paper_metric.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from metaworld_dp3 import PAPER, dpros
+
+TOP = (5, 3)  # DP3's SR_test_L5 (the paper's) and SR_test_L3
+
+
+def top_mean(rates, k: int) -> float:
+    return float(np.mean(sorted(rates, reverse=True)[:k]))
+
+
+def selection_alone(rate: float, evaluations: int, episodes: int, k: int, draws: int = 100_000) -> float:
+    """Expected mean of the k highest of ``evaluations`` success rates, each from ``episodes`` episodes
+    of one policy whose true rate is ``rate``."""
+    rng = np.random.default_rng(0)
+    r = rng.binomial(episodes, rate, size=(draws, evaluations)) / episodes
+    return float(np.sort(r, axis=1)[:, -k:].mean())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", required=True, help="Meta-World task name, e.g. drawer-open")
+    ap.add_argument("--run", type=Path, required=True, help="a dpros train output folder holding snapshots/")
+    ap.add_argument("--episodes", type=int, default=20, help="episodes per snapshot (DP3: 20)")
+    ap.add_argument("--seed", type=int, default=10000, help="first evaluation seed; snapshot i starts at seed + i*episodes")
+    ap.add_argument("--jobs", type=int, default=1, help="snapshots evaluated at once (cores/jobs threads each)")
+    ap.add_argument("--plot", type=Path, help="success along training, the metric and the paper's number")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    task = a.task.removeprefix("metaworld/")
+    snaps = sorted((a.run / "snapshots").glob("step_*"))
+    if len(snaps) < max(TOP):
+        ap.error(f"--run: expected at least {max(TOP)} snapshots in {a.run / 'snapshots'} "
+                 f"(train with --set train.snapshot_every=N), got {len(snaps)}")
+    if a.episodes < 1:
+        ap.error(f"--episodes: expected >= 1, got {a.episodes}")
+    threads = max(1, (os.cpu_count() or 1) // a.jobs) if a.jobs > 1 else 0
+    cache = a.run / "paper_metric"
+    cache.mkdir(exist_ok=True)
+
+    def evaluate(i_snap):
+        i, snap = i_snap
+        seed = a.seed + i * a.episodes
+        out = cache / f"{snap.name}_seed{seed}_n{a.episodes}.json"
+        if not out.exists():
+            out.write_text(dpros(["sim-eval", "--task", f"metaworld/{task}", "--checkpoint", str(snap),
+                                  "--episodes", str(a.episodes), "--seed", str(seed), "--no-progress", "--json"],
+                                 capture=True, threads=threads))
+        ev = json.loads(out.read_text())
+        return {"snapshot": snap.name, "step": int(snap.name.split("_")[1]), "seeds": ev["seeds"],
+                "successes": ev["successes"], "success_rate": ev["success_rate"]}
+
+    with ThreadPoolExecutor(max(1, a.jobs)) as pool:
+        evals = list(pool.map(evaluate, enumerate(snaps)))
+    rates = [e["success_rate"] for e in evals]
+    last = rates[-1]
+    res = {"task": task, "run": str(a.run), "episodes_per_snapshot": a.episodes,
+           "seeds": [evals[0]["seeds"][0], evals[-1]["seeds"][1]], "evaluations": evals,
+           "last": last, "paper_dp3": PAPER.get(task, (None, None))[0]}
+    for k in TOP:
+        res[f"top{k}_mean"] = top_mean(rates, k)
+        res[f"top{k}_selection_alone"] = selection_alone(last, len(rates), a.episodes, k)
+    if a.plot:
+        plot(res, a.plot)
+    if a.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(f"{task}: {len(evals)} snapshots × {a.episodes} episodes (seeds {res['seeds'][0]}–{res['seeds'][1]})")
+        print("  " + "  ".join(f"{e['step']}:{e['successes']}" for e in evals))
+        print(f"  mean of the 5 highest (DP3's SR_test_L5, the paper's metric): {100 * res['top5_mean']:.1f} %"
+              f" (3 highest: {100 * res['top3_mean']:.1f} %)")
+        print(f"  last snapshot: {100 * last:.1f} %; selection alone at that rate: 5 highest "
+              f"{100 * res['top5_selection_alone']:.1f} %, 3 highest {100 * res['top3_selection_alone']:.1f} %")
+        if res["paper_dp3"] is not None:
+            print(f"  DP3 paper: {res['paper_dp3']} %")
+    return 0
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [e["step"] for e in res["evaluations"]]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(steps, [100 * e["success_rate"] for e in res["evaluations"]], "o-",
+            label=f"ours, {res['episodes_per_snapshot']} episodes a snapshot")
+    ax.axhline(100 * res["top5_mean"], color="C1", ls="--", label=f"mean of 5 highest: {100 * res['top5_mean']:.0f} %")
+    if res["paper_dp3"] is not None:
+        ax.axhline(res["paper_dp3"], color="k", ls=":", label=f"DP3 paper: {res['paper_dp3']} %")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("success %")
+    ax.set_ylim(0, 105)
+    ax.set_title(f"metaworld/{res['task']}: DP3's metric along training", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
