@@ -9,13 +9,15 @@ This script measures that metric on a run trained with ``train.snapshot_every`` 
 training): each snapshot is evaluated through the runtime on its own --episodes fresh seeds (snapshot i
 on seeds --seed + i·episodes: DP3's runner also sees new random episodes each time), and it prints the
 mean of the 5 (and 3) highest, the last snapshot's rate, and what selection alone adds: the expected
-mean of the 5 highest of as many 20-episode evaluations of one policy whose true rate is the last
-snapshot's (binomial draws, fixed generator). Runs in .venv-metaworld.
+mean of the 5 highest of as many 20-episode evaluations of one policy whose true rate is the final
+checkpoint's (--held-out: its evaluation on held-out seeds, e.g. the bench's eval.json; else the last
+snapshot's --episodes; binomial draws, fixed generator). Runs in .venv-metaworld.
 
     make bench-metaworld BENCH_ARGS="--tasks drawer-open --steps 3000 --precision bf16 \\
         --train-set train.snapshot_every=200 --out bench_out/mw-snap-3000-bf16"
     .venv-metaworld/bin/python bench/metaworld_paper_metric.py --task drawer-open \\
-        --run bench_out/mw-snap-3000-bf16/drawer-open/run --jobs 2 --plot docs/metaworld_paper_metric.png
+        --run bench_out/mw-snap-3000-bf16/drawer-open/run --held-out bench_out/mw-snap-3000-bf16/drawer-open/eval.json \
+        --jobs 2 --plot docs/metaworld_paper_metric.png
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ def main(argv=None) -> int:
     ap.add_argument("--episodes", type=int, default=20, help="episodes per snapshot (DP3: 20)")
     ap.add_argument("--seed", type=int, default=10000, help="first evaluation seed; snapshot i starts at seed + i*episodes")
     ap.add_argument("--jobs", type=int, default=1, help="snapshots evaluated at once (cores/jobs threads each)")
+    ap.add_argument("--held-out", type=Path, help="the final checkpoint's sim-eval --json on held-out seeds")
     ap.add_argument("--plot", type=Path, help="success along training, the metric and the paper's number")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
@@ -85,9 +88,14 @@ def main(argv=None) -> int:
     res = {"task": task, "run": str(a.run), "episodes_per_snapshot": a.episodes,
            "seeds": [evals[0]["seeds"][0], evals[-1]["seeds"][1]], "evaluations": evals,
            "last": last, "paper_dp3": PAPER.get(task, (None, None))[0]}
+    true_rate = last
+    if a.held_out:
+        ev = json.loads(a.held_out.read_text())
+        res["held_out"] = {k: ev[k] for k in ("checkpoint", "seeds", "successes", "episodes", "success_rate", "ci95")}
+        true_rate = ev["success_rate"]
     for k in TOP:
         res[f"top{k}_mean"] = top_mean(rates, k)
-        res[f"top{k}_selection_alone"] = selection_alone(last, len(rates), a.episodes, k)
+        res[f"top{k}_selection_alone"] = selection_alone(true_rate, len(rates), a.episodes, k)
     if a.plot:
         plot(res, a.plot)
     if a.json:
@@ -97,8 +105,13 @@ def main(argv=None) -> int:
         print("  " + "  ".join(f"{e['step']}:{e['successes']}" for e in evals))
         print(f"  mean of the 5 highest (DP3's SR_test_L5, the paper's metric): {100 * res['top5_mean']:.1f} %"
               f" (3 highest: {100 * res['top3_mean']:.1f} %)")
-        print(f"  last snapshot: {100 * last:.1f} %; selection alone at that rate: 5 highest "
-              f"{100 * res['top5_selection_alone']:.1f} %, 3 highest {100 * res['top3_selection_alone']:.1f} %")
+        if "held_out" in res:
+            h = res["held_out"]
+            print(f"  final checkpoint on held-out seeds {h['seeds'][0]}–{h['seeds'][1]}: {h['successes']}/{h['episodes']}"
+                  f" ({100 * h['success_rate']:.1f} %)")
+        print(f"  last snapshot: {100 * last:.1f} %; selection alone at the final rate "
+              f"({100 * true_rate:.1f} %): 5 highest {100 * res['top5_selection_alone']:.1f} %, "
+              f"3 highest {100 * res['top3_selection_alone']:.1f} %")
         if res["paper_dp3"] is not None:
             print(f"  DP3 paper: {res['paper_dp3']} %")
     return 0
@@ -115,6 +128,12 @@ def plot(res: dict, path: Path) -> None:
     ax.plot(steps, [100 * e["success_rate"] for e in res["evaluations"]], "o-",
             label=f"ours, {res['episodes_per_snapshot']} episodes a snapshot")
     ax.axhline(100 * res["top5_mean"], color="C1", ls="--", label=f"mean of 5 highest: {100 * res['top5_mean']:.0f} %")
+    if "held_out" in res:
+        h = res["held_out"]
+        lo, hi = 100 * h["ci95"][0], 100 * h["ci95"][1]
+        y = 100 * h["success_rate"]
+        ax.errorbar([steps[-1]], [y], yerr=[[y - lo], [hi - y]], fmt="s", color="C2", capsize=3,
+                    label=f"final, held-out seeds {h['seeds'][0]}–{h['seeds'][1]}: {y:.0f} %")
     if res["paper_dp3"] is not None:
         ax.axhline(res["paper_dp3"], color="k", ls=":", label=f"DP3 paper: {res['paper_dp3']} %")
     ax.set_xlabel("training step")
