@@ -305,16 +305,18 @@ class Trainer:
             "datasets": self.datasets,
         }
         save_checkpoint(ckpt_dir, self.config, inference, step=step, train_state=train_state,
-                        extra={"dataset": str(self.dataset_path), "provenance": self.provenance,
-                               "datasets": self.datasets})
+                        extra=self._checkpoint_extra())
         plot_losses(history, self.out / "loss.png")
+
+    def _checkpoint_extra(self) -> dict:
+        """What every checkpoint records beside the weights: where its data came from."""
+        return {"dataset": str(self.dataset_path), "provenance": self.provenance, "datasets": self.datasets}
 
     def _snapshot(self, model, ema, ema_model, step):
         """The policy as it is at ``step`` (EMA weights where EMA is on), loadable as any checkpoint."""
         save_checkpoint(self.out / SNAPSHOT_DIR / f"step_{step:06d}", self.config,
                         self._ema_weights(model, ema, ema_model), step=step,
-                        extra={"dataset": str(self.dataset_path), "provenance": self.provenance,
-                               "datasets": self.datasets})
+                        extra=self._checkpoint_extra())
 
     def _load_state(self, ckpt_dir, model, opt, sched, ema, device):
         try:
