@@ -122,6 +122,9 @@ class ImageEncoderConfig:
 class StateEncoderConfig:
     hidden_dims: tuple[int, ...] = (64,)
     out_dim: int = 64
+    # LayerNorm after each hidden layer. DP3's state MLP (pointnet_extractor.py, create_mlp) has none:
+    # Linear → ReLU → Linear; the Meta-World benchmark sets it false to match.
+    layer_norm: bool = True
 
 
 @dataclass

@@ -71,6 +71,18 @@ def test_observation_encoder_any_subset_of_modalities():
     assert set(enc.encoders) == {"point_cloud"} and enc.force_key == "wrench"
 
 
+def test_state_encoder_layer_norm_can_be_left_out_as_dp3_does():
+    data = config_to_dict(shipped_small("dp3"))
+    enc = ObservationEncoder(config_from_dict(data).policy).encoders["agent_pos"]
+    assert any(isinstance(m, torch.nn.LayerNorm) for m in enc.modules())  # the default keeps it
+    data["policy"]["encoders"]["state"]["layer_norm"] = False
+    enc = ObservationEncoder(config_from_dict(data).policy).encoders["agent_pos"]
+    # DP3's state MLP: Linear → ReLU → Linear, nothing else
+    assert [type(m) for m in enc.net.modules() if not isinstance(m, torch.nn.Sequential)] == [
+        torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear]
+    assert enc(torch.randn(3, 10))[0].shape == (3, 64)
+
+
 def test_unet_shapes_and_conditioning():
     torch.manual_seed(0)
     net = ConditionalUnet1D(7, 20, DenoiserConfig(down_dims=(16, 32, 64), diffusion_step_embed_dim=16)).eval()

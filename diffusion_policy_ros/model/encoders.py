@@ -117,10 +117,10 @@ class ResNetImageEncoder(nn.Module):
 
 
 class StateEncoder(nn.Module):
-    def __init__(self, in_dim: int, hidden_dims: tuple[int, ...], out_dim: int):
+    def __init__(self, in_dim: int, hidden_dims: tuple[int, ...], out_dim: int, layer_norm: bool = True):
         super().__init__()
-        self.net = nn.Sequential(mlp(in_dim, hidden_dims), nn.Linear(hidden_dims[-1] if hidden_dims else in_dim,
-                                                                     out_dim))
+        last = hidden_dims[-1] if hidden_dims else in_dim
+        self.net = nn.Sequential(mlp(in_dim, hidden_dims, norm=layer_norm), nn.Linear(last, out_dim))
         self.out_dim, self.token_dim = out_dim, None
 
     def forward(self, x: torch.Tensor):
@@ -173,7 +173,8 @@ class ObservationEncoder(nn.Module):
                 self.encoders[key] = ResNetImageEncoder(spec.shape, enc.image.crop_shape, enc.image.num_keypoints,
                                                         enc.image.out_dim)
             elif spec.type == C.OBS_LOW_DIM:
-                self.encoders[key] = StateEncoder(spec.shape[0], enc.state.hidden_dims, enc.state.out_dim)
+                self.encoders[key] = StateEncoder(spec.shape[0], enc.state.hidden_dims, enc.state.out_dim,
+                                                  enc.state.layer_norm)
             else:
                 self.force_key = key
         self.visual_keys = [k for k in self.encoders if self.encoders[k].token_dim is not None]

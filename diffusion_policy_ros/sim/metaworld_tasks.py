@@ -350,10 +350,11 @@ def checkpoint_crop(checkpoint: str | Path) -> str:
 def config_overrides(num_points: int = NUM_POINTS) -> list[str]:
     """``dpros train dp3 --set …`` values that fit the DP3 config to these observations and actions, with
     DP3's Meta-World recipe: horizon 4, 2 observations, 3 actions executed a chunk, every demonstration
-    trained on (DP3's val_ratio 0.02 of 10 episodes rounds to none held out)."""
+    trained on (DP3's val_ratio 0.02 of 10 episodes rounds to none held out), and DP3's state MLP (no LayerNorm)."""
     return [f"policy.observations.point_cloud.shape=[{num_points},3]", "policy.observations.agent_pos.shape=[9]",
             "policy.action.representation=joint", "policy.action.dim=4", "policy.horizon=4",
-            "policy.n_obs_steps=2", "policy.n_action_steps=3", "train.val_ratio=0.0"]
+            "policy.n_obs_steps=2", "policy.n_action_steps=3", "policy.encoders.state.layer_norm=false",
+            "train.val_ratio=0.0"]
 
 
 def image_config_overrides(rgb_size: int = RGB_SIZE) -> list[str]:
